@@ -1,0 +1,36 @@
+# Two commands do all the set-up on a fresh machine with Python 3.11:
+#   make serve   - install into .venv and run the service on the bundled voice
+#   make test    - install into .venv (with test tools) and run lint, types and tests
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ARGS ?=
+
+.PHONY: serve test install install-test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+
+install-test: $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[test]"
+
+serve: install
+	$(BIN)/tts-service serve $(ARGS)
+
+lint: install-test
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+
+test: install-test lint
+	$(BIN)/pytest $(ARGS)
+
+bench: install
+	$(BIN)/tts-service bench $(ARGS)
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

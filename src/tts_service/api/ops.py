@@ -1,0 +1,51 @@
+"""Operational routes: liveness, readiness with queue figures, the voice list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from tts_service.api.native import get_service
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/ping")
+async def ping() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/health")
+async def health(request: Request) -> JSONResponse:
+    """Readiness: the default voice is loaded and the server is not draining; 503 otherwise."""
+    service = get_service(request)
+    stats = service.scheduler.stats()
+    if service.scheduler.draining:
+        status = "draining"
+    elif not service.ready:
+        status = "starting"
+    else:
+        status = "ok"
+    body: dict[str, Any] = {
+        "status": status,
+        "default_voice": service.settings.default_voice,
+        "loaded_voices": [n for n in service.catalog.names if service.catalog.is_loaded(n)],
+        **stats,
+    }
+    return JSONResponse(body, status_code=200 if status == "ok" else 503)
+
+
+@router.get("/voices")
+async def voices(request: Request) -> dict[str, Any]:
+    """Every installed voice: name, language, sample rate, quality, speakers."""
+    service = get_service(request)
+    return {
+        "default": service.settings.default_voice,
+        "voices": [
+            {**info.to_dict(), "loaded": service.catalog.is_loaded(info.name)}
+            for info in service.catalog.infos()
+        ],
+    }

@@ -1,0 +1,48 @@
+"""Request bodies of the native API."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+from tts_service.audio import AUDIO_FORMATS
+from tts_service.service import SpeechRequest
+
+AudioFormat = Literal["wav", "pcm", "mp3", "opus", "aac", "flac"]
+assert set(AudioFormat.__args__) == set(AUDIO_FORMATS)  # type: ignore[attr-defined]
+
+
+class SynthesizeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: StrictStr = Field(description="What to say.")
+    voice: StrictStr | None = Field(None, description="Voice name; default voice if omitted.")
+    speaker: StrictStr | int | None = Field(None, description="Speaker name or id.")
+    length_scale: float | None = Field(None, gt=0.05, le=20, description="> 1 is slower.")
+    noise_scale: float | None = Field(None, ge=0, le=2)
+    noise_w_scale: float | None = Field(None, ge=0, le=2)
+    volume: float = Field(1.0, ge=0, le=10)
+    sentence_silence: float = Field(0.0, ge=0, le=10, description="Seconds after each sentence.")
+    priority: Literal["high", "normal", "low"] = "normal"
+    timeout: float | None = Field(
+        None, gt=0, le=3600, description="Max queue wait in seconds (may only lower the server's)."
+    )
+    format: AudioFormat = Field("wav", description="Audio format of the result.")
+    stream: bool = Field(
+        False, description="/synthesize/binary only: chunked, sentence by sentence."
+    )
+
+    def to_request(self) -> SpeechRequest:
+        return SpeechRequest(
+            text=self.text,
+            voice=self.voice,
+            speaker=self.speaker,
+            length_scale=self.length_scale,
+            noise_scale=self.noise_scale,
+            noise_w_scale=self.noise_w_scale,
+            volume=self.volume,
+            sentence_silence=self.sentence_silence,
+            priority=self.priority,
+            timeout=self.timeout,
+        )

@@ -1,0 +1,120 @@
+"""One typed Settings object, read from `TTS_*` environment variables; CLI flags override."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Policy = Literal["fair", "round_robin", "fifo"]
+
+OPENAI_VOICE_NAMES = (
+    "alloy",
+    "ash",
+    "ballad",
+    "coral",
+    "echo",
+    "fable",
+    "nova",
+    "onyx",
+    "sage",
+    "shimmer",
+    "verse",
+)
+
+
+def available_cores() -> int:
+    """Cores this process may run on (honours taskset/cgroup cpusets, unlike os.cpu_count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def _split_list(value: object) -> object:
+    """Accept "a,b" (and os.pathsep-separated paths) from the environment as a list."""
+    if isinstance(value, str):
+        parts = value.replace(os.pathsep, ",").split(",")
+        return [part.strip() for part in parts if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told. Built once and passed explicitly."""
+
+    model_config = SettingsConfigDict(env_prefix="TTS_", extra="forbid", validate_default=True)
+
+    # --- network
+    host: str = "127.0.0.1"
+    port: int = Field(3002, ge=0, le=65535)
+
+    # --- voices
+    voices_dir: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="Folders holding NAME.onnx + NAME.onnx.json voices."
+    )
+    default_voice: str = "en_US-joe-medium"
+    preload_voices: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_loaded_voices: int = Field(4, ge=1, le=64)
+
+    # --- inference
+    workers: int | None = Field(
+        None, ge=1, le=64, description="Inference threads; default cores // threads_per_worker."
+    )
+    threads_per_worker: int = Field(1, ge=1, le=64)
+    noise_scale: float | None = Field(None, ge=0.0, le=2.0)
+    noise_w_scale: float | None = Field(None, ge=0.0, le=2.0)
+
+    # --- scheduling
+    policy: Policy = "fair"
+    max_queued_requests: int = Field(
+        64, ge=0, le=100_000, description="Requests admitted beyond one per worker."
+    )
+    max_queued_sentences: int = Field(4096, ge=1, le=10_000_000)
+    max_sentences_ahead: int = Field(
+        8, ge=1, le=1000, description="Sentences synthesized ahead of a slow reader."
+    )
+    request_timeout: float = Field(
+        60.0, gt=0, le=3600, description="Longest a request may wait before synthesis starts."
+    )
+    drain_seconds: float = Field(30.0, ge=0, le=3600)
+
+    # --- limits
+    max_text_chars: int = Field(20_000, ge=1, le=10_000_000)
+    max_body_bytes: int = Field(1_000_000, ge=1024, le=1_000_000_000)
+
+    # --- security and operation
+    api_key: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    log_level: str = "info"
+    log_json: bool = False
+    ui: bool = True
+    wyoming_uri: str | None = None
+    openai_voice_map: dict[str, str] = Field(
+        default_factory=dict, description="OpenAI voice name -> Piper voice name."
+    )
+
+    @field_validator("voices_dir", "preload_voices", "api_key", "cors_origins", mode="before")
+    @classmethod
+    def _lists_from_strings(cls, value: object) -> object:
+        return _split_list(value)
+
+    @model_validator(mode="after")
+    def _default_workers(self) -> Settings:
+        if self.workers is None:
+            self.workers = max(1, available_cores() // self.threads_per_worker)
+        return self
+
+    @property
+    def worker_count(self) -> int:
+        assert self.workers is not None  # set by the validator
+        return self.workers
+
+    def openai_voice(self, name: str) -> str:
+        """Map an OpenAI voice name to a Piper voice; other names pass through."""
+        if name in self.openai_voice_map:
+            return self.openai_voice_map[name]
+        if name in OPENAI_VOICE_NAMES:
+            return self.default_voice
+        return name

@@ -1,0 +1,167 @@
+"""Pure synthesis on top of Piper: text to sentences of phoneme ids, one sentence to PCM.
+
+No asyncio and no HTTP here; the scheduler decides when and on which thread this runs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime
+from piper import PiperVoice
+from piper.config import PiperConfig
+
+# Piper's own int16 conversion, so our bytes equal `PiperVoice.synthesize()`'s.
+_MAX_WAV_VALUE = 32767.0
+
+# espeak-ng holds the GIL while it phonemizes: feed it bounded pieces, cut where a
+# sentence ends (so cutting changes nothing), or at whitespace if a "sentence" is huge.
+PHONEMIZE_PIECE_CHARS = 2000
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？\n])\s+")
+
+
+@dataclass(frozen=True)
+class SynthesisOptions:
+    """Per-request settings. `None` means: the voice's own default."""
+
+    speaker_id: int | None = None
+    length_scale: float | None = None
+    noise_scale: float | None = None
+    noise_w_scale: float | None = None
+    volume: float = 1.0
+    sentence_silence: float = 0.0
+    """Seconds of silence appended after each sentence."""
+
+
+@dataclass(frozen=True)
+class VoiceInfo:
+    """What a client may know about a voice."""
+
+    name: str
+    language: str
+    sample_rate: int
+    quality: str | None
+    speakers: dict[str, int]
+    num_speakers: int
+    dataset: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "language": self.language,
+            "sample_rate": self.sample_rate,
+            "quality": self.quality,
+            "num_speakers": self.num_speakers,
+            "speakers": self.speakers,
+            "dataset": self.dataset,
+        }
+
+
+def read_voice_info(name: str, config_path: Path) -> VoiceInfo:
+    """Describe a voice from its `.onnx.json` alone, without loading the model."""
+    with open(config_path, encoding="utf-8") as handle:
+        raw = json.load(handle)
+    language = raw.get("language", {}).get("code") or raw.get("espeak", {}).get("voice", "")
+    return VoiceInfo(
+        name=name,
+        language=str(language),
+        sample_rate=int(raw["audio"]["sample_rate"]),
+        quality=raw.get("audio", {}).get("quality"),
+        speakers={str(k): int(v) for k, v in (raw.get("speaker_id_map") or {}).items()},
+        num_speakers=int(raw.get("num_speakers", 1)),
+        dataset=raw.get("dataset"),
+    )
+
+
+def make_session(model_path: Path, threads: int, spin: bool = True) -> onnxruntime.InferenceSession:
+    """One ONNX session per voice, shared by all workers; thread counts set explicitly
+    because onnxruntime's default ignores container CPU limits. `spin=False` stops idle
+    intra-op threads from busy-waiting, which matters when workers x threads > cores."""
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return onnxruntime.InferenceSession(
+        str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+
+
+def split_for_phonemizer(text: str, limit: int = PHONEMIZE_PIECE_CHARS) -> Iterator[str]:
+    """Yield pieces of at most ~`limit` characters, cut at sentence ends where possible."""
+    piece = ""
+    for sentence in _SENTENCE_END.split(text):
+        while len(sentence) > limit:  # a run-on "sentence": cut at the last space
+            cut = sentence.rfind(" ", 0, limit)
+            cut = cut if cut > 0 else limit
+            if piece:
+                yield piece
+                piece = ""
+            yield sentence[:cut]
+            sentence = sentence[cut:].lstrip()
+        if piece and len(piece) + len(sentence) + 1 > limit:
+            yield piece
+            piece = ""
+        piece = f"{piece} {sentence}" if piece else sentence
+    if piece.strip():
+        yield piece
+
+
+class Voice:
+    """A loaded Piper voice: phonemizer + one shared ONNX session."""
+
+    def __init__(self, info: VoiceInfo, piper_voice: PiperVoice) -> None:
+        self.info = info
+        self._piper = piper_voice
+
+    @classmethod
+    def load(
+        cls, name: str, model_path: Path, config_path: Path, threads: int, spin: bool = True
+    ) -> Voice:
+        with open(config_path, encoding="utf-8") as handle:
+            config = PiperConfig.from_dict(json.load(handle))
+        piper_voice = PiperVoice(session=make_session(model_path, threads, spin), config=config)
+        return cls(read_voice_info(name, config_path), piper_voice)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.info.sample_rate
+
+    def phonemize(self, text: str) -> list[list[int]]:
+        """Text to one list of phoneme ids per sentence (empty sentences dropped)."""
+        sentences: list[list[int]] = []
+        for piece in split_for_phonemizer(text):
+            for phonemes in self._piper.phonemize(piece):
+                if phonemes:
+                    sentences.append(self._piper.phonemes_to_ids(phonemes))
+        return sentences
+
+    def synthesize(self, phoneme_ids: list[int], options: SynthesisOptions) -> bytes:
+        """One sentence to 16-bit mono PCM, exactly as `PiperVoice.synthesize()` makes it."""
+        from piper import SynthesisConfig
+
+        config = SynthesisConfig(
+            speaker_id=options.speaker_id,
+            length_scale=options.length_scale,
+            noise_scale=options.noise_scale,
+            noise_w_scale=options.noise_w_scale,
+        )
+        audio = self._piper.phoneme_ids_to_audio(phoneme_ids, config)
+        assert isinstance(audio, np.ndarray)
+        peak = np.max(np.abs(audio)) if audio.size else 0.0
+        audio = np.zeros_like(audio) if peak < 1e-8 else audio / peak
+        if options.volume != 1.0:
+            audio = audio * options.volume
+        audio = np.clip(audio, -1.0, 1.0).astype(np.float32)
+        pcm = np.clip(audio * _MAX_WAV_VALUE, -_MAX_WAV_VALUE, _MAX_WAV_VALUE).astype(np.int16)
+        data = pcm.tobytes()
+        if options.sentence_silence > 0:
+            data += bytes(2 * int(self.sample_rate * options.sentence_silence))
+        return data

@@ -1,0 +1,523 @@
+"""The heart of the service: admission, priority, deadlines and fair, sentence-level
+dispatch of synthesis to a fixed pool of worker threads.
+
+The unit of work is one sentence. Each worker repeatedly asks the policy which admitted
+request should get the CPU next, synthesizes one sentence of it outside the lock, and
+hands the PCM back to the request's asyncio queue in sentence order. A short request
+therefore waits for at most one sentence of each longer one, never for their whole text.
+
+Threads: workers are OS threads (onnxruntime releases the GIL); everything a worker does
+to shared state happens under one `threading.Condition`. Results cross to the event
+loop with `loop.call_soon_threadsafe`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import itertools
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from tts_service.engine import SynthesisOptions
+from tts_service.errors import (
+    Cancelled,
+    DeadlineExceeded,
+    Overloaded,
+    ServiceError,
+    ShuttingDown,
+    SynthesisFailed,
+    TextTooLong,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Priority(enum.IntEnum):
+    HIGH = 0
+    NORMAL = 1
+    LOW = 2
+
+    @classmethod
+    def parse(cls, name: str) -> Priority:
+        return cls[name.upper()]
+
+
+class Synthesizer(Protocol):
+    """What the scheduler needs of a voice (the engine's `Voice`, or a fake in tests)."""
+
+    @property
+    def sample_rate(self) -> int: ...
+
+    def synthesize(self, phoneme_ids: list[int], options: SynthesisOptions) -> bytes: ...
+
+
+class JobState(enum.Enum):
+    QUEUED = "queued"  # admitted, no sentence started yet
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+FINISHED = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED})
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One synthesized sentence, 16-bit mono PCM at the voice's sample rate."""
+
+    index: int
+    pcm: bytes
+    synth_seconds: float
+
+
+class SchedulerObserver:
+    """Hooks for metrics. Called from worker threads and the event loop; keep them cheap."""
+
+    def rejected(self, reason: str) -> None: ...
+    def started(self, queue_wait: float) -> None: ...
+    def sentence_done(self, synth_seconds: float, audio_seconds: float) -> None: ...
+    def first_audio(self, seconds: float) -> None: ...
+    def finished(self, state: JobState, latency: float) -> None: ...
+
+
+_END = object()
+
+
+@dataclass(eq=False)
+class Job:
+    """One admitted request: a voice, its sentences, settings, and its output queue."""
+
+    voice: Synthesizer
+    sentences: list[list[int]]
+    options: SynthesisOptions
+    priority: Priority
+    timeout: float
+    closed: bool = True
+    """False while more sentences may still be added (streaming text input)."""
+    label: str = ""
+
+    id: int = 0
+    seq: int = 0
+    state: JobState = JobState.QUEUED
+    submitted_at: float = 0.0
+    started_at: float | None = None
+    first_audio_at: float | None = None
+    finished_at: float | None = None
+    synth_seconds: float = 0.0
+    audio_samples: int = 0
+    error: ServiceError | None = None
+    next_dispatch: int = 0
+    consumed: int = 0
+    next_emit: int = 0
+    in_flight: int = 0
+    produced: dict[int, Chunk] = field(default_factory=dict)
+    _queue: asyncio.Queue[Any] | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _deadline_handle: asyncio.TimerHandle | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED
+
+    @property
+    def queue_wait(self) -> float:
+        end = self.started_at if self.started_at is not None else time.monotonic()
+        return end - self.submitted_at
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.audio_samples / self.voice.sample_rate
+
+    def pending_sentences(self) -> int:
+        return len(self.sentences) - self.next_dispatch
+
+
+@dataclass
+class _Window:
+    """Recent samples of one duration, for percentiles."""
+
+    values: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
+
+    def add(self, value: float) -> None:
+        self.values.append(value)
+
+    def summary(self) -> dict[str, float | None]:
+        if not self.values:
+            return {"p50": None, "p95": None, "p99": None}
+        ordered = sorted(self.values)
+
+        def pick(q: float) -> float:
+            return round(ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)], 4)
+
+        return {"p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99)}
+
+
+class Scheduler:
+    """Admission control plus a fair sentence-level dispatcher over N worker threads."""
+
+    def __init__(
+        self,
+        workers: int,
+        policy: str = "fair",
+        max_queued_requests: int = 64,
+        max_queued_sentences: int = 4096,
+        max_sentences_ahead: int = 8,
+        observer: SchedulerObserver | None = None,
+    ) -> None:
+        if policy not in ("fair", "round_robin", "fifo"):
+            raise ValueError(f"unknown scheduling policy {policy!r}")
+        self.workers = workers
+        self.policy = policy
+        self.max_queued_requests = max_queued_requests
+        self.max_queued_sentences = max_queued_sentences
+        self.max_sentences_ahead = max_sentences_ahead
+        self.observer = observer or SchedulerObserver()
+        self._cond = threading.Condition()
+        self._jobs: list[Job] = []  # admitted, unfinished, in arrival order
+        self._threads: list[threading.Thread] = []
+        self._stopping = False
+        self.draining = False
+        self._ids = itertools.count(1)
+        self._rr_cursor: dict[Priority, int] = {}
+        self._busy = 0
+        self._in_flight = 0
+        self._sentence_time = 0.2  # running mean of one sentence's synthesis, for Retry-After
+        self.totals = dict.fromkeys(
+            ("submitted", "completed", "failed", "rejected", "timed_out", "cancelled", "sentences"),
+            0,
+        )
+        self._latency = _Window()
+        self._queue_wait = _Window()
+        self._first_audio = _Window()
+        self._idle = threading.Event()
+        self._idle.set()
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        for n in range(self.workers):
+            thread = threading.Thread(target=self._work, name=f"tts-worker-{n}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        """Stop the workers; unfinished jobs fail with ShuttingDown."""
+        with self._cond:
+            self._stopping = True
+            for job in list(self._jobs):
+                self._fail(job, ShuttingDown("the server stopped before this request finished"))
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self._threads.clear()
+
+    async def drain(self, grace: float) -> int:
+        """Refuse new work, let admitted work finish for up to `grace` seconds.
+
+        Returns how many requests had to be cut off (they get a clear ShuttingDown error).
+        """
+        self.draining = True
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._idle.wait, grace)
+        with self._cond:
+            left = list(self._jobs)
+            for job in left:
+                self._fail(job, ShuttingDown("the server shut down before this request finished"))
+        return len(left)
+
+    # ---------------------------------------------------------------- admission
+
+    def submit(
+        self,
+        voice: Synthesizer,
+        sentences: Sequence[list[int]],
+        options: SynthesisOptions,
+        *,
+        priority: Priority = Priority.NORMAL,
+        timeout: float = 60.0,
+        closed: bool = True,
+        label: str = "",
+    ) -> Job:
+        """Admit a request or raise Overloaded / ShuttingDown / TextTooLong. Loop thread only."""
+        loop = asyncio.get_running_loop()
+        if len(sentences) > self.max_queued_sentences:
+            raise TextTooLong(
+                f"text has {len(sentences)} sentences; at most {self.max_queued_sentences} "
+                "fit in one request"
+            )
+        job = Job(
+            voice=voice,
+            sentences=list(sentences),
+            options=options,
+            priority=priority,
+            timeout=timeout,
+            closed=closed,
+            label=label,
+        )
+        with self._cond:
+            if self.draining or self._stopping:
+                self.totals["rejected"] += 1
+                self.observer.rejected("draining")
+                raise ShuttingDown("the server is shutting down and takes no new requests")
+            capacity = self.workers + self.max_queued_requests
+            queued_sentences = self._queued_sentences()
+            if len(self._jobs) >= capacity:
+                self._reject("requests", f"{len(self._jobs)} requests are already admitted")
+            if queued_sentences + len(job.sentences) > self.max_queued_sentences:
+                self._reject("sentences", f"{queued_sentences} sentences are already queued")
+            job.id = next(self._ids)
+            job.seq = job.id
+            job.submitted_at = time.monotonic()
+            job._loop = loop
+            job._queue = asyncio.Queue()
+            self._jobs.append(job)
+            self._idle.clear()
+            self.totals["submitted"] += 1
+            self._cond.notify_all()
+        if job.sentences:
+            self._arm_deadline(job)
+        elif job.closed:  # nothing to say: done at once
+            with self._cond:
+                self._maybe_complete(job)
+        return job
+
+    def _reject(self, reason: str, detail: str) -> None:
+        self.totals["rejected"] += 1
+        self.observer.rejected(reason)
+        raise Overloaded(
+            f"the server is busy ({detail}); retry later", retry_after=self._retry_after()
+        )
+
+    def _retry_after(self) -> int:
+        backlog = self._queued_sentences() * self._sentence_time / max(1, self.workers)
+        return int(min(60, max(1, math.ceil(backlog))))
+
+    def add_sentences(self, job: Job, sentences: Sequence[list[int]], close: bool = False) -> None:
+        """Append sentences to an open job (streaming text input). Loop thread only."""
+        with self._cond:
+            if job.finished:
+                return
+            if job.closed:
+                raise RuntimeError("job is closed")
+            if self._queued_sentences() + len(sentences) > self.max_queued_sentences:
+                self._fail(job, TextTooLong("too many sentences queued for this request"))
+                return
+            had_none = not job.sentences
+            job.sentences.extend(sentences)
+            job.closed = close
+            self._maybe_complete(job)
+            self._cond.notify_all()
+        if had_none and sentences:
+            self._arm_deadline(job)
+
+    def _arm_deadline(self, job: Job) -> None:
+        assert job._loop is not None
+        job._deadline_handle = job._loop.call_later(job.timeout, self._expire_if_waiting, job)
+
+    def _expire_if_waiting(self, job: Job) -> None:
+        with self._cond:
+            if job.state is JobState.QUEUED and not job.finished:
+                self.totals["timed_out"] += 1
+                self._finish(
+                    job,
+                    JobState.EXPIRED,
+                    DeadlineExceeded(
+                        f"request waited {job.timeout:g} s in the queue without being started"
+                    ),
+                )
+
+    def cancel(self, job: Job) -> None:
+        """The client went away: drop its remaining sentences. Safe to call twice."""
+        with self._cond:
+            if not job.finished:
+                self.totals["cancelled"] += 1
+                self._finish(job, JobState.CANCELLED, Cancelled("the request was cancelled"))
+
+    # ---------------------------------------------------------------- output
+
+    async def stream(self, job: Job) -> AsyncIterator[Chunk]:
+        """Yield the job's chunks in sentence order; raise its error if it fails.
+
+        Leaving early (client gone, consumer cancelled) cancels the job.
+        """
+        assert job._queue is not None
+        try:
+            while True:
+                item = await job._queue.get()
+                if item is _END:
+                    return
+                if isinstance(item, ServiceError):
+                    raise item
+                with self._cond:
+                    job.consumed += 1
+                    self._cond.notify_all()  # a job held back by a slow reader may go on
+                yield item
+        finally:
+            if not job.finished:
+                self.cancel(job)
+
+    async def collect(self, job: Job) -> bytes:
+        return b"".join([chunk.pcm async for chunk in self.stream(job)])
+
+    # ---------------------------------------------------------------- dispatch
+
+    def _queued_sentences(self) -> int:
+        return sum(job.pending_sentences() for job in self._jobs)
+
+    def _eligible(self, job: Job) -> bool:
+        return (
+            job.next_dispatch < len(job.sentences)
+            and job.next_dispatch - job.consumed < self.max_sentences_ahead
+        )
+
+    def _pick(self) -> Job | None:
+        """The policy: which job's next sentence runs now. Called under the lock."""
+        if self.policy == "fifo":
+            # The one-lock design: the oldest request alone, one sentence at a time.
+            if self._in_flight or not self._jobs:
+                return None
+            oldest = self._jobs[0]
+            return oldest if self._eligible(oldest) else None
+        candidates = [job for job in self._jobs if self._eligible(job)]
+        if not candidates:
+            return None
+        top = min(job.priority for job in candidates)
+        candidates = [job for job in candidates if job.priority == top]
+        if self.policy == "fair":  # least served first, ties by arrival
+            return min(candidates, key=lambda job: (job.next_dispatch, job.seq))
+        cursor = self._rr_cursor.get(top, 0)  # round robin: next arrival after the last served
+        later = [job for job in candidates if job.seq > cursor]
+        chosen = min(later or candidates, key=lambda job: job.seq)
+        self._rr_cursor[top] = chosen.seq
+        return chosen
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                job = self._pick()
+                while job is None and not self._stopping:
+                    self._cond.wait()
+                    job = self._pick()
+                if self._stopping or job is None:
+                    return
+                index = job.next_dispatch
+                job.next_dispatch += 1
+                job.in_flight += 1
+                self._in_flight += 1
+                self._busy += 1
+                if job.state is JobState.QUEUED:
+                    self._mark_started(job)
+            started = time.perf_counter()
+            error: BaseException | None = None
+            pcm = b""
+            try:
+                pcm = job.voice.synthesize(job.sentences[index], job.options)
+            except Exception as exc:  # a failing sentence fails its job only
+                error = exc
+                log.exception("synthesis failed for request %s sentence %d", job.id, index)
+            elapsed = time.perf_counter() - started
+            with self._cond:
+                self._busy -= 1
+                self._in_flight -= 1
+                job.in_flight -= 1
+                self._cond.notify_all()
+                if job.finished:
+                    continue
+                if error is not None:
+                    self._fail(job, SynthesisFailed(f"synthesis failed: {error}"))
+                    continue
+                self._sentence_time = 0.9 * self._sentence_time + 0.1 * elapsed
+                self.totals["sentences"] += 1
+                job.synth_seconds += elapsed
+                job.produced[index] = Chunk(index, pcm, elapsed)
+                self.observer.sentence_done(elapsed, len(pcm) / 2 / job.voice.sample_rate)
+                self._emit_ready(job)
+                self._maybe_complete(job)
+
+    def _mark_started(self, job: Job) -> None:
+        job.state = JobState.RUNNING
+        job.started_at = time.monotonic()
+        if job._deadline_handle is not None:
+            job._deadline_handle.cancel()
+        self._queue_wait.add(job.queue_wait)
+        self.observer.started(job.queue_wait)
+
+    def _emit_ready(self, job: Job) -> None:
+        """Hand finished sentences to the reader strictly in order."""
+        while job.next_emit in job.produced:
+            chunk = job.produced.pop(job.next_emit)
+            job.next_emit += 1
+            job.audio_samples += len(chunk.pcm) // 2
+            if job.first_audio_at is None:
+                job.first_audio_at = time.monotonic()
+                wait = job.first_audio_at - job.submitted_at
+                self._first_audio.add(wait)
+                self.observer.first_audio(wait)
+            self._deliver(job, chunk)
+
+    def _maybe_complete(self, job: Job) -> None:
+        if job.closed and not job.finished and job.next_emit >= len(job.sentences):
+            self.totals["completed"] += 1
+            self._finish(job, JobState.DONE, None)
+
+    def _fail(self, job: Job, error: ServiceError) -> None:
+        if not job.finished:
+            self.totals["failed"] += 1
+            self._finish(job, JobState.FAILED, error)
+
+    def _finish(self, job: Job, state: JobState, error: ServiceError | None) -> None:
+        """Under the lock: take the job out of the dispatcher and tell its reader."""
+        job.state = state
+        job.error = error
+        job.finished_at = time.monotonic()
+        job.produced.clear()
+        if job._deadline_handle is not None:
+            job._deadline_handle.cancel()
+        if job in self._jobs:
+            self._jobs.remove(job)
+        if not self._jobs:
+            self._idle.set()
+        latency = job.finished_at - job.submitted_at
+        if state is JobState.DONE:
+            self._latency.add(latency)
+        self.observer.finished(state, latency)
+        self._deliver(job, error if error is not None else _END)
+        self._cond.notify_all()
+
+    @staticmethod
+    def _deliver(job: Job, item: object) -> None:
+        assert job._loop is not None and job._queue is not None
+        try:
+            job._loop.call_soon_threadsafe(job._queue.put_nowait, item)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            pass
+
+    # ---------------------------------------------------------------- figures
+
+    def stats(self) -> dict[str, Any]:
+        with self._cond:
+            queued = sum(1 for job in self._jobs if job.state is JobState.QUEUED)
+            return {
+                "policy": self.policy,
+                "workers": self.workers,
+                "busy_workers": self._busy,
+                "queued_requests": queued,
+                "active_requests": len(self._jobs) - queued,
+                "queued_sentences": self._queued_sentences(),
+                "capacity_requests": self.workers + self.max_queued_requests,
+                "capacity_sentences": self.max_queued_sentences,
+                "draining": self.draining,
+                "totals": dict(self.totals),
+                "latency_seconds": self._latency.summary(),
+                "queue_wait_seconds": self._queue_wait.summary(),
+                "first_audio_seconds": self._first_audio.summary(),
+            }

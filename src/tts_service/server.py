@@ -1,0 +1,62 @@
+"""Run the app under uvicorn with a graceful drain: on SIGTERM/SIGINT stop admitting
+(readiness and new work answer 503), let admitted work finish within the grace period,
+then exit 0. A second signal exits at once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from types import FrameType
+
+import uvicorn
+
+from tts_service.api import create_app
+from tts_service.config import Settings
+from tts_service.service import TTSService
+
+log = logging.getLogger(__name__)
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, service: TTSService, grace: float) -> None:
+        super().__init__(config)
+        self.service = service
+        self.grace = grace
+        self._drain_task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)  # type: ignore[arg-type]
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._drain_task is not None or self._loop is None:
+            super().handle_exit(sig, frame)  # second signal: stop now
+            return
+        log.info("received %s: draining for up to %.0f s", signal.Signals(sig).name, self.grace)
+        self._drain_task = self._loop.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        cut = await self.service.scheduler.drain(self.grace)
+        if cut:
+            log.warning("drain period over: %d unfinished request(s) were stopped", cut)
+        await asyncio.sleep(0.05)  # let the last responses flush
+        self.should_exit = True
+
+
+def serve(settings: Settings) -> int:
+    service = TTSService(settings)
+    app = create_app(settings, service)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        ws_max_size=settings.max_body_bytes,
+    )
+    server = DrainingServer(config, service, settings.drain_seconds)
+    server.run()
+    return 0 if server.started else 1

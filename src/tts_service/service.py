@@ -1,0 +1,167 @@
+"""The service every transport talks to: validate a request, phonemize it off the event
+loop, admit it to the scheduler. HTTP, WebSocket, OpenAI and Wyoming all go through here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from tts_service.config import Settings, available_cores
+from tts_service.engine import SynthesisOptions, Voice
+from tts_service.errors import InvalidRequest, TextTooLong, ValidationFailed
+from tts_service.scheduler import Job, Priority, Scheduler, SchedulerObserver
+from tts_service.voices import VoiceCatalog, discover, resolve_speaker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SpeechRequest:
+    """A validated request, independent of the transport it came from."""
+
+    text: str
+    voice: str | None = None
+    speaker: str | int | None = None
+    length_scale: float | None = None
+    noise_scale: float | None = None
+    noise_w_scale: float | None = None
+    volume: float = 1.0
+    sentence_silence: float = 0.0
+    priority: str = "normal"
+    timeout: float | None = None
+
+
+@dataclass
+class Admitted:
+    """A request the scheduler accepted, with what a response needs to describe it."""
+
+    job: Job
+    voice: Voice
+    sentences: int
+
+
+class TTSService:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        catalog: VoiceCatalog | None = None,
+        observer: SchedulerObserver | None = None,
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog or VoiceCatalog(
+            discover(settings.voices_dir),
+            threads_per_session=settings.threads_per_worker,
+            max_loaded=settings.max_loaded_voices,
+            spin=settings.worker_count * settings.threads_per_worker <= available_cores(),
+        )
+        self.scheduler = Scheduler(
+            workers=settings.worker_count,
+            policy=settings.policy,
+            max_queued_requests=settings.max_queued_requests,
+            max_queued_sentences=settings.max_queued_sentences,
+            max_sentences_ahead=settings.max_sentences_ahead,
+            observer=observer,
+        )
+        # espeak-ng is process-global behind Piper's lock: one thread is all it can use.
+        self._phonemizer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="phonemizer")
+        self.ready = False
+
+    async def start(self) -> None:
+        self.scheduler.start()
+        for name in dict.fromkeys([self.settings.default_voice, *self.settings.preload_voices]):
+            await self.catalog.get(name)
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        await asyncio.get_running_loop().run_in_executor(None, self.scheduler.stop)
+        self._phonemizer.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def accepting(self) -> bool:
+        return self.ready and not self.scheduler.draining
+
+    async def phonemize(self, voice: Voice, text: str) -> list[list[int]]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._phonemizer, voice.phonemize, text)
+
+    def check_text(self, text: str) -> None:
+        if not text.strip():
+            raise ValidationFailed("text must not be empty", param="text")
+        if len(text) > self.settings.max_text_chars:
+            raise TextTooLong(
+                f"text has {len(text)} characters; the limit is {self.settings.max_text_chars}",
+                param="text",
+            )
+
+    async def resolve(self, request: SpeechRequest) -> tuple[Voice, SynthesisOptions]:
+        voice = await self.catalog.get(request.voice or self.settings.default_voice)
+        options = SynthesisOptions(
+            speaker_id=resolve_speaker(voice.info, request.speaker),
+            length_scale=request.length_scale,
+            noise_scale=_first(request.noise_scale, self.settings.noise_scale),
+            noise_w_scale=_first(request.noise_w_scale, self.settings.noise_w_scale),
+            volume=request.volume,
+            sentence_silence=request.sentence_silence,
+        )
+        return voice, options
+
+    def _timeout(self, requested: float | None) -> float:
+        """A request may shorten the server's deadline, never extend it."""
+        if requested is None:
+            return self.settings.request_timeout
+        return min(requested, self.settings.request_timeout)
+
+    async def submit(self, request: SpeechRequest, label: str = "") -> Admitted:
+        """Validate fully, phonemize, admit. Raises a ServiceError before any audio exists."""
+        self.check_text(request.text)
+        priority = _priority(request.priority)
+        voice, options = await self.resolve(request)
+        sentences = await self.phonemize(voice, request.text)
+        if not sentences:
+            raise ValidationFailed("text contains nothing that can be spoken", param="text")
+        job = self.scheduler.submit(
+            voice,
+            sentences,
+            options,
+            priority=priority,
+            timeout=self._timeout(request.timeout),
+            label=label,
+        )
+        return Admitted(job, voice, len(sentences))
+
+    async def open_stream(self, request: SpeechRequest, label: str = "") -> Admitted:
+        """Admit a request whose text arrives in pieces (see `add_text`)."""
+        priority = _priority(request.priority)
+        voice, options = await self.resolve(request)
+        job = self.scheduler.submit(
+            voice,
+            [],
+            options,
+            priority=priority,
+            timeout=self._timeout(request.timeout),
+            closed=False,
+            label=label,
+        )
+        return Admitted(job, voice, 0)
+
+    async def add_text(self, admitted: Admitted, text: str, close: bool = False) -> None:
+        sentences = await self.phonemize(admitted.voice, text) if text.strip() else []
+        admitted.sentences += len(sentences)
+        self.scheduler.add_sentences(admitted.job, sentences, close=close)
+
+
+def _first(*values: float | None) -> float | None:
+    return next((value for value in values if value is not None), None)
+
+
+def _priority(name: str) -> Priority:
+    try:
+        return Priority.parse(name)
+    except KeyError:
+        raise InvalidRequest(
+            f"priority must be one of high, normal, low (got {name!r})", param="priority"
+        ) from None

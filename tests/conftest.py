@@ -1,0 +1,130 @@
+"""Shared fixtures: real uvicorn servers in subprocesses, the tiny generated voice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from voicegen import write_tiny_voice
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class ServerProcess:
+    """`python -m tts_service serve` on a free port; waits until /health says ready."""
+
+    def __init__(self, log_dir: Path, *flags: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        self.log_path = log_dir / f"server-{self.port}.log"
+        self.flags = flags
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("TTS_")}
+        full_env.update(env or {})
+        full_env["PYTHONUNBUFFERED"] = "1"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tts_service", "serve", "--port", str(self.port), *flags],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=ROOT,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.base_url}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"server not ready after {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def signal(self, sig: int = signal.SIGTERM) -> None:
+        self.proc.send_signal(sig)
+
+    def stop(self) -> int | None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+# Deterministic audio (noise 0) so responses can be compared byte for byte.
+DETERMINISTIC = ("--noise-scale", "0", "--noise-w-scale", "0")
+
+
+@pytest.fixture(scope="session")
+def logs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("server-logs")
+
+
+@pytest.fixture(scope="session")
+def tiny_voices(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A voice folder with a 3-speaker and a 1-speaker generated voice."""
+    folder = tmp_path_factory.mktemp("voices")
+    write_tiny_voice(folder, "tiny-multi", num_speakers=3)
+    write_tiny_voice(folder, "tiny-single", num_speakers=1)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def server(logs_dir: Path, tiny_voices: Path) -> Iterator[ServerProcess]:
+    """One shared server: real voice, 2 workers x 1 thread, deterministic noise, tiny voices."""
+    proc = ServerProcess(
+        logs_dir,
+        "--workers",
+        "2",
+        "--threads-per-worker",
+        "1",
+        "--voices-dir",
+        str(tiny_voices),
+        *DETERMINISTIC,
+    )
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def start_server(logs_dir: Path) -> Iterator[type[ServerProcess]]:
+    """Start servers with custom flags inside one test; all are stopped afterwards."""
+    started: list[ServerProcess] = []
+
+    class _Tracked(ServerProcess):
+        def __init__(self, *flags: str, env: dict[str, str] | None = None) -> None:
+            super().__init__(logs_dir, *flags, env=env)
+            started.append(self)
+
+    yield _Tracked  # type: ignore[misc]
+    for proc in started:
+        proc.stop()

@@ -1,0 +1,259 @@
+"""Generate a tiny, fast, deterministic Piper-compatible voice for tests.
+
+The generated voice is a real ONNX model with Piper's input/output signature and a
+real Piper voice config (espeak ``en-us`` phonemes, the same phoneme id map as the
+bundled ``en_US-joe-medium`` voice), so ``piper.PiperVoice.load()`` and every code path
+around it work unchanged. Instead of speech it produces a sine tone:
+
+* length: ``T = round(N * 256 * length_scale)`` samples, where ``N`` is the number of
+  phoneme ids fed to the model (so ``length_scale=2.0`` doubles the duration, like a
+  real voice; 256 is Piper's default hop length);
+* frequency: ``200 Hz + 100 Hz * sid`` (``200 Hz`` for single-speaker voices);
+* amplitude: ``0.5`` (deliberately not full scale, so normalisation is observable).
+
+``noise_scale`` and ``noise_w_scale`` are accepted but ignored, so output is
+bit-for-bit deterministic.
+
+Usage::
+
+    python tests/voicegen.py OUTDIR [--name NAME] [--speakers K] [--sample-rate HZ]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pathlib
+from typing import Any
+
+import onnx
+from onnx import TensorProto, helper
+
+__all__ = [
+    "AMPLITUDE",
+    "BASE_FREQUENCY_HZ",
+    "FREQUENCY_STEP_HZ",
+    "HOP_LENGTH",
+    "SPEAKER_NAMES",
+    "expected_frequency",
+    "expected_num_samples",
+    "speaker_names",
+    "tiny_voice_config",
+    "tiny_voice_model",
+    "write_tiny_voice",
+]
+
+HOP_LENGTH = 256
+"""Samples per phoneme id at ``length_scale`` 1.0 (Piper's default hop length)."""
+
+BASE_FREQUENCY_HZ = 200.0
+"""Tone frequency of speaker 0 (and of single-speaker voices)."""
+
+FREQUENCY_STEP_HZ = 100.0
+"""Frequency added per speaker id."""
+
+AMPLITUDE = 0.5
+"""Peak amplitude of the raw model output."""
+
+SPEAKER_NAMES: tuple[str, ...] = (
+    "alice",
+    "bob",
+    "carol",
+    "dave",
+    "erin",
+    "frank",
+    "grace",
+    "heidi",
+)
+"""Names for the first speakers; further speakers are called ``speaker_<id>``."""
+
+# Phoneme symbols of the real en_US-joe-medium voice, in id order: the character at
+# index i maps to id [i]. Escaped so the source stays ASCII.
+_PHONEME_SYMBOLS = (
+    "_^$ !'(),-.:;?abcdefhijklmnopqrstuvwxyz"
+    "\xe6\xe7\xf0\xf8\u0127\u014b\u0153\u01c0\u01c1\u01c2\u01c3"
+    "\u0250\u0251\u0252\u0253\u0254\u0255\u0256\u0257\u0258\u0259\u025a\u025b\u025c\u025e"
+    "\u025f\u0260\u0261\u0262\u0263\u0264\u0265\u0266\u0267\u0268\u026a\u026b\u026c\u026d"
+    "\u026e\u026f\u0270\u0271\u0272\u0273\u0274\u0275\u0276\u0278\u0279\u027a\u027b\u027d"
+    "\u027e\u0280\u0281\u0282\u0283\u0284\u0288\u0289\u028a\u028b\u028c\u028d\u028e\u028f"
+    "\u0290\u0291\u0292\u0294\u0295\u0298\u0299\u029b\u029c\u029d\u029f\u02a1\u02a2\u02b2"
+    "\u02c8\u02cc\u02d0\u02d1\u02de\u03b2\u03b8\u03c7\u1d7b\u2c71"
+    "0123456789"
+    '\u0327\u0303\u032a\u032f\u0329\u02b0\u02e4\u03b5\u2193#"'
+)
+
+_NUM_SYMBOLS = 256
+_OPSET = 13
+_IR_VERSION = 8  # Loadable by any onnxruntime >= 1.10.
+
+
+def phoneme_id_map() -> dict[str, list[int]]:
+    """Return the phoneme id map of the real en_US-joe-medium voice."""
+    return {symbol: [idx] for idx, symbol in enumerate(_PHONEME_SYMBOLS)}
+
+
+def speaker_names(num_speakers: int) -> list[str]:
+    """Return the speaker names used for a voice with ``num_speakers`` speakers."""
+    return [
+        SPEAKER_NAMES[sid] if sid < len(SPEAKER_NAMES) else f"speaker_{sid}"
+        for sid in range(num_speakers)
+    ]
+
+
+def expected_num_samples(num_phoneme_ids: int, length_scale: float = 1.0) -> int:
+    """Number of samples the model outputs for ``num_phoneme_ids`` ids."""
+    return round(num_phoneme_ids * HOP_LENGTH * length_scale)
+
+
+def expected_frequency(speaker_id: int | None) -> float:
+    """Tone frequency (Hz) produced for ``speaker_id`` (``None``: single speaker)."""
+    return BASE_FREQUENCY_HZ + FREQUENCY_STEP_HZ * (speaker_id or 0)
+
+
+def tiny_voice_config(
+    name: str = "tiny-multi", num_speakers: int = 3, sample_rate: int = 16000
+) -> dict[str, Any]:
+    """Build a Piper voice config (the ``.onnx.json`` content) for the tiny voice."""
+    multi = num_speakers > 1
+    return {
+        "audio": {"sample_rate": sample_rate, "quality": "x_low"},
+        "espeak": {"voice": "en-us"},
+        "inference": {"noise_scale": 0.667, "length_scale": 1, "noise_w": 0.8},
+        "phoneme_type": "espeak",
+        "phoneme_map": {},
+        "phoneme_id_map": phoneme_id_map(),
+        "num_symbols": _NUM_SYMBOLS,
+        "num_speakers": num_speakers,
+        "speaker_id_map": (
+            {spk: sid for sid, spk in enumerate(speaker_names(num_speakers))} if multi else {}
+        ),
+        "piper_version": "1.0.0",
+        "language": {
+            "code": "en_US",
+            "family": "en",
+            "region": "US",
+            "name_native": "English",
+            "name_english": "English",
+            "country_english": "United States",
+        },
+        "dataset": name,
+    }
+
+
+def _const(name: str, value: float | int | list[int], dtype: int) -> onnx.NodeProto:
+    """A Constant node holding a scalar (or 1-D list) of ``dtype``."""
+    if isinstance(value, list):
+        tensor = helper.make_tensor(name, dtype, [len(value)], value)
+    else:
+        tensor = helper.make_tensor(name, dtype, [], [value])
+    return helper.make_node("Constant", [], [name], value=tensor)
+
+
+def tiny_voice_model(
+    name: str = "tiny-multi", num_speakers: int = 3, sample_rate: int = 16000
+) -> onnx.ModelProto:
+    """Build the tiny sine-tone ONNX model with Piper's input/output signature."""
+    if num_speakers < 1:
+        raise ValueError(f"num_speakers must be >= 1, got {num_speakers}")
+    multi = num_speakers > 1
+    f32, i64 = TensorProto.FLOAT, TensorProto.INT64
+
+    inputs = [
+        helper.make_tensor_value_info("input", i64, [1, "phonemes"]),
+        helper.make_tensor_value_info("input_lengths", i64, [1]),
+        helper.make_tensor_value_info("scales", f32, [3]),
+    ]
+    if multi:
+        inputs.append(helper.make_tensor_value_info("sid", i64, [1]))
+    outputs = [helper.make_tensor_value_info("output", f32, [1, 1, 1, "time"])]
+
+    nodes = [
+        _const("one_i", 1, i64),
+        _const("zero_i", 0, i64),
+        _const("hop_f", float(HOP_LENGTH), f32),
+        _const("out_shape", [1, 1, 1, -1], i64),
+        _const("amplitude", AMPLITUDE, f32),
+        # N = input.shape[1]; length_scale = scales[1]
+        helper.make_node("Shape", ["input"], ["in_shape"]),
+        helper.make_node("Gather", ["in_shape", "one_i"], ["n_ids"], axis=0),
+        helper.make_node("Cast", ["n_ids"], ["n_ids_f"], to=f32),
+        helper.make_node("Gather", ["scales", "one_i"], ["length_scale"], axis=0),
+        # T = round(N * hop * length_scale)
+        helper.make_node("Mul", ["n_ids_f", "hop_f"], ["base_len_f"]),
+        helper.make_node("Mul", ["base_len_f", "length_scale"], ["len_f"]),
+        helper.make_node("Round", ["len_f"], ["len_round"]),
+        helper.make_node("Cast", ["len_round"], ["num_samples"], to=i64),
+        # t = [0, 1, ..., T - 1]
+        helper.make_node("Range", ["zero_i", "num_samples", "one_i"], ["t_i"]),
+        helper.make_node("Cast", ["t_i"], ["t_f"], to=f32),
+    ]
+
+    # Phase increment per sample: 2*pi*freq/sample_rate, freq = base + step * sid.
+    omega = 2.0 * math.pi / sample_rate
+    if multi:
+        nodes += [
+            _const("omega_base", omega * BASE_FREQUENCY_HZ, f32),
+            _const("omega_step", omega * FREQUENCY_STEP_HZ, f32),
+            helper.make_node("Cast", ["sid"], ["sid_f"], to=f32),
+            helper.make_node("Mul", ["sid_f", "omega_step"], ["omega_extra"]),
+            helper.make_node("Add", ["omega_extra", "omega_base"], ["omega"]),
+        ]
+    else:
+        nodes.append(_const("omega", omega * BASE_FREQUENCY_HZ, f32))
+
+    nodes += [
+        helper.make_node("Mul", ["t_f", "omega"], ["phase"]),
+        helper.make_node("Sin", ["phase"], ["wave"]),
+        helper.make_node("Mul", ["wave", "amplitude"], ["audio"]),
+        helper.make_node("Reshape", ["audio", "out_shape"], ["output"]),
+    ]
+
+    graph = helper.make_graph(nodes, name, inputs, outputs)
+    model = helper.make_model(
+        graph,
+        producer_name="tts_service-tests-voicegen",
+        opset_imports=[helper.make_opsetid("", _OPSET)],
+    )
+    model.ir_version = _IR_VERSION
+    onnx.checker.check_model(model)
+    return model
+
+
+def write_tiny_voice(
+    folder: pathlib.Path,
+    name: str = "tiny-multi",
+    num_speakers: int = 3,
+    sample_rate: int = 16000,
+) -> pathlib.Path:
+    """Write ``folder/NAME.onnx`` and ``folder/NAME.onnx.json``; return the .onnx path.
+
+    ``num_speakers=1`` writes a single-speaker voice (no ``sid`` model input, empty
+    ``speaker_id_map``). ``folder`` is created if needed.
+    """
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model_path = folder / f"{name}.onnx"
+    config_path = folder / f"{name}.onnx.json"
+
+    model = tiny_voice_model(name, num_speakers, sample_rate)
+    model_path.write_bytes(model.SerializeToString())
+    config = tiny_voice_config(name, num_speakers, sample_rate)
+    config_path.write_text(json.dumps(config, ensure_ascii=False, indent=2) + "\n", "utf-8")
+    return model_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Write a tiny deterministic Piper test voice.")
+    parser.add_argument("outdir", type=pathlib.Path, help="folder to write the voice into")
+    parser.add_argument("--name", default="tiny-multi", help="voice name (file stem)")
+    parser.add_argument("--speakers", type=int, default=3, help="number of speakers")
+    parser.add_argument("--sample-rate", type=int, default=16000, help="sample rate in Hz")
+    args = parser.parse_args(argv)
+    path = write_tiny_voice(args.outdir, args.name, args.speakers, args.sample_rate)
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
