@@ -29,6 +29,8 @@ def free_port() -> int:
 class ServerProcess:
     """`python -m tts_service serve` on a free port; waits until /health says ready."""
 
+    wyoming_port: int | None = None  # set where the server also speaks Wyoming
+
     def __init__(self, log_dir: Path, *flags: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -38,7 +40,7 @@ class ServerProcess:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("TTS_")}
         full_env.update(env or {})
         full_env["PYTHONUNBUFFERED"] = "1"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._log = open(self.log_path, "wb")  # closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tts_service", "serve", "--port", str(self.port), *flags],
             stdout=self._log,
@@ -100,7 +102,9 @@ def tiny_voices(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def server(logs_dir: Path, tiny_voices: Path) -> Iterator[ServerProcess]:
-    """One shared server: real voice, 2 workers x 1 thread, deterministic noise, tiny voices."""
+    """One shared server: real voice, 2 workers x 1 thread, deterministic noise, tiny voices,
+    and Wyoming on `proc.wyoming_port`."""
+    wyoming_port = free_port()
     proc = ServerProcess(
         logs_dir,
         "--workers",
@@ -109,8 +113,11 @@ def server(logs_dir: Path, tiny_voices: Path) -> Iterator[ServerProcess]:
         "1",
         "--voices-dir",
         str(tiny_voices),
+        "--wyoming-uri",
+        f"tcp://127.0.0.1:{wyoming_port}",
         *DETERMINISTIC,
     )
+    proc.wyoming_port = wyoming_port
     yield proc
     proc.stop()
 

@@ -23,6 +23,8 @@ OPENAI_VOICE_NAMES = (
     "sage",
     "shimmer",
     "verse",
+    "marin",
+    "cedar",
 )
 
 
@@ -33,10 +35,12 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
-def _split_list(value: object) -> object:
-    """Accept "a,b" (and os.pathsep-separated paths) from the environment as a list."""
+def _split_list(value: object, separators: str = ",") -> object:
+    """Accept "a,b" from the environment as a list (paths may also use os.pathsep)."""
     if isinstance(value, str):
-        parts = value.replace(os.pathsep, ",").split(",")
+        for separator in separators[1:]:
+            value = value.replace(separator, separators[0])
+        parts = value.split(separators[0])
         return [part.strip() for part in parts if part.strip()]
     return value
 
@@ -85,9 +89,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_000_000, ge=1024, le=1_000_000_000)
 
     # --- security and operation
-    api_key: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    api_key: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    log_level: str = "info"
+    log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
     log_json: bool = False
     ui: bool = True
     wyoming_uri: str | None = None
@@ -95,10 +99,21 @@ class Settings(BaseSettings):
         default_factory=dict, description="OpenAI voice name -> Piper voice name."
     )
 
-    @field_validator("voices_dir", "preload_voices", "api_key", "cors_origins", mode="before")
+    @field_validator("voices_dir", mode="before")
+    @classmethod
+    def _paths_from_strings(cls, value: object) -> object:
+        return _split_list(value, "," + os.pathsep)
+
+    # Commas only: origins ("https://a.example") and keys may contain os.pathsep (":").
+    @field_validator("preload_voices", "api_key", "cors_origins", mode="before")
     @classmethod
     def _lists_from_strings(cls, value: object) -> object:
         return _split_list(value)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _default_workers(self) -> Settings:

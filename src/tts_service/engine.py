@@ -94,22 +94,37 @@ def make_session(model_path: Path, threads: int, spin: bool = True) -> onnxrunti
     )
 
 
+def _sentences(text: str) -> Iterator[str]:
+    """Consecutive slices of `text`, each ending after a sentence end and its whitespace."""
+    start = 0
+    for match in _SENTENCE_END.finditer(text):
+        yield text[start : match.end()]
+        start = match.end()
+    if start < len(text):
+        yield text[start:]
+
+
 def split_for_phonemizer(text: str, limit: int = PHONEMIZE_PIECE_CHARS) -> Iterator[str]:
-    """Yield pieces of at most ~`limit` characters, cut at sentence ends where possible."""
+    """Yield pieces of at most `limit` characters, cut at sentence ends where possible.
+
+    The pieces are slices of `text` that keep its own whitespace: espeak-ng reads a blank
+    line as a paragraph break (it drops the sentence's punctuation there), so turning it
+    into a space would change the phonemes."""
     piece = ""
-    for sentence in _SENTENCE_END.split(text):
-        while len(sentence) > limit:  # a run-on "sentence": cut at the last space
-            cut = sentence.rfind(" ", 0, limit)
-            cut = cut if cut > 0 else limit
-            if piece:
+    for sentence in _sentences(text):
+        while len(sentence) > limit:  # a run-on "sentence": cut after the last space
+            space = sentence.rfind(" ", 0, limit)
+            cut = space + 1 if space > 0 else limit
+            if piece.strip():
                 yield piece
-                piece = ""
-            yield sentence[:cut]
-            sentence = sentence[cut:].lstrip()
-        if piece and len(piece) + len(sentence) + 1 > limit:
-            yield piece
             piece = ""
-        piece = f"{piece} {sentence}" if piece else sentence
+            yield sentence[:cut]
+            sentence = sentence[cut:]
+        if len(piece) + len(sentence) > limit:
+            if piece.strip():
+                yield piece
+            piece = ""
+        piece += sentence
     if piece.strip():
         yield piece
 
@@ -133,6 +148,11 @@ class Voice:
     @property
     def sample_rate(self) -> int:
         return self.info.sample_rate
+
+    @property
+    def default_length_scale(self) -> float:
+        """The voice's own pace (its config's length_scale); a speed factor scales this."""
+        return float(self._piper.config.length_scale)
 
     def phonemize(self, text: str) -> list[list[int]]:
         """Text to one list of phoneme ids per sentence (empty sentences dropped)."""

@@ -203,6 +203,10 @@ class Scheduler:
 
     # ---------------------------------------------------------------- lifecycle
 
+    @property
+    def stopped(self) -> bool:
+        return self._stopping
+
     def start(self) -> None:
         for n in range(self.workers):
             thread = threading.Thread(target=self._work, name=f"tts-worker-{n}", daemon=True)
@@ -374,6 +378,10 @@ class Scheduler:
         return sum(job.pending_sentences() for job in self._jobs)
 
     def _eligible(self, job: Job) -> bool:
+        if job.first_audio_at is None and job.in_flight:
+            # Until its first audio is out, a job runs one sentence at a time: a second
+            # sentence in parallel would only slow the first one down on a shared CPU.
+            return False
         return (
             job.next_dispatch < len(job.sentences)
             and job.next_dispatch - job.consumed < self.max_sentences_ahead

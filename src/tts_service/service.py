@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from tts_service.config import Settings, available_cores
 from tts_service.engine import SynthesisOptions, Voice
-from tts_service.errors import InvalidRequest, TextTooLong, ValidationFailed
+from tts_service.errors import InvalidRequest, ShuttingDown, TextTooLong, ValidationFailed
 from tts_service.scheduler import Job, Priority, Scheduler, SchedulerObserver
 from tts_service.voices import VoiceCatalog, discover, resolve_speaker
 
@@ -40,6 +41,7 @@ class Admitted:
     job: Job
     voice: Voice
     sentences: int
+    characters: int = 0
 
 
 class TTSService:
@@ -85,8 +87,10 @@ class TTSService:
         return self.ready and not self.scheduler.draining
 
     async def phonemize(self, voice: Voice, text: str) -> list[list[int]]:
+        if self.scheduler.stopped:  # the phonemizer pool is shut down too: say so, not a 500
+            raise ShuttingDown("the server is shutting down and takes no new requests")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._phonemizer, voice.phonemize, text)
+        return await loop.run_in_executor(self._phonemizer, voice.phonemize, speakable(text))
 
     def check_text(self, text: str) -> None:
         if not text.strip():
@@ -131,7 +135,7 @@ class TTSService:
             timeout=self._timeout(request.timeout),
             label=label,
         )
-        return Admitted(job, voice, len(sentences))
+        return Admitted(job, voice, len(sentences), len(request.text))
 
     async def open_stream(self, request: SpeechRequest, label: str = "") -> Admitted:
         """Admit a request whose text arrives in pieces (see `add_text`)."""
@@ -151,7 +155,18 @@ class TTSService:
     async def add_text(self, admitted: Admitted, text: str, close: bool = False) -> None:
         sentences = await self.phonemize(admitted.voice, text) if text.strip() else []
         admitted.sentences += len(sentences)
+        admitted.characters += len(text)
         self.scheduler.add_sentences(admitted.job, sentences, close=close)
+
+
+# espeak-ng reads C strings: a NUL raises, and an unpaired UTF-16 surrogate (JSON "\ud800")
+# cannot even be encoded. No control character is ever spoken: make them all spaces.
+_UNSPEAKABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
+def speakable(text: str) -> str:
+    """`text` without what the phonemizer chokes on; tabs and line breaks stay."""
+    return _UNSPEAKABLE.sub(" ", text)
 
 
 def _first(*values: float | None) -> float | None:

@@ -17,9 +17,15 @@ Model = TypeVar("Model", bound=BaseModel)
 
 def parse_json(raw: bytes | str) -> Any:
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = json.loads(raw)
+        # "\ud800" is valid JSON syntax but no character: a string holding it can't be
+        # encoded again, so it would break every error message and log line that quotes it.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except (ValueError, UnicodeError) as exc:
         raise MalformedJSON(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedJSON("request body is not valid JSON: nested too deeply") from None
+    return data
 
 
 def validate(model: type[Model], data: Any, error: type[ServiceError] = ValidationFailed) -> Model:

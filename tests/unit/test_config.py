@@ -1,0 +1,92 @@
+"""Settings: defaults, `TTS_*` environment variables, validation, CLI flags over env."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from tts_service.cli import build_parser, settings_from
+from tts_service.config import OPENAI_VOICE_NAMES, Settings, available_cores
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith("TTS_"):
+            monkeypatch.delenv(key)
+
+
+def test_defaults() -> None:
+    settings = Settings()
+    assert settings.host == "127.0.0.1" and settings.port == 3002
+    assert settings.default_voice == "en_US-joe-medium"
+    assert settings.policy == "fair"
+    assert settings.threads_per_worker == 1
+    assert settings.worker_count == available_cores()
+    assert settings.noise_scale is None and settings.voices_dir == []
+
+
+def test_workers_default_divides_the_cores_by_threads() -> None:
+    settings = Settings(threads_per_worker=64)
+    assert settings.worker_count == 1
+    assert Settings(workers=3).worker_count == 3
+
+
+def test_environment_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TTS_PORT", "8123")
+    monkeypatch.setenv("TTS_POLICY", "round_robin")
+    monkeypatch.setenv("TTS_VOICES_DIR", f"{tmp_path / 'a'}{os.pathsep}{tmp_path / 'b'}")
+    monkeypatch.setenv("TTS_PRELOAD_VOICES", "x, y")
+    monkeypatch.setenv("TTS_API_KEY", "k1,k2")
+    monkeypatch.setenv("TTS_OPENAI_VOICE_MAP", '{"alloy": "tiny-a"}')
+    monkeypatch.setenv("TTS_NOISE_SCALE", "0")
+    settings = Settings()
+    assert settings.port == 8123 and settings.policy == "round_robin"
+    assert settings.voices_dir == [tmp_path / "a", tmp_path / "b"]
+    assert settings.preload_voices == ["x", "y"]
+    assert settings.api_key == ["k1", "k2"]
+    assert settings.noise_scale == 0.0
+    assert settings.openai_voice("alloy") == "tiny-a"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"policy": "lottery"},
+        {"port": 70000},
+        {"workers": 0},
+        {"max_queued_requests": -1},
+        {"max_body_bytes": 10},
+        {"request_timeout": 0},
+        {"noise_scale": 5},
+        {"no_such_setting": 1},
+    ],
+)
+def test_invalid_settings_are_refused(bad: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        Settings(**bad)  # type: ignore[arg-type]
+
+
+def test_openai_voice_names_map_to_the_default() -> None:
+    settings = Settings(default_voice="tiny-a", openai_voice_map={"nova": "tiny-b"})
+    assert settings.openai_voice("nova") == "tiny-b"
+    assert all(settings.openai_voice(n) == "tiny-a" for n in OPENAI_VOICE_NAMES if n != "nova")
+    assert settings.openai_voice("en_US-joe-medium") == "en_US-joe-medium"
+
+
+def test_cli_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TTS_WORKERS", "3")
+    monkeypatch.setenv("TTS_POLICY", "fifo")
+    args = build_parser().parse_args(["serve", "--workers", "2", "--noise-scale", "0"])
+    settings = settings_from(args)
+    assert settings.worker_count == 2
+    assert settings.policy == "fifo"  # not given as a flag: the environment's
+    assert settings.noise_scale == 0.0
+
+
+def test_say_noise_flags_are_per_request_not_server_defaults() -> None:
+    args = build_parser().parse_args(["say", "hi", "-o", "x.wav", "--noise-scale", "0.3"])
+    assert settings_from(args).noise_scale is None
