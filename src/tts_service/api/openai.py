@@ -1,0 +1,399 @@
+"""OpenAI-compatible speech API: `POST /v1/audio/speech`, `GET /v1/models`, `GET /v1/audio/voices`.
+
+A drop-in for clients that speak OpenAI's text-to-speech API (the `openai` SDKs, Open WebUI,
+agent frameworks). Requests are validated and admitted to the scheduler before the response
+opens, so a bad parameter or a full queue is an OpenAI-shaped 4xx/5xx, never a broken 200;
+the audio then streams sentence by sentence in any format, or as server-sent events.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import AsyncGenerator
+from typing import Any, Final, Literal
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from starlette.types import Receive, Scope, Send
+
+from tts_service.api.body import openapi_body, read_model
+from tts_service.api.errors import error_headers
+from tts_service.api.native import get_service
+from tts_service.api.schemas import AudioFormat
+from tts_service.api.streaming import encoded_stream
+from tts_service.audio import content_type, output_rate
+from tts_service.config import OPENAI_VOICE_NAMES, Settings
+from tts_service.engine import Voice
+from tts_service.errors import (
+    InvalidRequest,
+    ServiceError,
+    SpeakerNotFound,
+    ValidationFailed,
+    VoiceNotFound,
+)
+from tts_service.service import Admitted, SpeechRequest, TTSService
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+# Every name selects the same engine: OpenAI's model ids are accepted so that clients with a
+# hard-coded model work unchanged; "tts-service" and "piper" are our own names.
+MODELS: Final[tuple[str, ...]] = (
+    "tts-service",
+    "piper",
+    "tts-1",
+    "tts-1-hd",
+    "gpt-4o-mini-tts",
+    "gpt-4o-mini-tts-2025-12-15",
+)
+OWNER: Final = "tts-service"
+# Piper's decoder emits one frame of 256 samples per step: the closest thing to output tokens.
+HOP_LENGTH: Final = 256
+_ECHO_CHARS: Final = 64  # how much of a client's bad value an error message repeats
+
+
+class ModelNotFound(InvalidRequest):
+    code = "model_not_found"
+
+
+# ------------------------------------------------------------------------ request body
+
+
+class VoiceRef(BaseModel):
+    """OpenAI's custom-voice form `{"id": "..."}`; the id is a voice name here."""
+
+    id: StrictStr
+
+
+class SpeechBody(BaseModel):
+    """OpenAI's `POST /v1/audio/speech` body. Unknown fields are ignored, as OpenAI-compatible
+    servers do, so clients that send newer parameters keep working."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: StrictStr | None = Field(
+        None, description=f"One of {', '.join(MODELS)}; all use Piper. Optional here."
+    )
+    input: StrictStr = Field(description="The text to speak.")
+    voice: StrictStr | VoiceRef | None = Field(
+        None,
+        description="A Piper voice name, or an OpenAI voice name (alloy, ash, ...) mapped by "
+        "the server's openai_voice_map (default: the default voice). Optional here.",
+    )
+    response_format: AudioFormat = Field(
+        "mp3", description="pcm is raw s16le mono at 24 kHz; wav keeps the voice's rate."
+    )
+    speed: float = Field(1.0, ge=0.25, le=4.0, description="1.0 is normal; 2.0 twice as fast.")
+    instructions: StrictStr | None = Field(None, description="Accepted and ignored by Piper.")
+    stream_format: Literal["audio", "sse"] = Field(
+        "audio", description="audio: the file, chunked; sse: speech.audio.delta events."
+    )
+    speaker: StrictStr | int | None = Field(
+        None, description="Extension: speaker name or id of a multi-speaker voice."
+    )
+
+    @property
+    def voice_name(self) -> str | None:
+        return self.voice.id if isinstance(self.voice, VoiceRef) else self.voice
+
+    def to_request(self, voice: Voice) -> SpeechRequest:
+        return SpeechRequest(
+            text=self.input,
+            voice=voice.info.name,
+            speaker=self.speaker,
+            # Relative to the voice's own pace, so speed 1.0 is exactly the voice's default.
+            length_scale=voice.default_length_scale / self.speed,
+        )
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+def error_type(status: int) -> str:
+    if status == 401:
+        return "authentication_error"
+    if status >= 500:
+        return "server_error"
+    return "invalid_request_error"
+
+
+def openai_status(error: ServiceError) -> int:
+    """OpenAI answers every bad parameter, an unknown voice included, with 400. A 404 on
+    this route would read as "endpoint missing" to clients probing for compatibility."""
+    if isinstance(error, VoiceNotFound | ValidationFailed):
+        return 400
+    return error.status
+
+
+# The service names fields as the native API does; OpenAI clients know them by these names.
+_PARAM_NAMES: Final = {"text": "input", "length_scale": "speed"}
+
+
+def _param(error: ServiceError) -> str | None:
+    """The top-level request field at fault, by its OpenAI name."""
+    param = error.details.get("param")
+    if param is not None:
+        field = str(param).split(".")[0]  # "voice.VoiceRef.id" -> "voice"
+        return _PARAM_NAMES.get(field, field)
+    if isinstance(error, VoiceNotFound):
+        return "voice"
+    if isinstance(error, SpeakerNotFound):
+        return "speaker"
+    return None
+
+
+def openai_error_body(error: ServiceError) -> dict[str, Any]:
+    status = openai_status(error)
+    return {
+        "error": {
+            "message": error.message,
+            "type": error_type(status),
+            "param": _param(error),
+            "code": error.code,
+        }
+    }
+
+
+def openai_error_response(error: ServiceError) -> JSONResponse:
+    return JSONResponse(
+        openai_error_body(error), status_code=openai_status(error), headers=error_headers(error)
+    )
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+# ----------------------------------------------------------------------- validation
+
+
+def _echo(value: str) -> str:
+    return value if len(value) <= _ECHO_CHARS else value[:_ECHO_CHARS] + "..."
+
+
+def check_model(model: str | None) -> None:
+    if model is not None and model not in MODELS:
+        raise ModelNotFound(
+            f"model '{_echo(model)}' is not available; use one of {', '.join(MODELS)}",
+            param="model",
+        )
+
+
+def resolve_voice(settings: Settings, installed: list[str], requested: str | None) -> str:
+    """The Piper voice for a requested name; OpenAI names go through the configured map."""
+    if requested is None or requested == "":
+        return settings.default_voice
+    name = settings.openai_voice(requested)
+    if name in installed:
+        return name
+    if name != requested:
+        message = f"voice '{requested}' maps to '{_echo(name)}', which is not installed"
+    else:
+        message = f"voice '{_echo(requested)}' is not installed"
+    raise VoiceNotFound(f"{message}; GET /v1/audio/voices lists the voices", param="voice")
+
+
+async def admit(request: Request) -> tuple[SpeechBody, Admitted]:
+    """Validate fully and admit to the scheduler; raises ServiceError before any audio."""
+    body = await read_model(request, SpeechBody)
+    check_model(body.model)
+    service = get_service(request)
+    service.check_text(body.input)  # before a voice load an empty text would not need
+    name = resolve_voice(service.settings, service.catalog.names, body.voice_name)
+    voice = await service.catalog.get(name)
+    admitted = await service.submit(body.to_request(voice), label=request.url.path)
+    request.state.admitted = admitted  # for the access log
+    return body, admitted
+
+
+# ------------------------------------------------------------------------- streaming
+
+
+class JobStreamingResponse(StreamingResponse):
+    """A streamed body tied to a scheduler job: however the response ends (done, client
+    gone, server stopping), the job's remaining sentences are cancelled and the encoder
+    is released at once rather than whenever the generator is garbage-collected."""
+
+    def __init__(
+        self,
+        content: AsyncGenerator[bytes, None],
+        service: TTSService,
+        admitted: Admitted,
+        media_type: str,
+        headers: dict[str, str],
+    ) -> None:
+        super().__init__(content, media_type=media_type, headers=headers)
+        self._content = content
+        self._service = service
+        self._job = admitted.job
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._service.scheduler.cancel(self._job)  # no-op once the job is done
+            await self._content.aclose()
+
+
+def usage(admitted: Admitted) -> dict[str, int]:
+    """Piper has no text tokens: its input tokens are phoneme ids, its output tokens
+    decoder frames of 256 samples."""
+    job = admitted.job
+    input_tokens = sum(len(sentence) for sentence in job.sentences)
+    output_tokens = job.audio_samples // HOP_LENGTH
+    return {
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "total_tokens": input_tokens + output_tokens,
+    }
+
+
+def sse_event(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+async def sse_stream(
+    audio: AsyncGenerator[bytes, None], admitted: Admitted
+) -> AsyncGenerator[bytes, None]:
+    """OpenAI's speech SSE: one `speech.audio.delta` per encoded chunk, then `speech.audio.done`.
+
+    Once events flow the status is 200, so a late failure becomes an `error` event.
+    """
+    try:
+        async for data in audio:
+            audio_b64 = base64.b64encode(data).decode("ascii")
+            yield sse_event({"type": "speech.audio.delta", "audio": audio_b64})
+    except ServiceError as error:
+        yield sse_event({"type": "error", **openai_error_body(error)})
+        return
+    finally:
+        await audio.aclose()
+    yield sse_event({"type": "speech.audio.done", "usage": usage(admitted)})
+
+
+async def audio_stream(
+    service: TTSService, admitted: Admitted, fmt: str
+) -> AsyncGenerator[bytes, None]:
+    """`encoded_stream`, closed explicitly when left early so its encoder goes at once."""
+    stream = encoded_stream(service, admitted, fmt)
+    try:
+        async for data in stream:
+            yield data
+    finally:
+        if isinstance(stream, AsyncGenerator):
+            await stream.aclose()
+
+
+def speech_response(service: TTSService, body: SpeechBody, admitted: Admitted) -> Response:
+    fmt = body.response_format
+    headers = {
+        "X-Voice": admitted.voice.info.name,
+        "X-Sentences": str(admitted.sentences),
+        "X-Sample-Rate": str(output_rate(fmt, admitted.voice.sample_rate)),
+    }
+    audio = audio_stream(service, admitted, fmt)
+    if body.stream_format == "sse":
+        headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return JobStreamingResponse(
+            sse_stream(audio, admitted), service, admitted, "text/event-stream", headers
+        )
+    return JobStreamingResponse(audio, service, admitted, content_type(fmt), headers)
+
+
+_SPEECH_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    200: {
+        "description": "The audio, streamed sentence by sentence (chunked), or SSE events.",
+        "content": {
+            **{content_type(fmt): {} for fmt in ("mp3", "opus", "aac", "flac", "wav", "pcm")},
+            "text/event-stream": {},
+        },
+    },
+    400: {"model": ErrorBody, "description": "Bad parameter, unknown voice or model."},
+    413: {"model": ErrorBody, "description": "Text too long."},
+    503: {"model": ErrorBody, "description": "Queue full or shutting down; see Retry-After."},
+}
+
+
+@router.post(
+    "/audio/speech",
+    openapi_extra=openapi_body(SpeechBody),
+    responses=_SPEECH_RESPONSES,
+    response_class=Response,
+)
+async def create_speech(request: Request) -> Response:
+    """OpenAI-compatible text to speech."""
+    try:
+        body, admitted = await admit(request)
+    except ServiceError as error:
+        return openai_error_response(error)
+    return speech_response(get_service(request), body, admitted)
+
+
+# ---------------------------------------------------------------------------- listings
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = OWNER
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+_STARTED = int(time.time())
+
+
+@router.get("/models", response_model=ModelList)
+async def list_models() -> ModelList:
+    """The model ids `/v1/audio/speech` accepts (all are Piper)."""
+    return ModelList(data=[ModelCard(id=model, created=_STARTED) for model in MODELS])
+
+
+@router.get(
+    "/models/{model_id}",
+    response_model=ModelCard,
+    responses={404: {"model": ErrorBody}},
+)
+async def retrieve_model(model_id: str) -> Response | ModelCard:
+    if model_id not in MODELS:
+        error = ModelNotFound(f"model '{_echo(model_id)}' does not exist", param="model")
+        return JSONResponse(openai_error_body(error), status_code=404)
+    return ModelCard(id=model_id, created=_STARTED)
+
+
+def voice_aliases(settings: Settings) -> dict[str, str]:
+    names = dict.fromkeys([*OPENAI_VOICE_NAMES, *settings.openai_voice_map])
+    return {name: settings.openai_voice(name) for name in names}
+
+
+@router.get("/audio/voices")
+async def list_voices(request: Request) -> dict[str, Any]:
+    """Installed Piper voices, then the OpenAI voice names and the voice each one maps to.
+
+    `voices[].id` is what `voice` accepts (the `{"voices": [{"id", "name"}]}` shape that
+    Open WebUI reads).
+    """
+    service = get_service(request)
+    installed = [
+        {"id": info.name, "name": info.name, "alias_of": None, **info.to_dict()}
+        for info in service.catalog.infos()
+    ]
+    names = set(service.catalog.names)
+    aliases = [
+        {"id": alias, "name": alias, "alias_of": target, "installed": target in names}
+        for alias, target in voice_aliases(service.settings).items()
+    ]
+    return {"default": service.settings.default_voice, "voices": installed + aliases}
