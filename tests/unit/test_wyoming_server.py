@@ -1,0 +1,201 @@
+"""The pure pieces of the Wyoming server: sentence splitting of streamed text, PCM pieces,
+the `info` answer, voice selection, event validation."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from wyoming.info import Info
+
+from tts_service.engine import VoiceInfo
+from tts_service.errors import InvalidRequest, VoiceNotFound
+from tts_service.wyoming_server import (
+    SAMPLES_PER_CHUNK,
+    SentenceSplitter,
+    _server_for,
+    build_info,
+    parse_voice,
+    pcm_pieces,
+    voice_for_language,
+)
+
+
+def feed(*chunks: str) -> tuple[list[str], str]:
+    """Released sentences and the flushed tail after feeding `chunks` in order."""
+    splitter = SentenceSplitter()
+    released = [sentence for chunk in chunks for sentence in splitter.add(chunk)]
+    return released, splitter.flush()
+
+
+# --------------------------------------------------------------------- sentence splitter
+
+
+def test_complete_sentences_are_released_and_the_tail_kept() -> None:
+    splitter = SentenceSplitter()
+    assert splitter.add("Hello there. How are") == ["Hello there."]
+    assert splitter.pending == "How are"
+    assert splitter.add(" you? Fine") == ["How are you?"]
+    assert splitter.flush() == "Fine"
+    assert splitter.pending == "" and splitter.flush() == ""
+
+
+def test_an_end_mark_waits_for_the_whitespace_after_it() -> None:
+    splitter = SentenceSplitter()
+    assert splitter.add("It costs 3.") == []  # could still be 3.50
+    assert splitter.add("50 dollars.") == []
+    assert splitter.add(" Next") == ["It costs 3.50 dollars."]
+
+
+def test_a_newline_ends_a_sentence_without_punctuation() -> None:
+    assert feed("A title\nThe text", " goes on.\n\n") == (["A title", "The text goes on."], "")
+
+
+def test_a_newline_after_an_abbreviation_still_ends_the_sentence() -> None:
+    assert feed("Ask Dr.\nWho knows") == (["Ask Dr."], "Who knows")
+
+
+def test_exclamations_questions_ellipses_and_closing_quotes() -> None:
+    released, tail = feed('Wait... What?! He said "Stop." Then (he left.) Bye')
+    assert released == ["Wait...", "What?!", 'He said "Stop."', "Then (he left.)"]
+    assert tail == "Bye"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Mr. Smith is here. ",
+        "Dr. Who arrived. ",
+        "Use a tool, e.g. a hammer. ",
+        "The U.S. Army marched. ",
+        "J. R. R. Tolkien wrote books. ",
+    ],
+)
+def test_abbreviations_do_not_end_a_sentence(text: str) -> None:
+    assert feed(text) == ([text.strip()], "")
+
+
+def test_cjk_sentence_ends() -> None:
+    assert feed("你好。 再见！ 还有") == (["你好。", "再见！"], "还有")
+
+
+_TEXT = st.text(alphabet=st.sampled_from(list("ab Mr.!?\n\"'e.g")), max_size=60)
+
+
+@given(_TEXT, st.lists(st.integers(min_value=0, max_value=60), max_size=6))
+def test_how_the_text_is_cut_into_chunks_changes_nothing(text: str, cuts: list[int]) -> None:
+    bounds = sorted({min(cut, len(text)) for cut in cuts})
+    chunks = [text[a:b] for a, b in zip([0, *bounds], [*bounds, len(text)], strict=True)]
+    released, tail = feed(*chunks)
+    assert (released, tail) == feed(text)
+    # Nothing is lost or invented: only whitespace at sentence ends is dropped.
+    assert " ".join([*released, tail]).split() == text.split()
+    assert all(sentence and sentence == sentence.strip() for sentence in released)
+
+
+# --------------------------------------------------------------------- audio pieces
+
+
+@pytest.mark.parametrize("samples", [0, 1, SAMPLES_PER_CHUNK, SAMPLES_PER_CHUNK + 1, 5000])
+def test_pcm_pieces_cover_the_audio_in_whole_samples(samples: int) -> None:
+    pcm = bytes(range(256)) * (samples * 2 // 256) + bytes(samples * 2 % 256)
+    pieces = list(pcm_pieces(pcm))
+    assert b"".join(pieces) == pcm
+    assert all(0 < len(piece) <= SAMPLES_PER_CHUNK * 2 and len(piece) % 2 == 0 for piece in pieces)
+    assert len(pieces) == -(-samples // SAMPLES_PER_CHUNK)
+
+
+# --------------------------------------------------------------------- info and voices
+
+
+def voice(
+    name: str,
+    language: str = "en_US",
+    speakers: dict[str, int] | None = None,
+    num_speakers: int = 1,
+) -> VoiceInfo:
+    return VoiceInfo(
+        name=name,
+        language=language,
+        sample_rate=22050,
+        quality="medium",
+        speakers=speakers or {},
+        num_speakers=num_speakers,
+        dataset=name.split("-")[1] if "-" in name else None,
+    )
+
+
+VOICES = [
+    voice("en_US-joe-medium"),
+    voice("de_DE-thorsten-medium", language="de_DE"),
+    voice("en_GB-many-medium", "en_GB", {"zoe": 1, "adam": 0, "mia": 2}, num_speakers=3),
+    voice("en_US-ids-medium", num_speakers=2),
+]
+
+
+def test_info_lists_every_voice_as_one_streaming_program() -> None:
+    info = Info.from_event(build_info(VOICES).event())  # as Home Assistant parses it
+    assert len(info.tts) == 1
+    program = info.tts[0]
+    assert program.installed and program.supports_synthesize_streaming and program.version
+    names = [v.name for v in program.voices]
+    assert names == sorted(info.name for info in VOICES)
+    by_name = {v.name: v for v in program.voices}
+    assert by_name["de_DE-thorsten-medium"].languages == ["de_DE"]
+    assert by_name["en_US-joe-medium"].description == "joe (medium)"
+    assert by_name["en_US-joe-medium"].speakers is None
+    assert [s.name for s in by_name["en_GB-many-medium"].speakers or []] == ["adam", "zoe", "mia"]
+    assert [s.name for s in by_name["en_US-ids-medium"].speakers or []] == ["0", "1"]
+    assert all(v.installed and v.attribution.url for v in program.voices)
+
+
+@pytest.mark.parametrize(
+    ("language", "default", "expected"),
+    [
+        ("en_US", "en_US-joe-medium", "en_US-joe-medium"),
+        ("en-us", "en_US-joe-medium", "en_US-joe-medium"),
+        ("en_US", "de_DE-thorsten-medium", "en_US-ids-medium"),  # first by name
+        ("en_GB", "en_US-joe-medium", "en_GB-many-medium"),  # exact before family
+        ("en", "en_US-joe-medium", "en_US-joe-medium"),  # family: the default first
+        ("de", "en_US-joe-medium", "de_DE-thorsten-medium"),
+    ],
+)
+def test_voice_for_language(language: str, default: str, expected: str) -> None:
+    assert voice_for_language(VOICES, default, language) == expected
+
+
+def test_voice_for_an_unknown_language_is_an_error() -> None:
+    with pytest.raises(VoiceNotFound):
+        voice_for_language(VOICES, "en_US-joe-medium", "fr_FR")
+
+
+# --------------------------------------------------------------------- events
+
+
+def test_parse_voice() -> None:
+    assert parse_voice(None) is None
+    assert parse_voice({}) is None
+    parsed = parse_voice({"name": "tiny-multi", "speaker": 1})
+    assert parsed is not None and (parsed.name, parsed.speaker) == ("tiny-multi", "1")
+    parsed = parse_voice({"language": "en_US"})
+    assert parsed is not None and (parsed.name, parsed.language) == (None, "en_US")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["en_US-joe-medium", ["joe"], {"name": 5}, {"language": ["en"]}, {"speaker": True}],
+)
+def test_malformed_voices_are_invalid_requests(raw: object) -> None:
+    with pytest.raises(InvalidRequest):
+        parse_voice(raw)
+
+
+@pytest.mark.parametrize("uri", ["stdio://", "http://127.0.0.1:10200", "tcp://127.0.0.1"])
+def test_only_tcp_and_unix_uris_with_a_port_are_served(uri: str) -> None:
+    with pytest.raises(ValueError):
+        _server_for(uri)
+
+
+def test_tcp_and_unix_uris_are_served() -> None:
+    assert _server_for("tcp://127.0.0.1:10200") is not None
+    assert _server_for("unix:///tmp/wyoming.sock") is not None
