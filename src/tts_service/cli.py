@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 import wave
 from pathlib import Path
@@ -15,6 +14,7 @@ from pydantic import ValidationError
 
 from tts_service.config import Settings
 from tts_service.errors import ServiceError
+from tts_service.logs import setup_logging
 
 
 def _serve_flags(parser: argparse.ArgumentParser) -> None:
@@ -72,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--output", type=Path, default=Path("bench-results/bench.json"))
     bench.add_argument("--workers", type=int)
     bench.add_argument("--threads-per-worker", type=int)
+    bench.add_argument(
+        "--policies",
+        help="servers to measure, comma-separated (default fifo,fair,round_robin); "
+        "POLICY@WxT gives one its own workers x threads, e.g. fair,fair@1x2",
+    )
+    _voice_flags(bench)
     return parser
 
 
@@ -97,9 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"tts-service: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(settings.log_level, json_lines=settings.log_json)
     try:
         if args.command == "serve":
             from tts_service.server import serve

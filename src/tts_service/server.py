@@ -13,6 +13,7 @@ import uvicorn
 
 from tts_service.api import create_app
 from tts_service.config import Settings
+from tts_service.metrics import Metrics
 from tts_service.service import TTSService
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,8 @@ class DrainingServer(uvicorn.Server):
         self.service = service
         self.grace = grace
         self._drain_task: asyncio.Task[None] | None = None
+        self._cut_task: asyncio.Task[int] | None = None
+        self._signalled = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def serve(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
@@ -31,11 +34,28 @@ class DrainingServer(uvicorn.Server):
         await super().serve(sockets)  # type: ignore[arg-type]
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self._drain_task is not None or self._loop is None:
-            super().handle_exit(sig, frame)  # second signal: stop now
-            return
-        log.info("received %s: draining for up to %.0f s", signal.Signals(sig).name, self.grace)
+        # A signal handler may interrupt the loop anywhere: only schedule work from here
+        # (call_soon_threadsafe also wakes a loop asleep in select).
+        if self._loop is None:
+            super().handle_exit(sig, frame)
+        elif not self._signalled:
+            self._signalled = True
+            self._loop.call_soon_threadsafe(self._start_drain, sig)
+        else:
+            self._loop.call_soon_threadsafe(self._stop_now, sig)
+            super().handle_exit(sig, frame)
+
+    def _start_drain(self, sig: int) -> None:
+        log.info("received %s: draining for up to %g s", signal.Signals(sig).name, self.grace)
+        assert self._loop is not None
         self._drain_task = self._loop.create_task(self._drain())
+
+    def _stop_now(self, sig: int) -> None:
+        """Second signal: cut every request now (each gets a ShuttingDown error), so uvicorn's
+        shutdown finds nothing left to wait for."""
+        log.warning("received %s again: stopping now", signal.Signals(sig).name)
+        assert self._loop is not None
+        self._cut_task = self._loop.create_task(self.service.scheduler.drain(0))
 
     async def _drain(self) -> None:
         cut = await self.service.scheduler.drain(self.grace)
@@ -46,14 +66,16 @@ class DrainingServer(uvicorn.Server):
 
 
 def serve(settings: Settings) -> int:
-    service = TTSService(settings)
-    app = create_app(settings, service)
+    metrics = Metrics()
+    service = TTSService(settings, observer=metrics.observer)
+    app = create_app(settings, service, metrics)
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        access_log=False,
+        access_log=False,  # our access log (api/access_log.py) has the request's figures
+        log_config=None,  # uvicorn's loggers propagate to ours (text or JSON lines)
         timeout_graceful_shutdown=5,
         ws_max_size=settings.max_body_bytes,
     )

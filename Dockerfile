@@ -1,0 +1,39 @@
+# tts-service: a small CPU image. Build: docker build -t tts-service .
+# Run:   docker run -p 3002:3002 -v "$PWD/voices:/voices:ro" tts-service
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Installed the way the README installs it (pip, from this source tree). Every compiled
+# dependency (piper-tts with espeak-ng, onnxruntime, av, soxr) ships manylinux wheels,
+# so the slim image needs no compiler and no apt packages.
+COPY pyproject.toml README.md ./
+COPY src ./src
+RUN pip install . && rm -rf build src/*.egg-info
+
+# A fixed numeric non-root user, so Kubernetes' runAsNonRoot can verify it.
+RUN groupadd --system --gid 10001 tts \
+    && useradd --system --uid 10001 --gid 10001 --create-home tts \
+    && mkdir -p /voices \
+    && chown 10001:10001 /voices
+
+# Extra voices: NAME.onnx + NAME.onnx.json files mounted here (the default voice is built in).
+ENV TTS_VOICES_DIR=/voices
+VOLUME ["/voices"]
+
+EXPOSE 3002
+USER 10001:10001
+
+# Liveness on /ping with the Python that is already here (slim has no curl).
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, sys, urllib.request; url = 'http://127.0.0.1:%s/ping' % os.environ.get('TTS_PORT', '3002'); sys.exit(0 if urllib.request.urlopen(url, timeout=4).status == 200 else 1)"]
+
+# SIGTERM starts a graceful drain of up to TTS_DRAIN_SECONDS (30): give `docker stop`
+# a longer --time (docker-compose.yml sets stop_grace_period).
+STOPSIGNAL SIGTERM
+CMD ["tts-service", "serve", "--host", "0.0.0.0"]

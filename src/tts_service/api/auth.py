@@ -1,0 +1,165 @@
+"""Optional API keys, checked by a pure ASGI middleware so HTTP and WebSocket share one gate.
+
+With keys configured, a request needs `Authorization: Bearer <key>` (what OpenAI SDKs send).
+Browsers cannot set headers on a WebSocket, so `/synthesize/stream` also takes the key as
+`?api_key=<key>`. Probes, metrics, the web page (with its assets and icon) and the API docs
+stay public: they carry no data, and an orchestrator or a browser navigating to them cannot
+attach a key (the page's own API calls do carry it).
+
+Keys are compared in constant time against every configured key (no early exit that would
+tell which key was close), and are never logged or echoed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tts_service.errors import Unauthorized
+
+PUBLIC_PATHS = frozenset(
+    {
+        "/ping",
+        "/health",
+        "/metrics",
+        "/",
+        "/favicon.ico",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+    }
+)
+PUBLIC_PREFIXES = ("/static/",)
+QUERY_KEY = "api_key"
+POLICY_VIOLATION = 1008  # WebSocket close code for "not allowed"
+
+
+def is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+def _headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+    headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+    return headers
+
+
+def bearer_token(scope: Scope) -> str | None:
+    for name, value in _headers(scope):
+        if name == b"authorization":
+            # surrogateescape keeps the exact bytes, whatever the encoding of the key
+            scheme, _, token = value.decode("utf-8", "surrogateescape").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+            return None
+    return None
+
+
+def query_token(scope: Scope) -> str | None:
+    raw: bytes = scope.get("query_string", b"")
+    query = raw.decode("latin-1")
+    for name, value in parse_qsl(query, keep_blank_values=False):
+        if name == QUERY_KEY:
+            return value
+    return None
+
+
+def _digest(value: str) -> bytes:
+    # Comparing fixed-length digests hides the keys' lengths as well as their contents.
+    return hashlib.sha256(value.encode("utf-8", "surrogateescape")).digest()
+
+
+class KeyRing:
+    """The accepted keys; `matches` costs the same whichever key (if any) is right."""
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self._digests = [_digest(key) for key in keys if key]
+
+    def __bool__(self) -> bool:
+        return bool(self._digests)
+
+    def matches(self, token: str | None) -> bool:
+        if not token:
+            return False
+        given = _digest(token)
+        found = False
+        for digest in self._digests:
+            found |= hmac.compare_digest(given, digest)
+        return found
+
+
+def unauthorized_body(path: str, error: Unauthorized) -> dict[str, Any]:
+    """OpenAI's error shape under /v1 (its SDKs read `type`), ours elsewhere."""
+    if path.startswith("/v1/"):
+        from tts_service.api.openai import openai_error_body
+
+        return openai_error_body(error)
+    return {"error": error.to_dict()}
+
+
+class ApiKeyMiddleware:
+    def __init__(self, app: ASGIApp, keys: Iterable[str]) -> None:
+        self.app = app
+        self.keys = KeyRing(keys)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or not self.keys:
+            await self.app(scope, receive, send)
+            return
+        if is_public(scope["path"]) or self._authorized(scope):
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await self._close_websocket(receive, send)
+        else:
+            await self._refuse_http(scope, send)
+
+    def _authorized(self, scope: Scope) -> bool:
+        token = bearer_token(scope)
+        if token is None and scope["type"] == "websocket":
+            token = query_token(scope)
+        return self.keys.matches(token)
+
+    async def _refuse_http(self, scope: Scope, send: Send) -> None:
+        missing = bearer_token(scope) is None
+        error = Unauthorized(
+            "missing API key: send 'Authorization: Bearer <key>'" if missing else "invalid API key"
+        )
+        body = json.dumps(unauthorized_body(scope["path"], error)).encode()
+        challenge = b'Bearer realm="tts-service"'
+        if not missing:
+            challenge += b', error="invalid_token"'
+        await send(
+            {
+                "type": "http.response.start",
+                "status": error.status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", challenge),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    @staticmethod
+    async def _close_websocket(receive: Receive, send: Send) -> None:
+        """Accept, then close with 1008 and a reason: a browser sees the code and reason,
+        while a refusal before accepting would reach its script as an anonymous 1006."""
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        await send({"type": "websocket.accept"})
+        await send(
+            {
+                "type": "websocket.close",
+                "code": POLICY_VIOLATION,
+                "reason": "invalid or missing API key",
+            }
+        )
