@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: serve test install install-test lint bench clean
+.PHONY: serve test install install-test lint browser-deps bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,11 @@ lint: install-test
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
 
-test: install-test lint
+# Debian's Chromium for the browser tests (apt-get, only when missing).
+browser-deps:
+	@.ci/ensure-chromium
+
+test: install-test lint browser-deps
 	$(BIN)/pytest $(ARGS)
 
 bench: install

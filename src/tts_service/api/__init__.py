@@ -6,31 +6,73 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from tts_service import __version__
-from tts_service.api import native, ops
+from tts_service.api import metrics_route, native, ops, ui
+from tts_service.api.access_log import AccessLogMiddleware
+from tts_service.api.auth import ApiKeyMiddleware
 from tts_service.api.errors import install_error_handlers
 from tts_service.api.limits import BodyLimitMiddleware
+from tts_service.api.openai import router as openai_router
 from tts_service.config import Settings
+from tts_service.metrics import HttpMetricsMiddleware, Metrics, RouteLabels
 from tts_service.service import TTSService
+from tts_service.wyoming_server import WyomingServer
 
 
-def create_app(settings: Settings, service: TTSService | None = None) -> FastAPI:
-    service = service or TTSService(settings)
+def create_app(
+    settings: Settings, service: TTSService | None = None, metrics: Metrics | None = None
+) -> FastAPI:
+    metrics = metrics or Metrics()
+    service = service or TTSService(settings, observer=metrics.observer)
+    metrics.watch(service)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await service.start()
+        wyoming: WyomingServer | None = None
         try:
+            if settings.wyoming_uri:  # Home Assistant: same loop, voices and scheduler
+                wyoming = WyomingServer(service, settings.wyoming_uri)
+                await wyoming.start()
             yield
         finally:
+            if wyoming is not None:
+                await wyoming.stop()
             await service.stop()
 
     app = FastAPI(title="tts-service", version=__version__, lifespan=lifespan)
     app.state.service = service
     app.state.settings = settings
+    app.state.metrics = metrics
     install_error_handlers(app)
     app.include_router(ops.router)
+    app.include_router(metrics_route.router)
     app.include_router(native.router)
+    app.include_router(openai_router)
+    if settings.ui:
+        app.include_router(ui.router)
+    # Last added runs first: request id and log, metrics, CORS (so preflights and 401s get
+    # CORS headers), the key check (before a body is read), the body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ApiKeyMiddleware, keys=settings.api_key)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=[
+                "X-Request-ID",
+                "Retry-After",
+                "X-Voice",
+                "X-Sentences",
+                "X-Sample-Rate",
+                "X-Duration",
+            ],
+            max_age=600,
+        )
+    app.add_middleware(HttpMetricsMiddleware, metrics=metrics, labels=RouteLabels(app))
+    app.add_middleware(AccessLogMiddleware)
     return app

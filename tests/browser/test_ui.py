@@ -1,0 +1,322 @@
+"""The web page in a real browser: Debian's Chromium driven by Playwright against a real
+uvicorn server with the real voice.
+
+The page records the timing of its last request on `window.ttsTrace` (performance.now()
+milliseconds: request start, first audio bytes, end of the response, playback start), so
+streaming can be asserted as an order of events rather than a timing guess.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from conftest import ROOT, ServerProcess
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path(os.environ.get("TTS_TEST_CHROMIUM", "/usr/bin/chromium"))
+# Chromium's own background traffic (updates, sync, QUIC probes) is refused here; turn it off.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = ROOT / "test-artifacts"
+TIMEOUT_MS = 60_000  # generous: other test suites share the 2 cores
+
+TEN_SENTENCES = " ".join(
+    f"This is sentence number {n} of the streaming test." for n in range(1, 11)
+)
+
+FINISHED = "() => window.ttsTrace !== undefined && window.ttsTrace.finished"
+PLAYABLE = """() => {
+  const p = document.getElementById('player');
+  return p.readyState >= 2 && Number.isFinite(p.duration) && p.duration > 0;
+}"""
+PLAYER_STATE = """() => {
+  const p = document.getElementById('player');
+  return {duration: p.duration, readyState: p.readyState, currentTime: p.currentTime,
+          error: p.error && p.error.message};
+}"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make test` (or .ci/ensure-chromium) first")
+    expect.set_options(timeout=TIMEOUT_MS)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    uncaught: list[str] = []
+    page.on("pageerror", lambda error: uncaught.append(str(error)))
+    yield page
+    context.close()
+    assert uncaught == [], f"uncaught errors in the page: {uncaught}"
+
+
+def open_page(page: Page, base_url: str, wait_for_voices: bool = True) -> None:
+    page.goto(f"{base_url}/")
+    if wait_for_voices:
+        page.wait_for_function("() => document.body.dataset.voices === 'loaded'")
+
+
+def speak(page: Page) -> dict[str, Any]:
+    """Press Speak and wait for the page to finish with the response; its trace."""
+    page.click("#speak")
+    page.wait_for_function(FINISHED)
+    trace: dict[str, Any] = page.evaluate("() => window.ttsTrace")
+    return trace
+
+
+def screenshot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+def download(page: Page, filename: str) -> bytes:
+    """Click the download link as a user would; the file the browser saved."""
+    link = page.locator("#download")
+    expect(link).to_be_visible()
+    with page.expect_download() as saved:
+        link.click()
+    assert saved.value.suggested_filename == filename
+    return Path(saved.value.path()).read_bytes()
+
+
+def is_synthesis(request: Any) -> bool:
+    return bool(request.url.endswith("/synthesize/binary"))
+
+
+def test_speak_streams_into_the_audio_element(server: ServerProcess, page: Page) -> None:
+    open_page(page, server.base_url)
+    page.select_option("#voice", "en_US-joe-medium")
+    page.select_option("#format", "mp3")
+    page.fill("#text", TEN_SENTENCES)
+    with page.expect_request(is_synthesis) as sent:
+        trace = speak(page)
+
+    assert sent.value.post_data_json == {
+        "text": TEN_SENTENCES,
+        "voice": "en_US-joe-medium",
+        "format": "mp3",
+        "stream": True,
+    }
+    assert trace["error"] is None and trace["status"] == 200
+    assert trace["mode"] == "mediasource" and trace["sentences"] == 10
+    # Streaming: audio bytes arrived, and the <audio> element was already playing them,
+    # while the server was still synthesizing the rest of the text.
+    assert trace["chunks"] >= 2
+    assert trace["startedAt"] < trace["firstChunkAt"] < trace["endAt"]
+    assert trace["playingAt"] is not None and trace["playingAt"] < trace["endAt"]
+
+    page.wait_for_function(PLAYABLE)
+    player = page.evaluate(PLAYER_STATE)
+    assert player["error"] is None
+    # The element holds the whole text, as long as the server's own WAV of it.
+    reference = httpx.post(
+        f"{server.base_url}/synthesize/binary",
+        json={"text": TEN_SENTENCES, "voice": "en_US-joe-medium"},
+        timeout=120,
+    )
+    assert player["duration"] == pytest.approx(float(reference.headers["X-Duration"]), abs=0.3)
+
+    audio = download(page, "speech.mp3")
+    assert len(audio) == trace["bytes"]
+    assert audio[:3] == b"ID3" or (audio[0] == 0xFF and audio[1] & 0xE0 == 0xE0)  # MP3 sync
+    expect(page.locator("#status")).to_contain_text("Done: 10 sentences")
+    screenshot(page, "ui-speak.png")
+
+
+def test_wav_download_equals_the_servers_file(server: ServerProcess, page: Page) -> None:
+    """Speaker picker, speed slider and the Web Audio WAV path, checked byte for byte."""
+    open_page(page, server.base_url)
+    page.select_option("#voice", "tiny-multi")
+    expect(page.locator("#speaker option")).to_have_text(["alice (0)", "bob (1)", "carol (2)"])
+    page.select_option("#speaker", "bob")
+    page.focus("#speed")
+    page.keyboard.press("End")  # the slider's maximum, as a keyboard user would
+    expect(page.locator("#speed-value")).to_have_text("2.0×")
+    page.select_option("#format", "wav")
+    text = "Two short sentences. Said by the tiny voice."
+    page.fill("#text", text)
+    with page.expect_request(is_synthesis) as sent:
+        trace = speak(page)
+
+    body = sent.value.post_data_json
+    assert body == {
+        "text": text,
+        "voice": "tiny-multi",
+        "speaker": "bob",
+        "length_scale": 0.5,
+        "format": "wav",
+        "stream": True,
+    }
+    assert trace["error"] is None and trace["mode"] == "webaudio"
+    assert trace["playingAt"] is not None  # Web Audio started on the streamed PCM
+
+    downloaded = download(page, "speech.wav")
+    reference = httpx.post(
+        f"{server.base_url}/synthesize/binary", json={**body, "stream": False}, timeout=60
+    )
+    assert reference.status_code == 200
+    assert downloaded == reference.content  # exact sizes in the header, same samples
+
+    page.wait_for_function(PLAYABLE)
+    player = page.evaluate(PLAYER_STATE)
+    assert player["duration"] == pytest.approx(trace["audioSeconds"], abs=0.01)
+    assert player["duration"] == pytest.approx(float(reference.headers["X-Duration"]), abs=0.01)
+
+
+def cancelled_total(base_url: str) -> int:
+    total: int = httpx.get(f"{base_url}/health", timeout=10).json()["totals"]["cancelled"]
+    return total
+
+
+def test_stop_cancels_the_servers_work(server: ServerProcess, page: Page) -> None:
+    open_page(page, server.base_url)
+    page.select_option("#voice", "en_US-joe-medium")
+    page.fill("#text", TEN_SENTENCES + " " + TEN_SENTENCES)
+    before = cancelled_total(server.base_url)
+    page.click("#speak")
+    page.wait_for_function("() => window.ttsTrace.firstChunkAt !== null")
+    page.click("#stop")
+    page.wait_for_function(FINISHED)
+
+    trace = page.evaluate("() => window.ttsTrace")
+    assert trace["error"] == "stopped" and trace["endAt"] is None
+    expect(page.locator("#status")).to_have_text("Stopped.")
+    expect(page.locator("#stop")).to_be_disabled()
+    expect(page.locator("#download")).to_be_hidden()
+    assert page.evaluate("() => document.getElementById('player').paused")
+    # Closing the stream made the server cancel the job's remaining sentences.
+    deadline = time.monotonic() + 30
+    while cancelled_total(server.base_url) == before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert cancelled_total(server.base_url) == before + 1
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("   ", "Text must not be empty."),
+        ("word " * 4001, "Too long: Text has 20005 characters; the limit is 20000."),
+    ],
+    ids=["empty", "too-long"],
+)
+def test_server_errors_are_shown(
+    server: ServerProcess, page: Page, text: str, message: str
+) -> None:
+    open_page(page, server.base_url)
+    page.select_option("#voice", "tiny-single")
+    page.fill("#text", text)
+    trace = speak(page)
+
+    assert trace["status"] in (413, 422)
+    error = page.get_by_role("alert")
+    expect(error).to_have_text(message)
+    expect(page.locator("#download")).to_be_hidden()
+    # The error clears and the page works on the next, valid request.
+    page.fill("#text", "Fine now.")
+    trace = speak(page)
+    assert trace["status"] == 200 and trace["error"] is None
+    expect(error).to_be_hidden()
+    page.wait_for_function(PLAYABLE)
+
+
+def test_live_panel_shows_the_queue_during_a_burst(
+    start_server: type[ServerProcess], page: Page
+) -> None:
+    srv = start_server("--workers", "1", "--threads-per-worker", "1", "--max-queued-requests", "2")
+    open_page(page, srv.base_url)
+    expect(page.locator("#health-status")).to_have_text("ok")
+    expect(page.locator("#stat-capacity-text")).to_have_text("0 / 3")
+    burst_text = " ".join(f"Burst sentence {n} keeps the only worker busy." for n in range(6))
+
+    def post() -> httpx.Response:
+        return httpx.post(
+            f"{srv.base_url}/synthesize/binary", json={"text": burst_text}, timeout=120
+        )
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        burst = [pool.submit(post) for _ in range(3)]
+        # One poll of /health shows all three admitted, sentences waiting, the worker busy.
+        expect(page.locator("#stat-capacity-text")).to_have_text("3 / 3")
+        seen = page.evaluate(
+            """() => ({
+              sentences: document.getElementById('stat-sentences').textContent,
+              workers: document.getElementById('stat-workers').textContent,
+              admitted: document.getElementById('stat-capacity-text').textContent})"""
+        )
+        screenshot(page, "ui-burst.png")
+        # A fourth request while the queue is full: the page explains the 503.
+        page.fill("#text", "One request too many.")
+        trace = speak(page)
+        responses = [future.result() for future in burst]
+
+    assert seen["admitted"] == "3 / 3" and seen["workers"] == "1 / 1"
+    assert int(seen["sentences"]) > 0
+    assert trace["status"] == 503
+    expect(page.get_by_role("alert")).to_have_text(
+        re.compile(r"^The server is busy\. .+ Try again in \d+ s\.$")
+    )
+    assert [response.status_code for response in responses] == [200, 200, 200]
+    # The panel follows the queue back down and counts what happened.
+    expect(page.locator("#stat-capacity-text")).to_have_text("0 / 3")
+    expect(page.locator("#stat-sentences")).to_have_text("0")
+    expect(page.locator("#total-completed")).to_have_text("3")
+    expect(page.locator("#total-rejected")).to_have_text("1")
+
+
+def test_api_key_field(start_server: type[ServerProcess], page: Page, tiny_voices: Path) -> None:
+    key = "page-test-key"
+    srv = start_server(
+        "--api-key", key, "--voices-dir", str(tiny_voices), "--default-voice", "tiny-single"
+    )
+    open_page(page, srv.base_url, wait_for_voices=False)
+    error = page.get_by_role("alert")
+    expect(error).to_contain_text("The server needs a valid API key")
+    expect(page.locator("#health-status")).to_have_text("ok")  # /health needs no key
+
+    page.fill("#api-key", "not-the-key")
+    page.keyboard.press("Tab")
+    expect(error).to_contain_text("Invalid API key")
+
+    page.fill("#api-key", key)
+    page.keyboard.press("Tab")
+    page.wait_for_function("() => document.body.dataset.voices === 'loaded'")
+    expect(error).to_be_hidden()
+    expect(page.locator("#voice")).to_have_value("tiny-single")
+    page.fill("#text", "The key works.")
+    with page.expect_request(is_synthesis) as sent:
+        trace = speak(page)
+
+    assert sent.value.headers["authorization"] == f"Bearer {key}"
+    assert trace["status"] == 200 and trace["error"] is None
+    page.wait_for_function(PLAYABLE)
+    # Kept in page memory only: nothing stored where it would outlive the tab.
+    assert page.evaluate("() => localStorage.length + sessionStorage.length") == 0
+    assert page.context.cookies() == []
