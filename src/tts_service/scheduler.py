@@ -313,7 +313,13 @@ class Scheduler:
             if job.closed:
                 raise RuntimeError("job is closed")
             if self._queued_sentences() + len(sentences) > self.max_queued_sentences:
-                self._fail(job, TextTooLong("too many sentences queued for this request"))
+                self._fail(
+                    job,
+                    Overloaded(
+                        "the server is busy (too many sentences queued); retry later",
+                        retry_after=self._retry_after(),
+                    ),
+                )
                 return
             had_none = not job.sentences
             job.sentences.extend(sentences)

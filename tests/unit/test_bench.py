@@ -1,0 +1,308 @@
+"""The bench's pure helpers: percentiles, ratios, goals, the workload, the tables.
+
+Nothing here is timed; the figures are made up so every expected value is known.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tts_service.bench import (
+    GOAL_FIRST_AUDIO,
+    GOAL_SHORT_P95,
+    GOAL_THROUGHPUT,
+    BenchError,
+    BenchReport,
+    CpuSample,
+    Goal,
+    Sample,
+    TargetResult,
+    build_workload,
+    foreign_share,
+    format_ratio,
+    format_table,
+    make_sentences,
+    parse_targets,
+    percentile,
+    ratio,
+    render,
+    rotation,
+    round_ratios,
+    throughput,
+)
+
+SENTENCE_END = re.compile(r"[.?!](?:\s|$)")
+
+
+def sentence_count(text: str) -> int:
+    return len(SENTENCE_END.findall(text))
+
+
+# ------------------------------------------------------------------ percentiles and ratios
+
+
+def test_percentile_is_nearest_rank_on_a_real_sample() -> None:
+    values = [float(v) for v in range(1, 101)]  # 1..100
+    assert percentile(values, 0.50) == 50.0
+    assert percentile(values, 0.95) == 95.0
+    assert percentile(values, 1.0) == 100.0
+    assert percentile(values, 0.0) == 1.0
+
+
+def test_percentile_ignores_input_order_and_handles_few_samples() -> None:
+    assert percentile([3.0, 1.0, 2.0], 0.5) == 2.0
+    assert percentile([7.5], 0.95) == 7.5
+    # With two samples p95 is the larger one: one slow request is never averaged away.
+    assert percentile([0.2, 14.0], 0.95) == 14.0
+
+
+@pytest.mark.parametrize("q", [-0.1, 1.01])
+def test_percentile_rejects_q_outside_0_1(q: float) -> None:
+    with pytest.raises(ValueError, match="q must be"):
+        percentile([1.0], q)
+
+
+def test_percentile_of_nothing_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no values"):
+        percentile([], 0.5)
+
+
+def test_ratio_and_its_missing_cases() -> None:
+    assert ratio(3.0, 2.0) == 1.5
+    assert ratio(None, 2.0) is None
+    assert ratio(1.0, None) is None
+    assert ratio(1.0, 0.0) is None
+
+
+def test_throughput_pools_rounds_and_round_ratios_pair_them() -> None:
+    serial = [Sample(10.0, 100.0, None), Sample(10.0, 120.0, None)]
+    fair = [Sample(10.0, 110.0, None), Sample(8.0, 120.0, None)]
+    assert throughput(serial) == pytest.approx(11.0)  # 220 audio s / 20 wall s
+    assert throughput(fair) == pytest.approx(230.0 / 18.0)
+    assert round_ratios(fair, serial) == pytest.approx([1.1, 15.0 / 12.0])
+    assert throughput([]) is None
+
+
+def test_rotation_changes_who_goes_first() -> None:
+    names = ["serial", "fifo", "fair"]
+    assert rotation(names, 0) == names
+    assert rotation(names, 1) == ["fifo", "fair", "serial"]
+    assert rotation(names, 5) == ["fair", "serial", "fifo"]
+    assert rotation([], 3) == []
+
+
+def test_foreign_share_is_other_processes_share_of_all_cores() -> None:
+    start = CpuSample(wall=100.0, machine_busy=50.0, own=10.0)
+    # 10 s on 2 cores; the machine used 12 CPU-s, we used 7: others used 5 of 20.
+    end = CpuSample(wall=110.0, machine_busy=62.0, own=17.0)
+    assert foreign_share(start, end, cores=2) == pytest.approx(0.25)
+    # Clock-tick rounding can make it slightly negative: clamp, never report < 0.
+    assert foreign_share(start, CpuSample(110.0, 55.0, 17.0), cores=2) == 0.0
+    assert foreign_share(CpuSample(100.0, None, 0.0), end, cores=2) is None
+
+
+# ------------------------------------------------------------------ goals
+
+
+def test_goal_verdicts_at_and_around_the_limit() -> None:
+    at_most = Goal("<=", 1.5)
+    assert at_most.verdict(1.5) == "PASS"
+    assert at_most.verdict(1.51) == "MISS"
+    at_least = Goal(">=", 1.0, aim=1.1)
+    assert at_least.verdict(1.0) == "PASS"
+    assert at_least.verdict(0.99) == "MISS"
+    assert at_least.verdict(None) == "n/a"
+
+
+def test_goal_descriptions() -> None:
+    assert GOAL_THROUGHPUT.describe() == ">= 1.00x (aim 1.10x)"
+    assert GOAL_SHORT_P95.describe() == "<= 0.050x"
+    assert GOAL_FIRST_AUDIO.describe() == "<= 1.50x"
+
+
+def test_goal_rejects_an_unknown_operator() -> None:
+    with pytest.raises(ValueError, match="operator"):
+        Goal("<", 1.0)
+
+
+def test_format_ratio_keeps_small_ratios_readable() -> None:
+    assert format_ratio(1.234) == "1.23x"
+    assert format_ratio(0.0456) == "0.046x"
+    assert format_ratio(None) == "-"
+
+
+# ------------------------------------------------------------------ targets
+
+
+def test_targets_default_to_every_policy_at_the_default_size() -> None:
+    targets = parse_targets(None, quick=False, workers=2, threads=1)
+    assert [(t.name, t.policy, t.workers, t.threads_per_worker) for t in targets] == [
+        ("fifo", "fifo", 2, 1),
+        ("fair", "fair", 2, 1),
+        ("round_robin", "round_robin", 2, 1),
+    ]
+    assert [t.name for t in parse_targets(None, quick=True, workers=2, threads=1)] == [
+        "fifo",
+        "fair",
+    ]
+
+
+def test_a_target_may_have_its_own_size() -> None:
+    targets = parse_targets("fair, fair@1x2,fair@2x2,fair", quick=False, workers=2, threads=1)
+    assert [(t.name, t.policy, t.workers, t.threads_per_worker) for t in targets] == [
+        ("fair", "fair", 2, 1),
+        ("fair@1x2", "fair", 1, 2),
+        ("fair@2x2", "fair", 2, 2),
+    ]
+
+
+@pytest.mark.parametrize("spec", ["lifo", "fair@2", "fair@0x1", "fair@2x2x2", ""])
+def test_bad_targets_are_refused(spec: str) -> None:
+    with pytest.raises(BenchError):
+        parse_targets(spec or ",", quick=False, workers=2, threads=1)
+
+
+# ------------------------------------------------------------------ workload
+
+
+def test_sentences_are_deterministic_varied_and_end_like_sentences() -> None:
+    first = make_sentences(30, seed=3)
+    assert first == make_sentences(30, seed=3)
+    assert first != make_sentences(30, seed=4)
+    assert len(set(first)) > 20
+    assert all(sentence_count(s) == 1 and s[0].isupper() for s in first)
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_workload_shape(quick: bool) -> None:
+    workload = build_workload(quick)
+    assert workload == build_workload(quick)  # fixed: every run measures the same thing
+    sizes = [
+        sentence_count(text)
+        for requests in workload.throughput_rounds
+        for texts in requests
+        for text in texts
+    ]
+    assert all(len(requests) == 16 for requests in workload.throughput_rounds)  # clients
+    assert set(sizes) == {1, 2}  # mixed one- and two-sentence requests
+    assert sentence_count(workload.stream_text) == 20
+    assert all(sentence_count(text) == 1 for text in workload.short_texts)
+    assert workload.long_clients == 4
+
+
+def test_full_workload_mixes_request_sizes_and_uses_20_sentence_long_texts() -> None:
+    workload = build_workload(quick=False)
+    assert sentence_count(workload.long_text) == 20
+    sizes = {
+        sentence_count(text)
+        for requests in workload.throughput_rounds
+        for texts in requests
+        for text in texts
+    }
+    assert sizes == {1, 2}
+    assert all(len(texts) > 1 for requests in workload.throughput_rounds for texts in requests)
+
+
+# ------------------------------------------------------------------ tables
+
+
+def test_format_table_aligns_columns() -> None:
+    table = format_table(["", "a", "bbb"], [["row one", "1", "22"], ["r2", "333", "4"]])
+    assert table.splitlines() == [
+        "           a  bbb",
+        "-------  ---  ---",
+        "row one    1   22",
+        "r2       333    4",
+    ]
+
+
+def test_format_table_rejects_ragged_rows() -> None:
+    with pytest.raises(ValueError, match="as many cells"):
+        format_table(["a", "b"], [["only one"]])
+
+
+def make_report() -> BenchReport:
+    serial = TargetResult("serial", rounds=[Sample(10.0, 100.0, 0.1)], first_audio_s=[0.2, 0.3])
+    fifo = TargetResult(
+        "fifo",
+        rounds=[Sample(20.0, 100.0, 0.1)],
+        short_latencies_s=[10.0, 14.0],
+        long_requests_done=4,
+        first_audio_s=[0.4],
+        mp3_first_byte_s=[0.5],
+        noise=[0.1, 0.3],
+    )
+    fair = TargetResult(
+        "fair",
+        rounds=[Sample(9.0, 99.0, 0.1)],
+        short_latencies_s=[0.3] * 18 + [0.6, 0.9],  # p95 = 19th of 20 = 0.6
+        long_requests_done=0,
+        first_audio_s=[0.35, 0.3, 0.4],
+        mp3_first_byte_s=[0.5],
+    )
+    return BenchReport(
+        serial=serial,
+        policies={"fifo": fifo, "fair": fair},
+        encode_s={"mp3": 0.5, "opus": 1.5, "aac": 0.4, "wav": 0.001},
+        encode_synth_s=10.0,
+        encode_audio_s=100.0,
+        phonemize_s=0.02,
+        meta={},
+    )
+
+
+def test_report_ratios_are_relative_to_serial_and_fifo() -> None:
+    report = make_report()
+    assert report.throughput_ratio("fair") == pytest.approx(1.1)  # 11 / 10 audio s per s
+    assert report.throughput_ratio("fifo") == pytest.approx(0.5)
+    assert report.short_p95_ratio("fair") == pytest.approx(0.6 / 14.0)
+    assert report.first_audio_ratio("fair") == pytest.approx(0.35 / 0.25)  # medians
+    assert report.mp3_first_ratio("fair") == pytest.approx(2.0)
+    assert report.encode_ratio("opus") == pytest.approx(0.15)
+    assert report.short_p95_ratio("round_robin") is None
+
+
+def test_throughput_ratio_is_the_median_round() -> None:
+    report = make_report()
+    report.serial.rounds = [Sample(10.0, 100.0, 0.0)] * 3
+    # Round 3 ran while something else had the CPU: the median ignores it, a pool would not.
+    report.policies["fair"].rounds = [
+        Sample(10.0, 110.0, 0.0),
+        Sample(10.0, 120.0, 0.0),
+        Sample(20.0, 100.0, 0.4),
+    ]
+    assert report.throughput_ratio("fair") == pytest.approx(1.1)
+    assert report.throughput_spread("fair") == pytest.approx([1.1, 1.2, 0.5])
+    assert report.policies["fair"].throughput == pytest.approx(330.0 / 40.0)
+
+
+def test_goals_are_judged_on_fair() -> None:
+    verdicts = {goal["name"]: goal["verdict"] for goal in make_report().goals()}
+    assert verdicts == {
+        "throughput fair / serial": "PASS",
+        "short p95 fair / fifo": "PASS",
+        "first audio fair / serial": "PASS",
+        "mp3 first byte fair / serial": "MISS",
+        "mp3 encode / synthesis": "PASS",
+        "opus encode / synthesis": "MISS",
+        "aac encode / synthesis": "PASS",
+    }
+
+
+def test_render_shows_ratios_verdicts_and_noise() -> None:
+    text = render(make_report())
+    lines = text.splitlines()
+    header = lines[0].split()
+    assert header == ["serial", "Piper", "fifo", "fair", "goal", "(fair)"]
+    ratio_row = next(line for line in lines if "ratio to serial (median round)" in line)
+    assert "0.50x MISS" in ratio_row and "1.10x PASS" in ratio_row
+    p95_row = next(line for line in lines if "p95 ratio to fifo" in line)
+    assert "0.043x PASS" in p95_row
+    noise_row = next(line for line in lines if line.startswith("other processes"))
+    assert noise_row.split()[-3:] == ["-", "20%", "-"]  # serial, fifo, fair
+    opus_row = next(line for line in lines if line.startswith("opus"))
+    assert opus_row.split() == ["opus", "1.500", "s", "0.15x", "<=", "0.10x", "MISS"]
+    wav_row = next(line for line in lines if line.startswith("wav"))
+    assert "PASS" not in wav_row and "MISS" not in wav_row  # no goal for uncompressed
