@@ -23,6 +23,12 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
     _voice_flags(parser)
     parser.add_argument("--workers", type=int, help="inference threads (default cores/threads)")
     parser.add_argument("--threads-per-worker", type=int, help="onnxruntime threads per run")
+    parser.add_argument(
+        "--solo-first-sentence",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="first sentence on all cores when idle (default: on if threads < cores)",
+    )
     parser.add_argument("--policy", choices=["fair", "round_robin", "fifo"])
     parser.add_argument("--max-queued-requests", type=int)
     parser.add_argument("--max-queued-sentences", type=int)

@@ -67,6 +67,12 @@ class Settings(BaseSettings):
         None, ge=1, le=64, description="Inference threads; default cores // threads_per_worker."
     )
     threads_per_worker: int = Field(1, ge=1, le=64)
+    solo_first_sentence: bool | None = Field(
+        None,
+        description="Run a request's first sentence on all cores when the server is idle "
+        "(faster first audio; a second ONNX session per voice). Default: on when "
+        "threads_per_worker < cores.",
+    )
     noise_scale: float | None = Field(None, ge=0.0, le=2.0)
     noise_w_scale: float | None = Field(None, ge=0.0, le=2.0)
 
@@ -120,6 +126,15 @@ class Settings(BaseSettings):
         if self.workers is None:
             self.workers = max(1, available_cores() // self.threads_per_worker)
         return self
+
+    @property
+    def solo_threads(self) -> int | None:
+        """Threads of the all-cores session, or None when solo first sentences are off."""
+        cores = available_cores()
+        enabled = self.solo_first_sentence
+        if enabled is None:
+            enabled = self.threads_per_worker < cores and self.policy != "fifo"
+        return cores if enabled and cores > self.threads_per_worker else None
 
     @property
     def worker_count(self) -> int:

@@ -172,11 +172,17 @@ class Scheduler:
         max_queued_sentences: int = 4096,
         max_sentences_ahead: int = 8,
         observer: SchedulerObserver | None = None,
+        solo_first: bool = False,
     ) -> None:
         if policy not in ("fair", "round_robin", "fifo"):
             raise ValueError(f"unknown scheduling policy {policy!r}")
         self.workers = workers
         self.policy = policy
+        # A request's first sentence on an otherwise idle machine runs alone on the voice's
+        # all-cores session (`synthesize(..., solo=True)`); the other workers wait for it.
+        self.solo_first = solo_first and policy != "fifo"
+        self._solo_running = False
+        self.solo_sentences = 0
         self.max_queued_requests = max_queued_requests
         self.max_queued_sentences = max_queued_sentences
         self.max_sentences_ahead = max_sentences_ahead
@@ -401,6 +407,8 @@ class Scheduler:
                 return None
             oldest = self._jobs[0]
             return oldest if self._eligible(oldest) else None
+        if self._solo_running:
+            return None
         candidates = [job for job in self._jobs if self._eligible(job)]
         if not candidates:
             return None
@@ -430,11 +438,16 @@ class Scheduler:
                 self._busy += 1
                 if job.state is JobState.QUEUED:
                     self._mark_started(job)
+                solo = self._can_run_solo(job, index)
+                self._solo_running = solo
             started = time.perf_counter()
             error: BaseException | None = None
             pcm = b""
             try:
-                pcm = job.voice.synthesize(job.sentences[index], job.options)
+                if solo:
+                    pcm = job.voice.synthesize(job.sentences[index], job.options, solo=True)  # type: ignore[call-arg]
+                else:
+                    pcm = job.voice.synthesize(job.sentences[index], job.options)
             except Exception as exc:  # a failing sentence fails its job only
                 error = exc
                 log.exception("synthesis failed for request %s sentence %d", job.id, index)
@@ -443,6 +456,9 @@ class Scheduler:
                 self._busy -= 1
                 self._in_flight -= 1
                 job.in_flight -= 1
+                if solo:
+                    self._solo_running = False
+                    self.solo_sentences += 1
                 self._cond.notify_all()
                 if job.finished:
                     continue
@@ -456,6 +472,16 @@ class Scheduler:
                 self.observer.sentence_done(elapsed, len(pcm) / 2 / job.voice.sample_rate)
                 self._emit_ready(job)
                 self._maybe_complete(job)
+
+    def _can_run_solo(self, job: Job, index: int) -> bool:
+        """Under the lock: the first sentence of a request, with nothing else to do."""
+        return (
+            self.solo_first
+            and index == 0
+            and self._in_flight == 1
+            and getattr(job.voice, "has_solo_session", False)
+            and not any(self._eligible(other) for other in self._jobs if other is not job)
+        )
 
     def _mark_started(self, job: Job) -> None:
         job.state = JobState.RUNNING
@@ -530,6 +556,8 @@ class Scheduler:
                 "capacity_requests": self.workers + self.max_queued_requests,
                 "capacity_sentences": self.max_queued_sentences,
                 "draining": self.draining,
+                "solo_first_sentence": self.solo_first,
+                "solo_sentences": self.solo_sentences,
                 "totals": dict(self.totals),
                 "latency_seconds": self._latency.summary(),
                 "queue_wait_seconds": self._queue_wait.summary(),

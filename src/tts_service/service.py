@@ -58,6 +58,7 @@ class TTSService:
             threads_per_session=settings.threads_per_worker,
             max_loaded=settings.max_loaded_voices,
             spin=settings.worker_count * settings.threads_per_worker <= available_cores(),
+            solo_threads=settings.solo_threads,
         )
         self.scheduler = Scheduler(
             workers=settings.worker_count,
@@ -66,6 +67,7 @@ class TTSService:
             max_queued_sentences=settings.max_queued_sentences,
             max_sentences_ahead=settings.max_sentences_ahead,
             observer=observer,
+            solo_first=settings.solo_threads is not None,
         )
         # espeak-ng is process-global behind Piper's lock: one thread is all it can use.
         self._phonemizer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="phonemizer")

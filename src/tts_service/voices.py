@@ -80,12 +80,15 @@ class VoiceCatalog:
         executor: Executor | None = None,
         loader: Callable[[VoiceFiles, int], Voice] | None = None,
         spin: bool = True,
+        solo_threads: int | None = None,
     ) -> None:
         self._files = files
         self._threads = threads_per_session
         self._max_loaded = max_loaded
         self._executor = executor
-        self._loader = loader or (lambda f, t: Voice.load(f.name, f.model, f.config, t, spin))
+        self._loader = loader or (
+            lambda f, t: Voice.load(f.name, f.model, f.config, t, spin, solo_threads)
+        )
         self._loaded: OrderedDict[str, Voice] = OrderedDict()
         self._loading: dict[str, asyncio.Future[Voice]] = {}
         self._infos: dict[str, VoiceInfo] = {}

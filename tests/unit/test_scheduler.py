@@ -740,3 +740,63 @@ async def test_stats_show_a_queued_and_an_active_request(
     assert stats["queued_sentences"] == 1 + 3
     voice.release()
     await finish_order(scheduler, jobs)
+
+
+# ------------------------------------------------------------------ solo first sentence
+
+
+class SoloVoice(FakeVoice):
+    """A voice with an all-cores session: records which calls ran solo."""
+
+    has_solo_session = True
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.solo_calls: list[Call] = []
+        self.active_during_solo = 0
+
+    def synthesize(
+        self, phoneme_ids: list[int], options: SynthesisOptions, solo: bool = False
+    ) -> bytes:
+        if solo:
+            with self._lock:
+                self.solo_calls.append((phoneme_ids[0], phoneme_ids[1]))
+                self.active_during_solo = max(self.active_during_solo, self.active)
+        return super().synthesize(phoneme_ids, options)
+
+
+async def test_a_lone_first_sentence_runs_solo_and_the_rest_share_workers(
+    make_scheduler: MakeScheduler, voices: list[FakeVoice]
+) -> None:
+    voice = SoloVoice(delay=0.01)
+    voices.append(voice)
+    scheduler = make_scheduler(workers=2, solo_first=True)
+    job = scheduler.submit(voice, sentences(A, 4), SynthesisOptions())
+    assert await collect(scheduler, job) == b"".join(pcm_for(A, i) for i in range(4))
+    assert voice.solo_calls == [(A, 0)]
+    assert voice.active_during_solo == 0  # nothing else ran while it did
+    assert scheduler.stats()["solo_sentences"] == 1
+
+
+async def test_no_solo_when_other_work_waits_or_when_off(
+    make_scheduler: MakeScheduler, voices: list[FakeVoice]
+) -> None:
+    voice = SoloVoice(gate_at=0)
+    voices.append(voice)
+    scheduler = make_scheduler(workers=1, solo_first=True)
+    first = scheduler.submit(voice, sentences(A, 2), SynthesisOptions())
+    await voice.wait_held()  # A/0 runs solo: nothing else was waiting
+    second = scheduler.submit(voice, sentences(B, 2), SynthesisOptions())
+    voice.release()
+    await bounded(asyncio.gather(scheduler.collect(first), scheduler.collect(second)))
+    # B's first sentence started while A still had work: it shares, it does not run solo.
+    assert voice.solo_calls == [(A, 0)]
+
+    plain = SoloVoice()
+    voices.append(plain)
+    off = make_scheduler(workers=2, solo_first=False)
+    await collect(off, off.submit(plain, sentences(C, 2), SynthesisOptions()))
+    assert plain.solo_calls == []
+    fifo = make_scheduler(workers=2, solo_first=True, policy="fifo")
+    await collect(fifo, fifo.submit(plain, sentences(D, 2), SynthesisOptions()))
+    assert plain.solo_calls == []
