@@ -309,13 +309,22 @@ class _CodecSpec:
     container_options: dict[str, str] = field(default_factory=dict)
     fixed_rate: int | None = None  # forced encoder rate (opus)
     codec_options: dict[str, str] = field(default_factory=dict)
+    sample_format: str | None = None  # encoder input format, when it can take ours as is
 
 
 _AV_SPECS: Final[dict[str, _CodecSpec]] = {
     # 64 kbps mono MP3 is plenty for 22 kHz speech. LAME's quality level 7 (of 0-9)
     # encodes ~1.7x faster than its default at the same bitrate; for speech the
     # difference is not audible, and the encoder must stay well under synthesis cost.
-    "mp3": _CodecSpec("mp3", "libmp3lame", 64_000, codec_options={"compression_level": "7"}),
+    # For mono, planar s16 is laid out exactly like our s16, so LAME takes the samples
+    # without the per-frame conversion to its default s32p.
+    "mp3": _CodecSpec(
+        "mp3",
+        "libmp3lame",
+        64_000,
+        codec_options={"compression_level": "7"},
+        sample_format="s16p",
+    ),
     # Ogg's default page duration is 1 s, so nothing after the headers would reach the
     # client until a second of audio had been encoded; 100 ms pages stream promptly for
     # ~1 kbps of extra page overhead.
@@ -380,6 +389,9 @@ class AvEncoder:
                 stream.bit_rate = spec.bit_rate
             if spec.codec_options:
                 stream.codec_context.options = dict(spec.codec_options)
+            if spec.sample_format is not None:
+                stream.format = spec.sample_format
+            self._frame_format = spec.sample_format or "s16"
             self._stream = stream
             # Open the codec and write the container header now: bad settings fail in
             # make_encoder() rather than mid-stream, and even an empty input yields a
@@ -398,7 +410,9 @@ class AvEncoder:
         # PyAV's codec context re-chunks frames to the codec's frame size (1152 for MP3,
         # 1024 for AAC, 960 for Opus at 48 kHz) and converts s16 to the codec's sample
         # format, buffering the remainder until the next frame or the final flush.
-        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+        frame = av.AudioFrame.from_ndarray(
+            samples.reshape(1, -1), format=self._frame_format, layout="mono"
+        )
         frame.sample_rate = self.rate
         frame.time_base = self._time_base
         frame.pts = self._pts
