@@ -14,6 +14,8 @@ from conftest import ROOT
 
 def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TTS_")}
+    # Byte comparisons need one thread count throughout (see conftest.ServerProcess).
+    env["TTS_SOLO_FIRST_SENTENCE"] = "false"
     return subprocess.run(
         [sys.executable, "-m", "tts_service", *args],
         input=stdin,
