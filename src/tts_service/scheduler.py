@@ -414,8 +414,18 @@ class Scheduler:
             return None
         top = min(job.priority for job in candidates)
         candidates = [job for job in candidates if job.priority == top]
-        if self.policy == "fair":  # least served first, ties by arrival
-            return min(candidates, key=lambda job: (job.next_dispatch, job.seq))
+        if self.policy == "fair":
+            # Least served first; among equals the one closest to done (a short request
+            # arriving just after several long ones need not wait for all their first
+            # sentences), then arrival. An open job's remaining length is unknown.
+            return min(
+                candidates,
+                key=lambda job: (
+                    job.next_dispatch,
+                    job.pending_sentences() if job.closed else math.inf,
+                    job.seq,
+                ),
+            )
         cursor = self._rr_cursor.get(top, 0)  # round robin: next arrival after the last served
         later = [job for job in candidates if job.seq > cursor]
         chosen = min(later or candidates, key=lambda job: job.seq)

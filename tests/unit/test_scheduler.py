@@ -190,14 +190,32 @@ async def test_fair_short_job_interleaves_and_finishes_first(
     make_scheduler: MakeScheduler, fake: Callable[..., FakeVoice]
 ) -> None:
     scheduler = make_scheduler(policy="fair", max_sentences_ahead=100)
-    voice = fake()
+    voice = fake(gate_at=0)  # hold A's first sentence until B has arrived
     long_job = scheduler.submit(voice, sentences(A, 10), OPTIONS)
+    await voice.wait_held()
     short_job = scheduler.submit(voice, sentences(B, 2), OPTIONS)
+    voice.release()
 
     order = await finish_order(scheduler, {A: long_job, B: short_job})
 
     assert order == [B, A]
-    assert voice.calls == [(A, 0), (B, 0), (A, 1), (B, 1), *calls(A, 8, start=2)]
+    # B catches up; at one sentence each the tie goes to B, which has less left to do.
+    assert voice.calls == [(A, 0), (B, 0), (B, 1), *calls(A, 9, start=1)]
+
+
+async def test_fair_breaks_ties_by_arrival_when_equally_long(
+    make_scheduler: MakeScheduler, fake: Callable[..., FakeVoice]
+) -> None:
+    scheduler = make_scheduler(policy="fair", max_sentences_ahead=100)
+    voice = fake(gate_at=0)
+    first = scheduler.submit(voice, sentences(C, 1), OPTIONS)
+    await voice.wait_held()
+    jobs = {tag: scheduler.submit(voice, sentences(tag, 2), OPTIONS) for tag in (A, B)}
+    voice.release()
+
+    await finish_order(scheduler, {C: first, **jobs})
+
+    assert voice.calls == [(C, 0), (A, 0), (B, 0), (A, 1), (B, 1)]
 
 
 async def test_fair_serves_the_least_served_job_first(
@@ -212,8 +230,8 @@ async def test_fair_serves_the_least_served_job_first(
 
     await finish_order(scheduler, {A: job_a, B: job_b})
 
-    # B catches up to A's three before they alternate (ties go to the older job).
-    expected = [*calls(A, 3), *calls(B, 3), (A, 3), (B, 3), *calls(A, 4, start=4)]
+    # B catches up to A's three; at the tie B has one sentence left, A five: B goes first.
+    expected = [*calls(A, 3), *calls(B, 4), *calls(A, 5, start=3)]
     assert voice.calls == expected
 
 

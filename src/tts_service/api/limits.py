@@ -22,7 +22,7 @@ class BodyLimitMiddleware:
             return
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+            await self._refuse(scope, send)
             return
         seen = 0
         started = False
@@ -45,17 +45,16 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLargeError:
             if not started:
-                await self._refuse(send)
+                await self._refuse(scope, send)
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "error": {
-                    "code": "body_too_large",
-                    "message": f"request body exceeds {self.max_bytes} bytes",
-                }
-            }
-        ).encode()
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        error: dict[str, object] = {
+            "code": "body_too_large",
+            "message": f"request body exceeds {self.max_bytes} bytes",
+        }
+        if str(scope.get("path", "")).startswith("/v1/"):  # OpenAI clients read their shape
+            error.update(type="invalid_request_error", param=None)
+        body = json.dumps({"error": error}).encode()
         await send(
             {
                 "type": "http.response.start",
