@@ -9,11 +9,17 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Request, Response, WebSocket, WebSocketDisconnect
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 
 from tts_service.api.body import openapi_body, parse_json, read_model, validate
 from tts_service.api.schemas import SynthesizeBody
-from tts_service.api.streaming import ClientGone, encode_whole, encoded_stream, unless_disconnected
+from tts_service.api.streaming import (
+    ClientGone,
+    JobStreamingResponse,
+    encode_whole,
+    encoded_stream,
+    unless_disconnected,
+)
 from tts_service.audio import content_type, output_rate
 from tts_service.errors import Cancelled, ServiceError
 from tts_service.scheduler import Job
@@ -79,10 +85,12 @@ async def synthesize_binary(request: Request) -> Response:
         "X-Sample-Rate": str(output_rate(body.format, admitted.voice.sample_rate)),
     }
     if body.stream:
-        return StreamingResponse(
+        return JobStreamingResponse(
             encoded_stream(service, admitted, body.format),
-            media_type=content_type(body.format),
-            headers=headers,
+            service,
+            admitted,
+            content_type(body.format),
+            headers,
         )
     try:
         audio = await unless_disconnected(request, encode_whole(service, admitted, body.format))

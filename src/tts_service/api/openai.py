@@ -15,15 +15,14 @@ from collections.abc import AsyncGenerator
 from typing import Any, Final, Literal
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
-from starlette.types import Receive, Scope, Send
 
 from tts_service.api.body import openapi_body, read_model
 from tts_service.api.errors import error_headers
 from tts_service.api.native import get_service
 from tts_service.api.schemas import AudioFormat
-from tts_service.api.streaming import encoded_stream
+from tts_service.api.streaming import JobStreamingResponse, encoded_stream
 from tts_service.audio import content_type, output_rate
 from tts_service.config import OPENAI_VOICE_NAMES, Settings
 from tts_service.engine import Voice
@@ -218,32 +217,6 @@ async def admit(request: Request) -> tuple[SpeechBody, Admitted]:
 # ------------------------------------------------------------------------- streaming
 
 
-class JobStreamingResponse(StreamingResponse):
-    """A streamed body tied to a scheduler job: however the response ends (done, client
-    gone, server stopping), the job's remaining sentences are cancelled and the encoder
-    is released at once rather than whenever the generator is garbage-collected."""
-
-    def __init__(
-        self,
-        content: AsyncGenerator[bytes, None],
-        service: TTSService,
-        admitted: Admitted,
-        media_type: str,
-        headers: dict[str, str],
-    ) -> None:
-        super().__init__(content, media_type=media_type, headers=headers)
-        self._content = content
-        self._service = service
-        self._job = admitted.job
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self._service.scheduler.cancel(self._job)  # no-op once the job is done
-            await self._content.aclose()
-
-
 def usage(admitted: Admitted) -> dict[str, int]:
     """Piper has no text tokens: its input tokens are phoneme ids, its output tokens
     decoder frames of 256 samples."""
@@ -280,19 +253,6 @@ async def sse_stream(
     yield sse_event({"type": "speech.audio.done", "usage": usage(admitted)})
 
 
-async def audio_stream(
-    service: TTSService, admitted: Admitted, fmt: str
-) -> AsyncGenerator[bytes, None]:
-    """`encoded_stream`, closed explicitly when left early so its encoder goes at once."""
-    stream = encoded_stream(service, admitted, fmt)
-    try:
-        async for data in stream:
-            yield data
-    finally:
-        if isinstance(stream, AsyncGenerator):
-            await stream.aclose()
-
-
 def speech_response(service: TTSService, body: SpeechBody, admitted: Admitted) -> Response:
     fmt = body.response_format
     headers = {
@@ -300,7 +260,7 @@ def speech_response(service: TTSService, body: SpeechBody, admitted: Admitted) -
         "X-Sentences": str(admitted.sentences),
         "X-Sample-Rate": str(output_rate(fmt, admitted.voice.sample_rate)),
     }
-    audio = audio_stream(service, admitted, fmt)
+    audio = encoded_stream(service, admitted, fmt)
     if body.stream_format == "sse":
         headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         return JobStreamingResponse(

@@ -4,10 +4,12 @@ notice a client that went away."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable
 from typing import TypeVar
 
 from fastapi import Request
+from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from tts_service.audio import make_encoder, wav_bytes
 from tts_service.service import Admitted, TTSService
@@ -19,7 +21,9 @@ class ClientGone(Exception):
     """The HTTP client disconnected before its response was ready."""
 
 
-async def encoded_stream(service: TTSService, admitted: Admitted, fmt: str) -> AsyncIterator[bytes]:
+async def encoded_stream(
+    service: TTSService, admitted: Admitted, fmt: str
+) -> AsyncGenerator[bytes, None]:
     """Encoded bytes, sentence by sentence, as the scheduler delivers them."""
     loop = asyncio.get_running_loop()
     encoder = make_encoder(fmt, admitted.voice.sample_rate)
@@ -30,6 +34,32 @@ async def encoded_stream(service: TTSService, admitted: Admitted, fmt: str) -> A
     tail = await loop.run_in_executor(None, encoder.flush)
     if tail:
         yield tail
+
+
+class JobStreamingResponse(StreamingResponse):
+    """A streamed body tied to a scheduler job: however the response ends (done, client
+    gone, server stopping), the job's remaining sentences are cancelled and the body's
+    generator (and with it the encoder) is closed at once, not whenever it is collected."""
+
+    def __init__(
+        self,
+        content: AsyncGenerator[bytes, None],
+        service: TTSService,
+        admitted: Admitted,
+        media_type: str,
+        headers: dict[str, str],
+    ) -> None:
+        super().__init__(content, media_type=media_type, headers=headers)
+        self._content = content
+        self._service = service
+        self._job = admitted.job
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._service.scheduler.cancel(self._job)  # no-op once the job is done
+            await self._content.aclose()
 
 
 async def encode_whole(service: TTSService, admitted: Admitted, fmt: str) -> bytes:
