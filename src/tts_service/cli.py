@@ -36,10 +36,17 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drain-seconds", type=float)
     parser.add_argument("--max-text-chars", type=int)
     parser.add_argument("--max-body-bytes", type=int)
+    parser.add_argument("--max-audio-seconds", type=float, help="most audio per request")
+    parser.add_argument("--max-client-requests", type=int, help="requests one client may hold")
+    parser.add_argument("--idle-timeout", type=float, help="close silent streams, seconds")
+    parser.add_argument("--stall-timeout", type=float, help="cut off non-reading clients")
     parser.add_argument("--noise-scale", type=float, help="server default noise scale")
     parser.add_argument("--noise-w-scale", type=float, help="server default noise width")
     parser.add_argument("--api-key", action="append", help="require this bearer key (repeatable)")
     parser.add_argument("--cors-origin", dest="cors_origins", action="append")
+    parser.add_argument(
+        "--allowed-host", dest="allowed_hosts", action="append", help="extra Host name"
+    )
     parser.add_argument("--log-level")
     parser.add_argument("--log-json", action="store_true", default=None)
     parser.add_argument("--no-ui", dest="ui", action="store_false", default=None)

@@ -79,7 +79,12 @@ class Settings(BaseSettings):
     # --- scheduling
     policy: Policy = "fair"
     max_queued_requests: int = Field(
-        64, ge=0, le=100_000, description="Requests admitted beyond one per worker."
+        1024,
+        ge=0,
+        le=100_000,
+        description="Requests admitted beyond one per worker: the memory backstop. Admission "
+        "itself is by predicted wait (a request that cannot start before its deadline is "
+        "refused at once).",
     )
     max_queued_sentences: int = Field(4096, ge=1, le=10_000_000)
     max_sentences_ahead: int = Field(
@@ -90,13 +95,42 @@ class Settings(BaseSettings):
     )
     drain_seconds: float = Field(30.0, ge=0, le=3600)
 
-    # --- limits
+    # --- limits: every admitted request holds bounded memory for a bounded time
     max_text_chars: int = Field(20_000, ge=1, le=10_000_000)
     max_body_bytes: int = Field(1_000_000, ge=1024, le=1_000_000_000)
+    max_audio_seconds: float = Field(
+        600.0, gt=0, le=86_400, description="Most audio one request may produce (seconds)."
+    )
+    max_client_requests: int = Field(
+        512,
+        ge=1,
+        le=100_000,
+        description="Requests one client may hold at once (HTTP: remote address; "
+        "WebSocket and Wyoming: connection).",
+    )
+    idle_timeout: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="A WebSocket or Wyoming connection that sends no text for this long "
+        "while nothing is being spoken for it is closed.",
+    )
+    stall_timeout: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="A reader that takes no audio for this long while audio waits is cut off.",
+    )
 
     # --- security and operation
     api_key: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host names accepted besides the bind address and loopback names "
+        "(DNS-rebinding guard); '*' accepts any. Bound to a wildcard address with none "
+        "configured, any host is accepted.",
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
     log_json: bool = False
     ui: bool = True
@@ -111,7 +145,9 @@ class Settings(BaseSettings):
         return _split_list(value, "," + os.pathsep)
 
     # Commas only: origins ("https://a.example") and keys may contain os.pathsep (":").
-    @field_validator("preload_voices", "api_key", "cors_origins", mode="before")
+    @field_validator(
+        "preload_voices", "api_key", "cors_origins", "allowed_hosts", mode="before"
+    )
     @classmethod
     def _lists_from_strings(cls, value: object) -> object:
         return _split_list(value)

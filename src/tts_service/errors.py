@@ -105,3 +105,61 @@ class SynthesisFailed(ServiceError):
     status = 500
     code = "synthesis_failed"
     exit_code = 7
+
+
+class AudioTooLong(ServiceError):
+    """The request would produce more audio than one request may (max_audio_seconds)."""
+
+    status = 413
+    code = "audio_too_long"
+    exit_code = 2
+
+
+class ForbiddenOrigin(ServiceError):
+    """A browser page from another site tried to use the server."""
+
+    status = 403
+    code = "forbidden_origin"
+    exit_code = 2
+
+
+class InvalidHost(InvalidRequest):
+    """The Host header names no host this server answers for (DNS rebinding guard)."""
+
+    code = "invalid_host"
+
+
+class VoiceUnavailable(ServiceError):
+    """The voice is installed but its files cannot be read or loaded."""
+
+    status = 500
+    code = "voice_unavailable"
+    exit_code = 3
+
+
+class TooManyClientRequests(ServiceError):
+    """One client already holds as many requests as it may (max_client_requests)."""
+
+    status = 429
+    code = "too_many_requests"
+    exit_code = 4
+
+    def __init__(self, message: str, retry_after: int = 1, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.retry_after = max(1, retry_after)
+
+
+class IdleTimeout(ServiceError):
+    """A connection sent no text for idle_timeout seconds."""
+
+    status = 408
+    code = "idle_timeout"
+    exit_code = 5
+
+
+class ReaderStalled(ServiceError):
+    """The client took no audio for stall_timeout seconds while audio waited for it."""
+
+    status = 408
+    code = "reader_stalled"
+    exit_code = 5

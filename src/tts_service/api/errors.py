@@ -10,13 +10,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tts_service.errors import Overloaded, ServiceError, ShuttingDown, ValidationFailed
+from tts_service.errors import (
+    Overloaded,
+    ServiceError,
+    ShuttingDown,
+    TooManyClientRequests,
+    ValidationFailed,
+)
 
 log = logging.getLogger(__name__)
 
 
 def error_headers(error: ServiceError) -> dict[str, str]:
-    if isinstance(error, Overloaded | ShuttingDown):
+    if isinstance(error, Overloaded | ShuttingDown | TooManyClientRequests):
         return {"Retry-After": str(error.retry_after)}
     return {}
 
