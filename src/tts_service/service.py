@@ -32,6 +32,9 @@ class SpeechRequest:
     sentence_silence: float = 0.0
     priority: str = "normal"
     timeout: float | None = None
+    client: str = ""
+    """Who asked (HTTP: remote address; WebSocket and Wyoming: one connection), for the
+    per-client limit and fairness between clients."""
 
 
 @dataclass
