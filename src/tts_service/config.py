@@ -145,9 +145,7 @@ class Settings(BaseSettings):
         return _split_list(value, "," + os.pathsep)
 
     # Commas only: origins ("https://a.example") and keys may contain os.pathsep (":").
-    @field_validator(
-        "preload_voices", "api_key", "cors_origins", "allowed_hosts", mode="before"
-    )
+    @field_validator("preload_voices", "api_key", "cors_origins", "allowed_hosts", mode="before")
     @classmethod
     def _lists_from_strings(cls, value: object) -> object:
         return _split_list(value)

@@ -25,15 +25,20 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from tts_service import admission
+from tts_service.clients import ClientShares
 from tts_service.engine import SynthesisOptions
 from tts_service.errors import (
+    AudioTooLong,
     Cancelled,
     DeadlineExceeded,
     Overloaded,
+    ReaderStalled,
     ServiceError,
     ShuttingDown,
     SynthesisFailed,
     TextTooLong,
+    TooManyClientRequests,
 )
 
 log = logging.getLogger(__name__)
@@ -89,6 +94,35 @@ class SchedulerObserver:
     def finished(self, state: JobState, latency: float) -> None: ...
 
 
+class _SafeObserver(SchedulerObserver):
+    """An observer whose failures are logged, never raised: a broken metrics hook must
+    not kill a worker thread and strand the job it was running."""
+
+    def __init__(self, inner: SchedulerObserver) -> None:
+        self.inner = inner
+
+    def _call(self, name: str, *args: Any) -> None:
+        try:
+            getattr(self.inner, name)(*args)
+        except Exception:
+            log.exception("scheduler observer %s failed", name)
+
+    def rejected(self, reason: str) -> None:
+        self._call("rejected", reason)
+
+    def started(self, queue_wait: float) -> None:
+        self._call("started", queue_wait)
+
+    def sentence_done(self, synth_seconds: float, audio_seconds: float) -> None:
+        self._call("sentence_done", synth_seconds, audio_seconds)
+
+    def first_audio(self, seconds: float) -> None:
+        self._call("first_audio", seconds)
+
+    def finished(self, state: JobState, latency: float) -> None:
+        self._call("finished", state, latency)
+
+
 _END = object()
 
 
@@ -104,6 +138,10 @@ class Job:
     closed: bool = True
     """False while more sentences may still be added (streaming text input)."""
     label: str = ""
+    client: str = ""
+    """Who asked; fairness and the per-client limit are between clients."""
+    max_samples: int | None = None
+    """Most audio the request may produce (the output cap), in samples."""
 
     id: int = 0
     seq: int = 0
@@ -119,6 +157,9 @@ class Job:
     consumed: int = 0
     next_emit: int = 0
     in_flight: int = 0
+    produced_samples: int = 0
+    waiting_since: float | None = None
+    """Since when audio has been waiting for a reader that takes nothing (stall guard)."""
     produced: dict[int, Chunk] = field(default_factory=dict)
     _queue: asyncio.Queue[Any] | None = None
     _loop: asyncio.AbstractEventLoop | None = None
@@ -173,6 +214,8 @@ class Scheduler:
         max_sentences_ahead: int = 8,
         observer: SchedulerObserver | None = None,
         solo_first: bool = False,
+        max_client_requests: int | None = None,
+        stall_timeout: float | None = None,
     ) -> None:
         if policy not in ("fair", "round_robin", "fifo"):
             raise ValueError(f"unknown scheduling policy {policy!r}")
@@ -186,7 +229,9 @@ class Scheduler:
         self.max_queued_requests = max_queued_requests
         self.max_queued_sentences = max_queued_sentences
         self.max_sentences_ahead = max_sentences_ahead
-        self.observer = observer or SchedulerObserver()
+        self.max_client_requests = max_client_requests
+        self.stall_timeout = stall_timeout
+        self._safe = _SafeObserver(observer or SchedulerObserver())
         self._cond = threading.Condition()
         self._jobs: list[Job] = []  # admitted, unfinished, in arrival order
         self._threads: list[threading.Thread] = []
@@ -196,9 +241,19 @@ class Scheduler:
         self._rr_cursor: dict[Priority, int] = {}
         self._busy = 0
         self._in_flight = 0
-        self._sentence_time = 0.2  # running mean of one sentence's synthesis, for Retry-After
+        self.speed = admission.SpeedEstimate()
+        self._clients = ClientShares()
         self.totals = dict.fromkeys(
-            ("submitted", "completed", "failed", "rejected", "timed_out", "cancelled", "sentences"),
+            (
+                "submitted",
+                "completed",
+                "failed",
+                "rejected",
+                "timed_out",
+                "cancelled",
+                "stalled",
+                "sentences",
+            ),
             0,
         )
         self._latency = _Window()
@@ -206,6 +261,15 @@ class Scheduler:
         self._first_audio = _Window()
         self._idle = threading.Event()
         self._idle.set()
+        self._stop_reaper = threading.Event()
+
+    @property
+    def observer(self) -> SchedulerObserver:
+        return self._safe.inner
+
+    @observer.setter
+    def observer(self, observer: SchedulerObserver) -> None:
+        self._safe = _SafeObserver(observer)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -218,9 +282,19 @@ class Scheduler:
             thread = threading.Thread(target=self._work, name=f"tts-worker-{n}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        if self.stall_timeout is not None:
+            reaper = threading.Thread(target=self._reap_stalled, name="tts-reaper", daemon=True)
+            reaper.start()
+            self._threads.append(reaper)
+
+    @property
+    def live_workers(self) -> int:
+        """Worker threads alive (a worker survives any error; tests check this)."""
+        return sum(t.is_alive() for t in self._threads if t.name.startswith("tts-worker"))
 
     def stop(self) -> None:
         """Stop the workers; unfinished jobs fail with ShuttingDown."""
+        self._stop_reaper.set()
         with self._cond:
             self._stopping = True
             for job in list(self._jobs):
@@ -256,8 +330,11 @@ class Scheduler:
         timeout: float = 60.0,
         closed: bool = True,
         label: str = "",
+        client: str = "",
+        max_seconds: float | None = None,
     ) -> Job:
-        """Admit a request or raise Overloaded / ShuttingDown / TextTooLong. Loop thread only."""
+        """Admit a request or raise Overloaded / TooManyClientRequests / ShuttingDown /
+        TextTooLong. `max_seconds` caps the audio it may produce. Loop thread only."""
         loop = asyncio.get_running_loop()
         if len(sentences) > self.max_queued_sentences:
             raise TextTooLong(
@@ -272,24 +349,18 @@ class Scheduler:
             timeout=timeout,
             closed=closed,
             label=label,
+            client=client,
+            max_samples=None if max_seconds is None else int(max_seconds * voice.sample_rate),
         )
         with self._cond:
-            if self.draining or self._stopping:
-                self.totals["rejected"] += 1
-                self.observer.rejected("draining")
-                raise ShuttingDown("the server is shutting down and takes no new requests")
-            capacity = self.workers + self.max_queued_requests
-            queued_sentences = self._queued_sentences()
-            if len(self._jobs) >= capacity:
-                self._reject("requests", f"{len(self._jobs)} requests are already admitted")
-            if queued_sentences + len(job.sentences) > self.max_queued_sentences:
-                self._reject("sentences", f"{queued_sentences} sentences are already queued")
+            self._admit(job)
             job.id = next(self._ids)
             job.seq = job.id
             job.submitted_at = time.monotonic()
             job._loop = loop
             job._queue = asyncio.Queue()
             self._jobs.append(job)
+            self._clients.joined(job.client)
             self._idle.clear()
             self.totals["submitted"] += 1
             self._cond.notify_all()
@@ -300,16 +371,53 @@ class Scheduler:
                 self._maybe_complete(job)
         return job
 
-    def _reject(self, reason: str, detail: str) -> None:
+    def _admit(self, job: Job) -> None:
+        """Under the lock: raise the reason `job` may not enter, if there is one."""
+        if self.draining or self._stopping:
+            self._count_rejection("draining")
+            raise ShuttingDown("the server is shutting down and takes no new requests")
+        capacity = self.workers + self.max_queued_requests
+        queued_sentences = self._queued_sentences()
+        if len(self._jobs) >= capacity:
+            self._reject("requests", f"{len(self._jobs)} requests are already admitted")
+        if queued_sentences + len(job.sentences) > self.max_queued_sentences:
+            self._reject("sentences", f"{queued_sentences} sentences are already queued")
+        held = self._clients.requests(job.client)
+        if self.max_client_requests is not None and held >= self.max_client_requests:
+            self._count_rejection("client")
+            raise TooManyClientRequests(
+                f"this client already holds {held} requests, the most one client may; "
+                "retry when one of them has finished",
+                retry_after=self._retry_after(),
+            )
+        if job.sentences:  # an open stream with no text yet is told at its first sentence
+            wait = self._predicted_wait(job.priority)
+            if not admission.fits_deadline(wait, job.timeout):
+                self._count_rejection("wait")
+                raise Overloaded(
+                    f"the server is busy: this request would wait about {wait:.1f} s to "
+                    f"start, past its {job.timeout:g} s deadline; retry later",
+                    retry_after=admission.retry_after(
+                        wait - admission.DEADLINE_SHARE * job.timeout
+                    ),
+                )
+
+    def _predicted_wait(self, priority: Priority) -> float:
+        return admission.predicted_wait(self._jobs, priority, self.policy, self.workers, self.speed)
+
+    def _count_rejection(self, reason: str) -> None:
         self.totals["rejected"] += 1
-        self.observer.rejected(reason)
+        self._safe.rejected(reason)
+
+    def _reject(self, reason: str, detail: str) -> None:
+        self._count_rejection(reason)
         raise Overloaded(
             f"the server is busy ({detail}); retry later", retry_after=self._retry_after()
         )
 
     def _retry_after(self) -> int:
-        backlog = self._queued_sentences() * self._sentence_time / max(1, self.workers)
-        return int(min(60, max(1, math.ceil(backlog))))
+        backlog = sum(len(ids) for job in self._jobs for ids in job.sentences[job.next_dispatch :])
+        return admission.retry_after(self.speed.seconds(backlog) / max(1, self.workers))
 
     def add_sentences(self, job: Job, sentences: Sequence[list[int]], close: bool = False) -> None:
         """Append sentences to an open job (streaming text input). Loop thread only."""
@@ -327,6 +435,7 @@ class Scheduler:
                     ),
                 )
                 return
+
             had_none = not job.sentences
             job.sentences.extend(sentences)
             job.closed = close
@@ -375,11 +484,38 @@ class Scheduler:
                     raise item
                 with self._cond:
                     job.consumed += 1
+                    # The reader took audio: the stall clock restarts if more is waiting.
+                    job.waiting_since = time.monotonic() if job.next_emit > job.consumed else None
                     self._cond.notify_all()  # a job held back by a slow reader may go on
                 yield item
         finally:
             if not job.finished:
                 self.cancel(job)
+
+    def touch(self, job: Job) -> None:
+        """The reader made progress inside a chunk (sent part of a long sentence): a
+        reader that is slow but moving is not stalled."""
+        with self._cond:
+            if job.waiting_since is not None:
+                job.waiting_since = time.monotonic()
+
+    def _reap_stalled(self) -> None:
+        """Cancel jobs whose reader took nothing for `stall_timeout` while audio waited,
+        so a client that stops reading releases its slot (its transport closes too)."""
+        assert self.stall_timeout is not None
+        interval = min(1.0, self.stall_timeout / 4)
+        while not self._stop_reaper.wait(interval):
+            now = time.monotonic()
+            with self._cond:
+                for job in list(self._jobs):
+                    since = job.waiting_since
+                    if since is not None and now - since > self.stall_timeout:
+                        self.totals["stalled"] += 1
+                        error = ReaderStalled(
+                            f"the client took no audio for {self.stall_timeout:g} s; "
+                            "the request was stopped"
+                        )
+                        self._finish(job, JobState.CANCELLED, error)
 
     async def collect(self, job: Job) -> bytes:
         return b"".join([chunk.pcm async for chunk in self.stream(job)])
@@ -415,9 +551,13 @@ class Scheduler:
         top = min(job.priority for job in candidates)
         candidates = [job for job in candidates if job.priority == top]
         if self.policy == "fair":
-            # Least served first; among equals the one closest to done (a short request
-            # arriving just after several long ones need not wait for all their first
-            # sentences), then arrival. An open job's remaining length is unknown.
+            # Between clients first: the least served client's requests only (see
+            # clients.py). Then least served request first; among equals the one closest to
+            # done (a short request arriving just after several long ones need not wait
+            # for all their first sentences), then arrival. An open job's length is unknown.
+            if len(self._clients) > 1:
+                client = self._clients.least_served(dict.fromkeys(j.client for j in candidates))
+                candidates = [job for job in candidates if job.client == client]
             return min(
                 candidates,
                 key=lambda job: (
@@ -441,47 +581,68 @@ class Scheduler:
                     job = self._pick()
                 if self._stopping or job is None:
                     return
-                index = job.next_dispatch
-                job.next_dispatch += 1
-                job.in_flight += 1
-                self._in_flight += 1
-                self._busy += 1
-                if job.state is JobState.QUEUED:
-                    self._mark_started(job)
-                solo = self._can_run_solo(job, index)
-                self._solo_running = solo
-            started = time.perf_counter()
-            error: BaseException | None = None
-            pcm = b""
+                index, solo = self._dispatch(job)
             try:
-                if solo:
-                    pcm = job.voice.synthesize(job.sentences[index], job.options, solo=True)  # type: ignore[call-arg]
-                else:
-                    pcm = job.voice.synthesize(job.sentences[index], job.options)
-            except Exception as exc:  # a failing sentence fails its job only
-                error = exc
-                log.exception("synthesis failed for request %s sentence %d", job.id, index)
-            elapsed = time.perf_counter() - started
-            with self._cond:
-                self._busy -= 1
-                self._in_flight -= 1
-                job.in_flight -= 1
-                if solo:
-                    self._solo_running = False
-                    self.solo_sentences += 1
-                self._cond.notify_all()
-                if job.finished:
-                    continue
-                if error is not None:
-                    self._fail(job, SynthesisFailed(f"synthesis failed: {error}"))
-                    continue
-                self._sentence_time = 0.9 * self._sentence_time + 0.1 * elapsed
-                self.totals["sentences"] += 1
-                job.synth_seconds += elapsed
-                job.produced[index] = Chunk(index, pcm, elapsed)
-                self.observer.sentence_done(elapsed, len(pcm) / 2 / job.voice.sample_rate)
-                self._emit_ready(job)
-                self._maybe_complete(job)
+                self._run(job, index, solo)
+            except Exception as exc:  # never lose a worker: fail only the job at hand
+                log.exception("worker error on request %s sentence %d", job.id, index)
+                with self._cond:
+                    self._fail(job, SynthesisFailed(f"internal error: {exc}"))
+
+    def _dispatch(self, job: Job) -> tuple[int, bool]:
+        """Under the lock: claim the job's next sentence for this worker."""
+        index = job.next_dispatch
+        job.next_dispatch += 1
+        job.in_flight += 1
+        self._in_flight += 1
+        self._busy += 1
+        self._clients.charge(job.client)
+        solo = self._can_run_solo(job, index)
+        self._solo_running = solo
+        if job.state is JobState.QUEUED:
+            self._mark_started(job)
+        return index, solo
+
+    def _run(self, job: Job, index: int, solo: bool) -> None:
+        """Synthesize one sentence outside the lock, then hand it over under it."""
+        started = time.perf_counter()
+        error: BaseException | None = None
+        pcm = b""
+        try:
+            if solo:
+                pcm = job.voice.synthesize(job.sentences[index], job.options, solo=True)  # type: ignore[call-arg]
+            else:
+                pcm = job.voice.synthesize(job.sentences[index], job.options)
+        except Exception as exc:  # a failing sentence fails its job only
+            error = exc
+            log.exception("synthesis failed for request %s sentence %d", job.id, index)
+        elapsed = time.perf_counter() - started
+        with self._cond:
+            self._busy -= 1
+            self._in_flight -= 1
+            job.in_flight -= 1
+            if solo:
+                self._solo_running = False
+                self.solo_sentences += 1
+            self._cond.notify_all()
+            if job.finished:
+                return
+            if error is not None:
+                self._fail(job, SynthesisFailed(f"synthesis failed: {error}"))
+                return
+            if not solo:  # the all-cores session is faster than what admission plans for
+                self.speed.learn(len(job.sentences[index]), elapsed)
+            self.totals["sentences"] += 1
+            job.synth_seconds += elapsed
+            job.produced_samples += len(pcm) // 2
+            if job.max_samples is not None and job.produced_samples > job.max_samples:
+                limit = job.max_samples / job.voice.sample_rate
+                self._fail(job, AudioTooLong(audio_limit_message(limit), param="text"))
+                return
+            job.produced[index] = Chunk(index, pcm, elapsed)
+            self._safe.sentence_done(elapsed, len(pcm) / 2 / job.voice.sample_rate)
+            self._emit_ready(job)
+            self._maybe_complete(job)
 
     def _can_run_solo(self, job: Job, index: int) -> bool:
         """Under the lock: the first sentence of a request, with nothing else to do."""
@@ -499,7 +660,7 @@ class Scheduler:
         if job._deadline_handle is not None:
             job._deadline_handle.cancel()
         self._queue_wait.add(job.queue_wait)
-        self.observer.started(job.queue_wait)
+        self._safe.started(job.queue_wait)
 
     def _emit_ready(self, job: Job) -> None:
         """Hand finished sentences to the reader strictly in order."""
@@ -507,11 +668,13 @@ class Scheduler:
             chunk = job.produced.pop(job.next_emit)
             job.next_emit += 1
             job.audio_samples += len(chunk.pcm) // 2
+            if job.waiting_since is None:  # the reader has audio to take from now on
+                job.waiting_since = time.monotonic()
             if job.first_audio_at is None:
                 job.first_audio_at = time.monotonic()
                 wait = job.first_audio_at - job.submitted_at
                 self._first_audio.add(wait)
-                self.observer.first_audio(wait)
+                self._safe.first_audio(wait)
             self._deliver(job, chunk)
 
     def _maybe_complete(self, job: Job) -> None:
@@ -534,12 +697,14 @@ class Scheduler:
             job._deadline_handle.cancel()
         if job in self._jobs:
             self._jobs.remove(job)
+            self._clients.left(job.client)
+        job.waiting_since = None
         if not self._jobs:
             self._idle.set()
         latency = job.finished_at - job.submitted_at
         if state is JobState.DONE:
             self._latency.add(latency)
-        self.observer.finished(state, latency)
+        self._safe.finished(state, latency)
         self._deliver(job, error if error is not None else _END)
         self._cond.notify_all()
 
@@ -565,6 +730,10 @@ class Scheduler:
                 "queued_sentences": self._queued_sentences(),
                 "capacity_requests": self.workers + self.max_queued_requests,
                 "capacity_sentences": self.max_queued_sentences,
+                "capacity_client_requests": self.max_client_requests,
+                "clients": len(self._clients),
+                "predicted_wait_seconds": round(self._predicted_wait(Priority.NORMAL), 3),
+                "seconds_per_phoneme_id": round(self.speed.seconds_per_id, 6),
                 "draining": self.draining,
                 "solo_first_sentence": self.solo_first,
                 "solo_sentences": self.solo_sentences,
@@ -573,3 +742,7 @@ class Scheduler:
                 "queue_wait_seconds": self._queue_wait.summary(),
                 "first_audio_seconds": self._first_audio.summary(),
             }
+
+
+def audio_limit_message(limit: float) -> str:
+    return f"the request would produce more than {limit:g} s of audio, the most one request may"

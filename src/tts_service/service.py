@@ -11,11 +11,22 @@ from dataclasses import dataclass
 
 from tts_service.config import Settings, available_cores
 from tts_service.engine import SynthesisOptions, Voice
-from tts_service.errors import InvalidRequest, ShuttingDown, TextTooLong, ValidationFailed
-from tts_service.scheduler import Job, Priority, Scheduler, SchedulerObserver
+from tts_service.errors import (
+    AudioTooLong,
+    InvalidRequest,
+    ShuttingDown,
+    TextTooLong,
+    ValidationFailed,
+)
+from tts_service.scheduler import Job, Priority, Scheduler, SchedulerObserver, audio_limit_message
 from tts_service.voices import VoiceCatalog, discover, resolve_speaker
 
 log = logging.getLogger(__name__)
+
+# Piper voices speak 25-50 ms per phoneme id (the ids include the pads between phonemes) at
+# length_scale 1 (measured on the bundled voice over short and long sentences); half the
+# least of that is a safe lower bound for refusing over-long requests before synthesis.
+MIN_SECONDS_PER_PHONEME_ID = 0.012
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,8 @@ class TTSService:
             max_sentences_ahead=settings.max_sentences_ahead,
             observer=observer,
             solo_first=settings.solo_threads is not None,
+            max_client_requests=settings.max_client_requests,
+            stall_timeout=settings.stall_timeout,
         )
         # espeak-ng is process-global behind Piper's lock: one thread is all it can use.
         self._phonemizer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="phonemizer")
@@ -118,6 +131,23 @@ class TTSService:
         )
         return voice, options
 
+    def check_audio_length(
+        self, voice: Voice, sentences: list[list[int]], options: SynthesisOptions
+    ) -> None:
+        """Refuse before any synthesis what is sure to pass the output cap; what is not
+        sure is stopped when its audio passes the cap (the scheduler enforces it)."""
+        least = least_audio_seconds(voice, sentences, options)
+        limit = self.settings.max_audio_seconds
+        if least > limit:
+            raise AudioTooLong(
+                f"{audio_limit_message(limit)}: this text gives at least {least:.0f} s "
+                f"({len(sentences)} sentences at length_scale "
+                f"{options.length_scale or voice.default_length_scale:g}, "
+                f"{options.sentence_silence:g} s of silence after each)",
+                param="text",
+                limit_seconds=limit,
+            )
+
     def _timeout(self, requested: float | None) -> float:
         """A request may shorten the server's deadline, never extend it."""
         if requested is None:
@@ -132,6 +162,7 @@ class TTSService:
         sentences = await self.phonemize(voice, request.text)
         if not sentences:
             raise ValidationFailed("text contains nothing that can be spoken", param="text")
+        self.check_audio_length(voice, sentences, options)
         job = self.scheduler.submit(
             voice,
             sentences,
@@ -139,6 +170,8 @@ class TTSService:
             priority=priority,
             timeout=self._timeout(request.timeout),
             label=label,
+            client=request.client,
+            max_seconds=self.settings.max_audio_seconds,
         )
         return Admitted(job, voice, len(sentences), len(request.text))
 
@@ -167,6 +200,17 @@ class TTSService:
 # espeak-ng reads C strings: a NUL raises, and an unpaired UTF-16 surrogate (JSON "\ud800")
 # cannot even be encoded. No control character is ever spoken: make them all spaces.
 _UNSPEAKABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
+def least_audio_seconds(
+    voice: Voice, sentences: list[list[int]], options: SynthesisOptions
+) -> float:
+    """A lower bound on the audio `sentences` produce: the silence after each, plus each
+    phoneme id at no less than MIN_SECONDS_PER_PHONEME_ID times the length scale."""
+    length_scale = options.length_scale or voice.default_length_scale
+    ids = sum(len(sentence) for sentence in sentences)
+    speech = ids * MIN_SECONDS_PER_PHONEME_ID * length_scale
+    return speech + len(sentences) * options.sentence_silence
 
 
 def speakable(text: str) -> str:

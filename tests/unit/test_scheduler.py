@@ -19,12 +19,15 @@ import pytest
 
 from tts_service.engine import SynthesisOptions
 from tts_service.errors import (
+    AudioTooLong,
     Cancelled,
     DeadlineExceeded,
     Overloaded,
+    ReaderStalled,
     ShuttingDown,
     SynthesisFailed,
     TextTooLong,
+    TooManyClientRequests,
 )
 from tts_service.scheduler import (
     Chunk,
@@ -356,12 +359,19 @@ async def test_retry_after_grows_with_the_backlog(
 ) -> None:
     scheduler = make_scheduler(workers=1, max_queued_requests=0, max_queued_sentences=5000)
     voice = fake(gate_at=0)
-    scheduler.submit(voice, sentences(A, 2000), OPTIONS)
+    scheduler.speed.seconds_per_id = 0.01  # as if measured: 20 ms per fake sentence
+    scheduler.submit(voice, sentences(A, 200), OPTIONS)
     await voice.wait_held()
-    with pytest.raises(Overloaded) as refused:
+    with pytest.raises(Overloaded) as small:
         scheduler.submit(voice, sentences(B, 1), OPTIONS)
-    # ~2000 sentences at the starting estimate of 0.2 s each: capped at a minute.
-    assert refused.value.retry_after == 60
+    scheduler.cancel(scheduler._jobs[0])
+    voice.release()
+    scheduler.submit(voice, sentences(C, 4000), OPTIONS)
+    with pytest.raises(Overloaded) as large:
+        scheduler.submit(voice, sentences(D, 1), OPTIONS)
+    # ~200 sentences of 20 ms: a few seconds; ~4000: over a minute, capped at one.
+    assert 2 <= small.value.retry_after <= 6
+    assert large.value.retry_after == 60
 
 
 # ------------------------------------------------------------------ deadlines
@@ -722,6 +732,7 @@ async def test_stats_and_observer_count_what_happened(
         "rejected": 1,
         "timed_out": 0,
         "cancelled": 0,
+        "stalled": 0,
         "sentences": 1 + 2 + 3,
     }
     assert stats["policy"] == "fair" and stats["workers"] == 2
@@ -818,3 +829,195 @@ async def test_no_solo_when_other_work_waits_or_when_off(
     fifo = make_scheduler(workers=2, solo_first=True, policy="fifo")
     await collect(fifo, fifo.submit(plain, sentences(D, 2), SynthesisOptions()))
     assert plain.solo_calls == []
+
+
+# ------------------------------------------------------------------ clients
+
+
+async def test_one_client_with_many_requests_does_not_delay_another_behind_them(
+    make_scheduler: MakeScheduler, fake: Callable[..., FakeVoice]
+) -> None:
+    """Client "a" holds five one-sentence requests; client "b" arrives after them with one
+    of the same length. Request-level fairness would run all of a's first (they are as
+    short and came earlier); between clients, b is next after the sentence running now."""
+    scheduler = make_scheduler(policy="fair")
+    voice = fake(gate_at=0)
+    first = scheduler.submit(voice, sentences(A, 1), OPTIONS, client="a")
+    await voice.wait_held()
+    mine = [scheduler.submit(voice, sentences(tag, 1), OPTIONS, client="a") for tag in (B, C, D)]
+    other = scheduler.submit(voice, sentences(E, 1), OPTIONS, client="b")
+    voice.release()
+    await bounded(asyncio.gather(*(scheduler.collect(j) for j in (first, *mine, other))))
+    assert voice.calls[:2] == [(A, 0), (E, 0)]
+    assert voice.calls[2:] == [(B, 0), (C, 0), (D, 0)]
+
+
+async def test_clients_alternate_sentence_by_sentence(
+    make_scheduler: MakeScheduler, fake: Callable[..., FakeVoice]
+) -> None:
+    scheduler = make_scheduler(policy="fair", max_sentences_ahead=100)
+    voice = fake(gate_at=0)
+    hold = scheduler.submit(voice, sentences(A, 1), OPTIONS, client="x")
+    await voice.wait_held()
+    a = [scheduler.submit(voice, sentences(tag, 2), OPTIONS, client="a") for tag in (B, C)]
+    b = scheduler.submit(voice, sentences(D, 2), OPTIONS, client="b")
+    voice.release()
+    await bounded(asyncio.gather(*(scheduler.collect(j) for j in (hold, *a, b))))
+    clients = ["a" if tag in (B, C) else "b" for tag, _ in voice.calls[1:]]
+    # b's two sentences are spread among a's four, never both behind all of them
+    assert clients[:4].count("b") >= 1 and clients.index("b") <= 1
+    assert voice.calls_of(D) == calls(D, 2)
+
+
+async def test_a_client_may_hold_only_its_share(
+    make_scheduler: MakeScheduler, fake: Callable[..., FakeVoice]
+) -> None:
+    scheduler = make_scheduler(max_client_requests=2)
+    voice = fake(gate_at=0)
+    jobs = [scheduler.submit(voice, sentences(tag, 1), OPTIONS, client="a") for tag in (A, B)]
+    await voice.wait_held()
+    with pytest.raises(TooManyClientRequests) as refused:
+        scheduler.submit(voice, sentences(C, 1), OPTIONS, client="a")
+    assert "2 requests" in refused.value.message and refused.value.retry_after >= 1
+    other = scheduler.submit(voice, sentences(D, 1), OPTIONS, client="b")  # others still may
+    voice.release()
+    await bounded(asyncio.gather(*(scheduler.collect(j) for j in (*jobs, other))))
+    again = scheduler.submit(voice, sentences(E, 1), OPTIONS, client="a")  # slots came back
+    await collect(scheduler, again)
+    assert scheduler.stats()["totals"]["rejected"] == 1 and scheduler.stats()["clients"] == 0
+
+
+# ------------------------------------------------------------------ admission by wait
+
+
+async def test_a_request_that_cannot_start_before_its_deadline_is_refused_at_once(
+    make_scheduler: MakeScheduler, fake: Callable[..., FakeVoice]
+) -> None:
+    scheduler = make_scheduler(workers=1, max_queued_requests=1000)
+    scheduler.speed.seconds_per_id = 0.05  # as measured: 0.1 s per two-id fake sentence
+    voice = fake(gate_at=0)
+    running = scheduler.submit(voice, sentences(A, 1), OPTIONS)
+    await voice.wait_held()
+    # The running sentence and each unstarted request ahead add 0.1 s: with a deadline of
+    # 0.9375 s (0.75 s usable) the 7th waiting one starts in time, the 8th would not.
+    timeout = 0.75 / 0.8
+    admitted = [
+        scheduler.submit(voice, sentences(B, 1), OPTIONS, timeout=timeout) for _ in range(7)
+    ]
+    with pytest.raises(Overloaded) as refused:
+        scheduler.submit(voice, sentences(C, 1), OPTIONS, timeout=timeout)
+    assert "deadline" in refused.value.message and refused.value.retry_after >= 1
+    longer = scheduler.submit(voice, sentences(C, 1), OPTIONS, timeout=60.0)  # a patient one fits
+    assert scheduler.stats()["predicted_wait_seconds"] > 0.75
+    voice.release()
+    await bounded(asyncio.gather(*(scheduler.collect(j) for j in (running, *admitted, longer))))
+    assert voice.calls_of(C) == [(C, 0)]  # the refused one never ran
+
+
+async def test_the_estimate_learns_from_measured_sentences(
+    make_scheduler: MakeScheduler, fake: Callable[..., FakeVoice]
+) -> None:
+    scheduler = make_scheduler(workers=1)
+    voice = fake(delay=0.05)
+    before = scheduler.speed.seconds_per_id
+    for tag in (A, B, C):
+        await collect(scheduler, scheduler.submit(voice, sentences(tag, 3), OPTIONS))
+    # ~0.05 s per two-id sentence is 0.025 s per id, far above the starting guess
+    assert scheduler.speed.seconds_per_id > before * 2
+
+
+# ------------------------------------------------------------------ output cap
+
+
+async def test_audio_past_the_cap_stops_the_request(
+    make_scheduler: MakeScheduler, fake: Callable[..., FakeVoice]
+) -> None:
+    scheduler = make_scheduler(workers=1)
+    voice = fake()  # 8 samples per sentence at 1000 Hz
+    job = scheduler.submit(voice, sentences(A, 10), OPTIONS, max_seconds=0.03)
+    chunks: list[Chunk] = []
+    with pytest.raises(AudioTooLong):
+        async for chunk in scheduler.stream(job):
+            chunks.append(chunk)
+    assert len(chunks) == 3  # 24 samples fit, the 4th sentence would make 32 > 30
+    assert len(voice.calls) < 10 and job.state is JobState.FAILED
+    fits = scheduler.submit(voice, sentences(B, 3), OPTIONS, max_seconds=0.03)
+    assert len(await collect(scheduler, fits)) == 3 * len(pcm_for(B, 0))
+
+
+# ------------------------------------------------------------------ stalled readers
+
+
+async def test_a_reader_that_takes_nothing_loses_its_slot(
+    make_scheduler: MakeScheduler, fake: Callable[..., FakeVoice]
+) -> None:
+    scheduler = make_scheduler(workers=1, stall_timeout=0.2, max_sentences_ahead=2)
+    voice = fake()
+    stalled = scheduler.submit(voice, sentences(A, 10), OPTIONS)
+    await until(lambda: stalled.finished, within=5)
+    assert isinstance(stalled.error, ReaderStalled)
+    assert len(voice.calls) == 2  # it never ran past what its reader could take
+    stats = scheduler.stats()
+    assert stats["totals"]["stalled"] == 1 and stats["active_requests"] == 0
+
+
+async def test_a_slow_reader_that_keeps_taking_is_not_stalled(
+    make_scheduler: MakeScheduler, fake: Callable[..., FakeVoice]
+) -> None:
+    scheduler = make_scheduler(workers=1, stall_timeout=0.3, max_sentences_ahead=1)
+    voice = fake()
+    job = scheduler.submit(voice, sentences(A, 6), OPTIONS)
+    taken = 0
+    async for _ in scheduler.stream(job):
+        taken += 1
+        for _ in range(3):  # 0.45 s per chunk in all, but progress every 0.15 s
+            await asyncio.sleep(0.15)
+            scheduler.touch(job)
+    assert taken == 6 and job.state is JobState.DONE
+
+
+# ------------------------------------------------------------------ robustness
+
+
+class ExplodingObserver(SchedulerObserver):
+    def sentence_done(self, synth_seconds: float, audio_seconds: float) -> None:
+        raise RuntimeError("metrics backend down")
+
+    def first_audio(self, seconds: float) -> None:
+        raise RuntimeError("metrics backend down")
+
+    def started(self, queue_wait: float) -> None:
+        raise RuntimeError("metrics backend down")
+
+
+async def test_an_observer_that_raises_costs_no_worker_and_no_job(
+    make_scheduler: MakeScheduler, fake: Callable[..., FakeVoice]
+) -> None:
+    scheduler = make_scheduler(workers=2, observer=ExplodingObserver())
+    voice = fake()
+    assert scheduler.live_workers == 2
+    jobs = [scheduler.submit(voice, sentences(tag, 3), OPTIONS) for tag in (A, B, C, D)]
+    audio = await bounded(asyncio.gather(*(scheduler.collect(job) for job in jobs)))
+    assert all(len(pcm) == 3 * len(pcm_for(A, 0)) for pcm in audio)
+    assert scheduler.live_workers == 2
+
+
+async def test_an_error_outside_synthesis_fails_only_its_job(
+    make_scheduler: MakeScheduler, fake: Callable[..., FakeVoice], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scheduler = make_scheduler(workers=1)
+    voice = fake()
+    real_emit = scheduler._emit_ready
+
+    def broken_emit(job: Job) -> None:
+        if job.sentences[0][0] == A:
+            raise RuntimeError("bug in hand-over")
+        real_emit(job)
+
+    monkeypatch.setattr(scheduler, "_emit_ready", broken_emit)
+    bad = scheduler.submit(voice, sentences(A, 2), OPTIONS)
+    with pytest.raises(SynthesisFailed):
+        await collect(scheduler, bad)
+    good = scheduler.submit(voice, sentences(B, 2), OPTIONS)
+    assert len(await collect(scheduler, good)) == 2 * len(pcm_for(B, 0))
+    assert scheduler.live_workers == 1

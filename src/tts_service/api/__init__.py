@@ -15,6 +15,7 @@ from tts_service.api.auth import ApiKeyMiddleware
 from tts_service.api.errors import install_error_handlers
 from tts_service.api.limits import BodyLimitMiddleware
 from tts_service.api.openai import router as openai_router
+from tts_service.api.stall import StallGuardMiddleware
 from tts_service.config import Settings
 from tts_service.metrics import HttpMetricsMiddleware, Metrics, RouteLabels
 from tts_service.service import TTSService
@@ -54,7 +55,9 @@ def create_app(
     if settings.ui:
         app.include_router(ui.router)
     # Last added runs first: request id and log, metrics, CORS (so preflights and 401s get
-    # CORS headers), the key check (before a body is read), the body limit.
+    # CORS headers), the key check (before a body is read), the body limit, the stall guard
+    # (innermost, so a stalled client's response ends as an unfinished one, not an error).
+    app.add_middleware(StallGuardMiddleware, timeout=settings.stall_timeout)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(ApiKeyMiddleware, keys=settings.api_key)
     if settings.cors_origins:

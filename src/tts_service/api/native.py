@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import time
 from typing import Any
 
 from fastapi import APIRouter, Request, Response, WebSocket, WebSocketDisconnect
-from fastapi.responses import JSONResponse
 
 from tts_service.api.body import openapi_body, parse_json, read_model, validate
+from tts_service.api.errors import native_error_response
 from tts_service.api.schemas import SynthesizeBody
 from tts_service.api.streaming import (
     ClientGone,
     JobStreamingResponse,
+    audio_response,
     encode_whole,
     encoded_stream,
+    json_with_base64,
     unless_disconnected,
 )
 from tts_service.audio import content_type, output_rate
@@ -35,6 +36,11 @@ def get_service(connection: Request | WebSocket) -> TTSService:
     return service
 
 
+def client_address(connection: Request | WebSocket) -> str:
+    """The remote address: one client for the per-client limit and fairness."""
+    return connection.client.host if connection.client is not None else ""
+
+
 def describe(admitted: Admitted, started: float) -> dict[str, Any]:
     job = admitted.job
     return {
@@ -50,7 +56,8 @@ def describe(admitted: Admitted, started: float) -> dict[str, Any]:
 
 async def admit(request: Request) -> tuple[SynthesizeBody, Admitted]:
     body = await read_model(request, SynthesizeBody)
-    admitted = await get_service(request).submit(body.to_request(), label=request.url.path)
+    speech = body.to_request(client=client_address(request))
+    admitted = await get_service(request).submit(speech, label=request.url.path)
     request.state.admitted = admitted  # for the access log
     return body, admitted
 
@@ -67,11 +74,9 @@ async def synthesize_json(request: Request) -> Response:
         return Response(status_code=CLIENT_CLOSED)
     result = describe(admitted, started)
     result.update(
-        format=body.format,
-        sample_rate=output_rate(body.format, admitted.voice.sample_rate),
-        audio=base64.b64encode(audio).decode("ascii"),
+        format=body.format, sample_rate=output_rate(body.format, admitted.voice.sample_rate)
     )
-    return JSONResponse(result)
+    return json_with_base64(result, "audio", audio)
 
 
 @router.post("/synthesize/binary", openapi_extra=openapi_body(SynthesizeBody))
@@ -91,13 +96,14 @@ async def synthesize_binary(request: Request) -> Response:
             admitted,
             content_type(body.format),
             headers,
+            on_error=native_error_response,
         )
     try:
         audio = await unless_disconnected(request, encode_whole(service, admitted, body.format))
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED)
     headers["X-Duration"] = f"{admitted.job.audio_seconds:.4f}"
-    return Response(audio, media_type=content_type(body.format), headers=headers)
+    return audio_response(audio, content_type(body.format), headers)
 
 
 class _Connection:

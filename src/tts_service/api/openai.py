@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from tts_service.api.body import openapi_body, read_model
 from tts_service.api.errors import error_headers
-from tts_service.api.native import get_service
+from tts_service.api.native import client_address, get_service
 from tts_service.api.schemas import AudioFormat
 from tts_service.api.streaming import JobStreamingResponse, encoded_stream
 from tts_service.audio import content_type, output_rate
@@ -97,13 +97,14 @@ class SpeechBody(BaseModel):
     def voice_name(self) -> str | None:
         return self.voice.id if isinstance(self.voice, VoiceRef) else self.voice
 
-    def to_request(self, voice: Voice) -> SpeechRequest:
+    def to_request(self, voice: Voice, client: str = "") -> SpeechRequest:
         return SpeechRequest(
             text=self.input,
             voice=voice.info.name,
             speaker=self.speaker,
             # Relative to the voice's own pace, so speed 1.0 is exactly the voice's default.
             length_scale=voice.default_length_scale / self.speed,
+            client=client,
         )
 
 
@@ -209,7 +210,8 @@ async def admit(request: Request) -> tuple[SpeechBody, Admitted]:
     service.check_text(body.input)  # before a voice load an empty text would not need
     name = resolve_voice(service.settings, service.catalog.names, body.voice_name)
     voice = await service.catalog.get(name)
-    admitted = await service.submit(body.to_request(voice), label=request.url.path)
+    speech = body.to_request(voice, client=client_address(request))
+    admitted = await service.submit(speech, label=request.url.path)
     request.state.admitted = admitted  # for the access log
     return body, admitted
 
@@ -239,13 +241,19 @@ async def sse_stream(
 ) -> AsyncGenerator[bytes, None]:
     """OpenAI's speech SSE: one `speech.audio.delta` per encoded chunk, then `speech.audio.done`.
 
-    Once events flow the status is 200, so a late failure becomes an `error` event.
+    A failure before the first event is raised (the response then answers it with an
+    error status); once events flow the status is 200, so a later failure becomes an
+    `error` event.
     """
+    sent = False
     try:
         async for data in audio:
             audio_b64 = base64.b64encode(data).decode("ascii")
             yield sse_event({"type": "speech.audio.delta", "audio": audio_b64})
+            sent = True
     except ServiceError as error:
+        if not sent:
+            raise
         yield sse_event({"type": "error", **openai_error_body(error)})
         return
     finally:
@@ -264,9 +272,16 @@ def speech_response(service: TTSService, body: SpeechBody, admitted: Admitted) -
     if body.stream_format == "sse":
         headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         return JobStreamingResponse(
-            sse_stream(audio, admitted), service, admitted, "text/event-stream", headers
+            sse_stream(audio, admitted),
+            service,
+            admitted,
+            "text/event-stream",
+            headers,
+            on_error=openai_error_response,
         )
-    return JobStreamingResponse(audio, service, admitted, content_type(fmt), headers)
+    return JobStreamingResponse(
+        audio, service, admitted, content_type(fmt), headers, on_error=openai_error_response
+    )
 
 
 _SPEECH_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {

@@ -33,7 +33,7 @@ class SynthesizeBody(BaseModel):
         False, description="/synthesize/binary only: chunked, sentence by sentence."
     )
 
-    def to_request(self) -> SpeechRequest:
+    def to_request(self, client: str = "") -> SpeechRequest:
         return SpeechRequest(
             text=self.text,
             voice=self.voice,
@@ -45,4 +45,5 @@ class SynthesizeBody(BaseModel):
             sentence_silence=self.sentence_silence,
             priority=self.priority,
             timeout=self.timeout,
+            client=client,
         )
