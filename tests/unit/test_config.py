@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from tts_service import config
 from tts_service.cli import build_parser, settings_from
-from tts_service.config import OPENAI_VOICE_NAMES, Settings, available_cores
+from tts_service.config import OPENAI_VOICE_NAMES, Settings, available_cores, cgroup_cpu_limit
 
 
 @pytest.fixture(autouse=True)
@@ -90,3 +91,60 @@ def test_cli_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
 def test_say_noise_flags_are_per_request_not_server_defaults() -> None:
     args = build_parser().parse_args(["say", "hi", "-o", "x.wav", "--noise-scale", "0.3"])
     assert settings_from(args).noise_scale is None
+
+
+# ------------------------------------------------------------------ cores under a cgroup quota
+
+
+def write_files(root: Path, files: dict[str, str]) -> Path:
+    for relative, content in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    return root
+
+
+V1 = "cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us"
+V1_JOINT = "cpu,cpuacct/cpu.cfs_quota_us", "cpu,cpuacct/cpu.cfs_period_us"
+
+
+@pytest.mark.parametrize(
+    ("files", "limit"),
+    [
+        ({"cpu.max": "200000 100000\n"}, 2),
+        ({"cpu.max": "150000 100000\n"}, 2),  # 1.5 CPUs: a second, part-time core
+        ({"cpu.max": "50000 100000\n"}, 1),
+        ({"cpu.max": "max 100000\n"}, None),
+        ({V1[0]: "300000\n", V1[1]: "100000\n"}, 3),
+        ({V1[0]: "-1\n", V1[1]: "100000\n"}, None),
+        ({V1_JOINT[0]: "100000\n", V1_JOINT[1]: "100000\n"}, 1),
+        ({}, None),
+        ({V1[0]: "300000\n"}, None),  # half of the pair
+        ({"cpu.max": "lots\n"}, None),
+        ({"cpu.max": "200000 0\n"}, None),
+        ({"cpu.max": "1 2 3\n"}, None),
+        ({V1[0]: "x\n", V1[1]: "100000\n"}, None),
+    ],
+)
+def test_cgroup_cpu_limit(tmp_path: Path, files: dict[str, str], limit: int | None) -> None:
+    assert cgroup_cpu_limit(write_files(tmp_path, files)) == limit
+
+
+def test_the_quota_caps_the_cores(tmp_path: Path) -> None:
+    free = available_cores(tmp_path)  # no cgroup files: the CPUs this process may run on
+    assert free == len(os.sched_getaffinity(0))
+    limited = write_files(tmp_path / "limited", {"cpu.max": "100000 100000\n"})
+    assert available_cores(limited) == 1
+    generous = write_files(tmp_path / "generous", {"cpu.max": f"{(free + 8) * 100000} 100000"})
+    assert available_cores(generous) == free  # a quota above the CPUs changes nothing
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs to cap to 1")
+def test_default_workers_follow_the_quota(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(config, "CGROUP_ROOT", tmp_path / "none")
+    assert Settings().worker_count >= 2
+    limited = write_files(tmp_path / "limited", {"cpu.max": "100000 100000"})
+    monkeypatch.setattr(config, "CGROUP_ROOT", limited)
+    settings = Settings()
+    assert settings.worker_count == 1
+    assert settings.solo_threads is None  # one core: no all-cores session

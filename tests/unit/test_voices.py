@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from pathlib import Path
 
 import pytest
 
+from audiocheck import eventually
 from tts_service.engine import Voice, VoiceInfo
-from tts_service.errors import InvalidRequest, SpeakerNotFound, VoiceNotFound
+from tts_service.errors import (
+    InvalidRequest,
+    SpeakerNotFound,
+    VoiceNotFound,
+    VoiceUnavailable,
+)
 from tts_service.voices import (
     BUNDLED_VOICE,
     VoiceCatalog,
@@ -19,7 +26,7 @@ from tts_service.voices import (
     resolve_speaker,
     validate_voice_name,
 )
-from voicegen import write_tiny_voice
+from voicegen import tiny_voice_config, write_tiny_voice
 
 TRAVERSAL = ["../x", "/etc/passwd", "a/b", "..", "../../etc/passwd", "a\\b", ".hidden", ""]
 
@@ -155,8 +162,10 @@ async def test_a_failed_load_is_not_cached(tmp_path: Path) -> None:
     model.write_bytes(b"not an onnx model")
     catalog, loader = catalog_for(tmp_path)
     for _ in range(2):
-        with pytest.raises(Exception, match=r"(?i)protobuf|onnx|load|invalid"):
+        with pytest.raises(VoiceUnavailable, match=r"(?i)protobuf|onnx|load|invalid") as failed:
             await catalog.get("broken")
+        assert failed.value.status == 500 and failed.value.code == "voice_unavailable"
+        assert "'broken'" in failed.value.message and str(tmp_path) not in failed.value.message
     assert loader.calls == ["broken", "broken"] and not catalog.is_loaded("broken")
 
 
@@ -172,6 +181,170 @@ async def test_least_recently_used_voice_is_evicted(voice_dir: Path) -> None:
     assert loader.calls == ["tiny-a", "tiny-b", "tiny-c", "tiny-b"]
     assert [catalog.is_loaded(n) for n in ("tiny-a", "tiny-b", "tiny-c")] == [False, True, True]
     assert catalog.loads == 4
+
+
+# ------------------------------------------------------------------ a load outlives its callers
+
+
+class GatedLoader:
+    """A fake loader that holds each load until the test opens the gate, then returns a
+    ready voice or raises `error`."""
+
+    def __init__(self, voice: Voice) -> None:
+        self.voice = voice
+        self.error: Exception | None = None
+        self.calls = 0
+        self.started = threading.Event()
+        self.gate = threading.Event()
+
+    def __call__(self, files: VoiceFiles, threads: int) -> Voice:
+        self.calls += 1
+        self.started.set()
+        self.gate.wait(timeout=30)  # bounded: a failing test must not hang the run
+        if self.error is not None:
+            raise self.error
+        return self.voice
+
+
+@pytest.fixture(scope="module")
+def tiny_voice(voice_dir: Path) -> Voice:
+    files = discover([voice_dir])["tiny-b"]
+    return Voice.load(files.name, files.model, files.config, 1)
+
+
+def gated_catalog(voice_dir: Path, voice: Voice) -> tuple[VoiceCatalog, GatedLoader]:
+    loader = GatedLoader(voice)
+    return VoiceCatalog(discover([voice_dir]), 1, 4, loader=loader), loader
+
+
+async def started_loading(loader: GatedLoader) -> None:
+    assert await asyncio.to_thread(loader.started.wait, 30), "the load never started"
+
+
+async def test_a_cancelled_first_caller_does_not_cancel_the_load(
+    voice_dir: Path, tiny_voice: Voice
+) -> None:
+    catalog, loader = gated_catalog(voice_dir, tiny_voice)
+    first = asyncio.create_task(catalog.get("tiny-b"))
+    await started_loading(loader)
+    others = [asyncio.create_task(catalog.get("tiny-b")) for _ in range(3)]
+    await asyncio.sleep(0)  # the others are waiting on the same load
+    first.cancel()
+    loader.gate.set()
+    got = await asyncio.gather(*others)
+    assert all(voice is tiny_voice for voice in got)
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert loader.calls == 1 and catalog.loads == 1 and catalog.is_loaded("tiny-b")
+
+
+async def test_a_load_every_caller_gave_up_on_still_lands_in_the_cache(
+    voice_dir: Path, tiny_voice: Voice
+) -> None:
+    catalog, loader = gated_catalog(voice_dir, tiny_voice)
+    callers = [asyncio.create_task(catalog.get("tiny-b")) for _ in range(2)]
+    await started_loading(loader)
+    for caller in callers:
+        caller.cancel()
+    await asyncio.gather(*callers, return_exceptions=True)
+    loader.gate.set()
+
+    async def loaded() -> bool:
+        return catalog.is_loaded("tiny-b")
+
+    await eventually(loaded, 30, "the abandoned load finished")
+    assert await catalog.get("tiny-b") is tiny_voice
+    assert loader.calls == 1 and catalog.loads == 1
+
+
+async def test_a_failing_load_fails_every_waiter_and_is_retried_later(
+    voice_dir: Path, tiny_voice: Voice
+) -> None:
+    catalog, loader = gated_catalog(voice_dir, tiny_voice)
+    loader.error = RuntimeError("the model file is truncated")
+    waiters = [asyncio.create_task(catalog.get("tiny-b")) for _ in range(3)]
+    await started_loading(loader)
+    loader.gate.set()
+    failures = await asyncio.gather(*waiters, return_exceptions=True)
+    for failure in failures:
+        assert isinstance(failure, VoiceUnavailable), failure
+        assert failure.status == 500 and failure.code == "voice_unavailable"
+        assert "'tiny-b'" in failure.message and "truncated" in failure.message
+    assert loader.calls == 1 and catalog.loads == 0 and not catalog.is_loaded("tiny-b")
+
+    loader.error = None  # the file is fixed: the next request loads it
+    assert await catalog.get("tiny-b") is tiny_voice
+    assert loader.calls == 2 and catalog.loads == 1 and catalog.is_loaded("tiny-b")
+
+
+# ------------------------------------------------------------------ broken voice files
+
+
+def without_sample_rate() -> str:
+    config = tiny_voice_config("broken", num_speakers=1)
+    del config["audio"]["sample_rate"]
+    return json.dumps(config)
+
+
+def without_phoneme_map() -> str:
+    config = tiny_voice_config("broken", num_speakers=1)
+    del config["phoneme_id_map"]
+    return json.dumps(config)
+
+
+BROKEN_CONFIGS = {
+    "not JSON": ("{not json", "not valid JSON"),
+    "empty": ("", "not valid JSON"),
+    "a list": ("[1, 2]", "unexpected value"),
+    "no sample rate": (without_sample_rate(), "lacks the required key 'sample_rate'"),
+    "no phoneme map": (without_phoneme_map(), "lacks the required key 'phoneme_id_map'"),
+    "wrong type": (json.dumps({**tiny_voice_config(), "audio": "loud"}), "unexpected value"),
+}
+
+
+@pytest.fixture
+def broken_dir(tmp_path: Path) -> Path:
+    write_tiny_voice(tmp_path, "good", num_speakers=1)
+    write_tiny_voice(tmp_path, "broken", num_speakers=1)
+    return tmp_path
+
+
+@pytest.mark.parametrize(("content", "reason"), BROKEN_CONFIGS.values(), ids=BROKEN_CONFIGS)
+async def test_a_broken_config_hides_only_its_own_voice(
+    broken_dir: Path, content: str, reason: str
+) -> None:
+    (broken_dir / "broken.onnx.json").write_text(content)
+    catalog, loader = catalog_for(broken_dir)
+    assert [info.name for info in catalog.infos()] == [BUNDLED_VOICE, "good"]
+    problems = catalog.problems()
+    assert list(problems) == ["broken"]
+    assert "'broken'" in problems["broken"] and "broken.onnx.json" in problems["broken"]
+    assert reason in problems["broken"] and str(broken_dir) not in problems["broken"]
+    with pytest.raises(VoiceUnavailable) as described:
+        catalog.info("broken")
+    with pytest.raises(VoiceUnavailable) as loaded:
+        await catalog.get("broken")
+    assert described.value.message == loaded.value.message == problems["broken"]
+    assert loader.calls == []  # refused from the config alone, no model load tried
+    assert (await catalog.get("good")).info.name == "good"
+
+
+async def test_a_config_that_is_not_utf8_is_broken(broken_dir: Path) -> None:
+    (broken_dir / "broken.onnx.json").write_bytes(b"\xff\xfe{}")
+    catalog, _ = catalog_for(broken_dir)
+    assert "not UTF-8" in catalog.problems()["broken"]
+
+
+async def test_a_repaired_config_is_read_again(broken_dir: Path) -> None:
+    config = broken_dir / "broken.onnx.json"
+    good = config.read_text()
+    config.write_text("{not json")
+    catalog, _ = catalog_for(broken_dir)
+    assert "broken" in catalog.problems()
+    config.write_text(good)  # another size, so the change shows even within one mtime tick
+    assert catalog.problems() == {}
+    assert catalog.info("broken").name == "broken"
+    assert (await catalog.get("broken")).info.name == "broken"
 
 
 # ------------------------------------------------------------------ speakers

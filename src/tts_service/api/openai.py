@@ -356,19 +356,27 @@ def voice_aliases(settings: Settings) -> dict[str, str]:
 
 @router.get("/audio/voices")
 async def list_voices(request: Request) -> dict[str, Any]:
-    """Installed Piper voices, then the OpenAI voice names and the voice each one maps to.
+    """Installed Piper voices that can speak, then the OpenAI voice names and the voice each
+    one maps to (`available`: whether that voice can speak; `GET /voices` says why not).
 
     `voices[].id` is what `voice` accepts (the `{"voices": [{"id", "name"}]}` shape that
     Open WebUI reads).
     """
     service = get_service(request)
+    infos = service.catalog.infos()
     installed = [
-        {"id": info.name, "name": info.name, "alias_of": None, **info.to_dict()}
-        for info in service.catalog.infos()
+        {"id": info.name, "name": info.name, "alias_of": None, **info.to_dict()} for info in infos
     ]
     names = set(service.catalog.names)
+    healthy = {info.name for info in infos}
     aliases = [
-        {"id": alias, "name": alias, "alias_of": target, "installed": target in names}
+        {
+            "id": alias,
+            "name": alias,
+            "alias_of": target,
+            "installed": target in names,
+            "available": target in healthy,
+        }
         for alias, target in voice_aliases(service.settings).items()
     ]
     return {"default": service.settings.default_voice, "voices": installed + aliases}

@@ -40,12 +40,22 @@ async def health(request: Request) -> JSONResponse:
 
 @router.get("/voices")
 async def voices(request: Request) -> dict[str, Any]:
-    """Every installed voice: name, language, sample rate, quality, speakers."""
+    """Every installed voice: name, language, sample rate, quality, speakers.
+
+    A voice whose files are broken is listed too, with `available: false` and the `error`
+    a request for it would get, so one bad file never hides the others."""
     service = get_service(request)
-    return {
-        "default": service.settings.default_voice,
-        "voices": [
-            {**info.to_dict(), "loaded": service.catalog.is_loaded(info.name)}
-            for info in service.catalog.infos()
-        ],
-    }
+    catalog = service.catalog
+    infos = {info.name: info for info in catalog.infos()}
+    problems = catalog.problems()
+    listed: list[dict[str, Any]] = []
+    for name in catalog.names:
+        if name in infos:
+            listed.append(
+                {**infos[name].to_dict(), "loaded": catalog.is_loaded(name), "available": True}
+            )
+        elif name in problems:
+            listed.append(
+                {"name": name, "loaded": False, "available": False, "error": problems[name]}
+            )
+    return {"default": service.settings.default_voice, "voices": listed}
