@@ -177,9 +177,12 @@ def test_wrong_method_and_unknown_route(server: ServerProcess) -> None:
     assert_error(httpx.get(f"{server.base_url}/nowhere"), 404, "not_found")
 
 
-async def test_deadline_in_a_busy_queue_is_504(server: ServerProcess) -> None:
+async def test_a_deadline_the_queue_cannot_meet_is_refused_at_once(
+    server: ServerProcess,
+) -> None:
     """Two long normal requests keep both workers busy; a low-priority request with a short
-    timeout waits for them, never starts, and gets 504."""
+    timeout would wait for all their sentences: admission refuses it at once (503 with
+    Retry-After) instead of letting it wait out its deadline for a 504."""
 
     async def long_request(client: httpx.AsyncClient, started: asyncio.Event) -> None:
         body = {"text": sentences(30), "stream": True}
@@ -195,10 +198,12 @@ async def test_deadline_in_a_busy_queue_is_504(server: ServerProcess) -> None:
             before = (await client.get("/health")).json()["totals"]
             body = {"text": "Low and late.", "priority": "low", "timeout": 0.2}
             response = await client.post("/synthesize/binary", json=body)
-            assert_error(response, 504, "deadline_exceeded")
+            error = assert_error(response, 503, "overloaded")
+            assert "deadline" in error["message"] and int(response.headers["retry-after"]) >= 1
             assert not any(task.done() for task in longs)
             totals = (await client.get("/health")).json()["totals"]
-            assert totals["timed_out"] == before["timed_out"] + 1
+            assert totals["rejected"] == before["rejected"] + 1
+            assert totals["timed_out"] == before["timed_out"]
         finally:
             for task in longs:
                 task.cancel()
