@@ -58,6 +58,21 @@ class Admitted:
     characters: int = 0
 
 
+@dataclass(eq=False)
+class OpenStream:
+    """A streamed request: validated when opened, admitted with its first sentence."""
+
+    request: SpeechRequest
+    voice: Voice
+    options: SynthesisOptions
+    label: str = ""
+    admitted: Admitted | None = None
+    """Set once the first sentence has arrived and the scheduler took the job."""
+    characters: int = 0
+    closed: bool = False
+    """No more text will come."""
+
+
 class TTSService:
     def __init__(
         self,
@@ -175,26 +190,47 @@ class TTSService:
         )
         return Admitted(job, voice, len(sentences), len(request.text))
 
-    async def open_stream(self, request: SpeechRequest, label: str = "") -> Admitted:
-        """Admit a request whose text arrives in pieces (see `add_text`)."""
-        priority = _priority(request.priority)
-        voice, options = await self.resolve(request)
-        job = self.scheduler.submit(
-            voice,
-            [],
-            options,
-            priority=priority,
-            timeout=self._timeout(request.timeout),
-            closed=False,
-            label=label,
-        )
-        return Admitted(job, voice, 0)
+    async def open_stream(self, request: SpeechRequest, label: str = "") -> OpenStream:
+        """Start a request whose text arrives in pieces (see `add_text`).
 
-    async def add_text(self, admitted: Admitted, text: str, close: bool = False) -> None:
-        sentences = await self.phonemize(admitted.voice, text) if text.strip() else []
-        admitted.sentences += len(sentences)
-        admitted.characters += len(text)
-        self.scheduler.add_sentences(admitted.job, sentences, close=close)
+        Everything about it is checked now (priority, voice, speaker, shutdown), so a bad
+        request is told at once; it enters the scheduler only with its first sentence, so
+        a client that opens a stream and stays silent holds no admission slot."""
+        _priority(request.priority)
+        if self.scheduler.draining or self.scheduler.stopped:
+            raise ShuttingDown("the server is shutting down and takes no new requests")
+        voice, options = await self.resolve(request)
+        return OpenStream(request, voice, options, label)
+
+    async def add_text(self, stream: OpenStream, text: str, close: bool = False) -> None:
+        """Add text to a stream; `close` ends it. The first sentence admits its job (which may
+        raise Overloaded); a stream closed before any sentence is admitted never."""
+        sentences = await self.phonemize(stream.voice, text) if text.strip() else []
+        stream.characters += len(text)
+        if stream.admitted is not None:
+            stream.admitted.sentences += len(sentences)
+            stream.admitted.characters += len(text)
+            self.scheduler.add_sentences(stream.admitted.job, sentences, close=close)
+        elif sentences:
+            stream.admitted = Admitted(
+                self._admit_stream(stream, sentences, closed=close),
+                stream.voice,
+                len(sentences),
+                stream.characters,
+            )
+        stream.closed = close
+
+    def _admit_stream(self, stream: OpenStream, sentences: list[list[int]], closed: bool) -> Job:
+        request = stream.request  # its `client` is who the scheduler counts this job against
+        return self.scheduler.submit(
+            stream.voice,
+            sentences,
+            stream.options,
+            priority=_priority(request.priority),
+            timeout=self._timeout(request.timeout),
+            closed=closed,
+            label=stream.label,
+        )
 
 
 # espeak-ng reads C strings: a NUL raises, and an unpaired UTF-16 surrogate (JSON "\ud800")

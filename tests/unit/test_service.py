@@ -108,12 +108,51 @@ async def test_streamed_text_equals_the_whole_text(service: TTSService) -> None:
     expected = await service.scheduler.collect(whole.job)
 
     opened = await service.open_stream(SpeechRequest(text=""))
+    await service.add_text(opened, "   ")  # nothing to say: nothing admitted
+    assert opened.admitted is None
     await service.add_text(opened, "First part. ")
     await service.add_text(opened, "   ")  # nothing to say: nothing added
     await service.add_text(opened, "Second part. Third.", close=True)
 
-    assert await service.scheduler.collect(opened.job) == expected
-    assert opened.sentences == 3
+    assert opened.admitted is not None and opened.closed
+    assert await service.scheduler.collect(opened.admitted.job) == expected
+    assert opened.admitted.sentences == 3
+
+
+async def test_an_open_stream_enters_the_scheduler_with_its_first_sentence(
+    service: TTSService,
+) -> None:
+    opened = await service.open_stream(SpeechRequest(text="", voice="tiny-multi", client="c1"))
+    stats = service.scheduler.stats()
+    assert stats["totals"]["submitted"] == 0
+    assert stats["queued_requests"] + stats["active_requests"] == 0
+
+    await service.add_text(opened, "Now it speaks. ")
+    assert opened.admitted is not None
+    assert service.scheduler.stats()["totals"]["submitted"] == 1
+    await service.add_text(opened, "", close=True)
+    assert len(await service.scheduler.collect(opened.admitted.job)) > 0
+
+
+async def test_a_stream_closed_before_any_sentence_is_never_admitted(
+    service: TTSService,
+) -> None:
+    opened = await service.open_stream(SpeechRequest(text=""))
+    await service.add_text(opened, " ... ", close=True)  # nothing speakable
+    assert opened.closed and opened.admitted is None
+    assert service.scheduler.stats()["totals"]["submitted"] == 0
+
+
+async def test_a_stream_is_checked_when_it_opens(service: TTSService) -> None:
+    with pytest.raises(VoiceNotFound):
+        await service.open_stream(SpeechRequest(text="", voice="nope"))
+    with pytest.raises(SpeakerNotFound):
+        await service.open_stream(SpeechRequest(text="", voice="tiny-multi", speaker="dave"))
+    with pytest.raises(InvalidRequest, match="priority"):
+        await service.open_stream(SpeechRequest(text="", priority="urgent"))
+    await service.scheduler.drain(0)
+    with pytest.raises(ShuttingDown):
+        await service.open_stream(SpeechRequest(text=""))
 
 
 async def test_stop_refuses_further_work(service: TTSService) -> None:
