@@ -10,19 +10,30 @@ noticed at once and its work cancelled; replies are written strictly in request 
     synthesize-start, synthesize-chunk*, [synthesize], synthesize-stop
                        -> audio-start, audio-chunk*, audio-stop, synthesize-stopped
 
-A refused or failed request gets an `error` in place of the rest of its audio; a stream still
-ends with synthesize-stopped once its synthesize-stop has arrived.
+Home Assistant reads until audio-stop (synthesize) or synthesize-stopped (a stream) or the
+end of the connection, and ignores `error`. So a refused or failed request gets an `error`
+in place of the rest of its audio (a stream: `error`, then synthesize-stopped) and then the
+connection is closed, cancelling whatever else it had asked for.
 
-A streamed request speaks each sentence as soon as its end has arrived. The plain `synthesize`
-a client sends inside a stream (Home Assistant does, for servers without streaming) repeats
-text that is already being spoken, so it is ignored.
+A streamed request speaks each sentence as soon as its end has arrived; it enters the
+scheduler with its first sentence, so an open stream still waiting for text holds no
+admission slot. The plain `synthesize` a client sends inside a stream (Home Assistant does,
+for servers without streaming) repeats text that is already being spoken, so it is ignored.
+
+Every connection is bounded in time and memory: events larger than max_body_bytes end it;
+an open stream that gets no text for idle_timeout gets `error` (idle_timeout) and
+synthesize-stopped, a connection with nothing to do for idle_timeout is closed, and a
+client that takes no bytes for stall_timeout while audio waits is cut off.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -46,9 +57,15 @@ from wyoming.tts import (
 
 from tts_service import __version__
 from tts_service.engine import VoiceInfo
-from tts_service.errors import InvalidRequest, ServiceError, TextTooLong, VoiceNotFound
+from tts_service.errors import (
+    IdleTimeout,
+    InvalidRequest,
+    ServiceError,
+    TextTooLong,
+    VoiceNotFound,
+)
 from tts_service.scheduler import Job
-from tts_service.service import Admitted, SpeechRequest, TTSService
+from tts_service.service import Admitted, OpenStream, SpeechRequest, TTSService
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +81,8 @@ MAX_PENDING_REPLIES = 16
 
 PIPER = Attribution(name="Piper", url="https://github.com/OHF-Voice/piper1-gpl")
 
-Reply = Callable[[], Awaitable[None]]
+Reply = Callable[[], Awaitable[bool]]
+"""Writes one answer; False when the connection must end after it (an error was told)."""
 
 
 # --------------------------------------------------------------------- pure pieces
@@ -254,23 +272,97 @@ def _check_text_format(data: dict[str, Any]) -> None:
 # --------------------------------------------------------------------- one connection
 
 
+class StalledReader(ConnectionError):
+    """The client took no bytes for stall_timeout seconds: it cannot even be told."""
+
+
+async def read_event(reader: asyncio.StreamReader, max_bytes: int) -> Event | None:
+    """The next event; None at the end of the connection or for anything malformed.
+
+    Unlike the library's reader, it refuses an event whose declared data and payload
+    exceed `max_bytes`, instead of buffering whatever length a header claims."""
+    try:
+        line = await reader.readline()  # at most the reader's limit (64 KiB) long
+        if not line:
+            return None
+        header = json.loads(line)
+        if not isinstance(header, dict) or not isinstance(header.get("type"), str):
+            return None
+        data, data_length = header.get("data") or {}, header.get("data_length") or 0
+        payload_length = header.get("payload_length") or 0
+        lengths = (data_length, payload_length)
+        if not isinstance(data, dict) or not all(isinstance(n, int) and n >= 0 for n in lengths):
+            return None
+        if data_length + payload_length > max_bytes:
+            log.info("wyoming event of %d bytes refused", data_length + payload_length)
+            return None
+        if data_length:
+            more = json.loads(await reader.readexactly(data_length))
+            if not isinstance(more, dict):
+                return None
+            data = {**data, **more}
+        payload = await reader.readexactly(payload_length) if payload_length else None
+    except (ValueError, asyncio.IncompleteReadError, ConnectionError):
+        return None  # ValueError: bad JSON or UTF-8, or a line past the reader's limit
+    return Event(type=header["type"], data=data, payload=payload)
+
+
 @dataclass(eq=False)
 class _TextStream:
     """One streamed request, from synthesize-start to synthesize-stop."""
 
-    admitted: Admitted | None = None
+    last_text: float
+    """When text (or the start) last arrived: the idle clock of an open stream."""
+    opened: OpenStream | None = None
     error: ServiceError | None = None
     splitter: SentenceSplitter = field(default_factory=SentenceSplitter)
-    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
     chars: int = 0
+    spoken: int = 0  # sentences whose audio has been written
+
+    @property
+    def admitted(self) -> Admitted | None:
+        return self.opened.admitted if self.opened is not None else None
 
     @property
     def live(self) -> bool:
-        return self.admitted is not None and self.error is None and not self.admitted.job.finished
+        admitted = self.admitted
+        return (
+            self.opened is not None
+            and self.error is None
+            and (admitted is None or not admitted.job.finished)
+        )
+
+    @property
+    def waiting_for_text(self) -> bool:
+        """Open, and every sentence it was given has been spoken: only the client can act."""
+        if not self.live or self.opened is None or self.opened.closed:
+            return False
+        admitted = self.opened.admitted
+        return admitted is None or self.spoken >= admitted.sentences
+
+    async def admission(self) -> Admitted | None:
+        """Its job once the first sentence is admitted; None if it ended without one.
+        Raises its error if it failed first."""
+        while True:
+            if self.error is not None:
+                raise self.error
+            opened = self.opened  # None while its voice is still being looked up
+            if opened is not None and (opened.admitted is not None or opened.closed):
+                return opened.admitted
+            self.changed.clear()
+            await self.changed.wait()
+
+
+_connection_ids = itertools.count(1)
 
 
 class WyomingHandler(AsyncEventHandler):
-    """One client connection."""
+    """One client connection.
+
+    Home Assistant reads until audio-stop or synthesize-stopped and ignores `error`, so an
+    error is always followed by the end of the connection (after synthesize-stopped for a
+    stream): the client stops waiting at once, and its other requests are cancelled."""
 
     def __init__(
         self,
@@ -281,33 +373,61 @@ class WyomingHandler(AsyncEventHandler):
     ) -> None:
         super().__init__(reader, writer)
         self.service = service
+        self.client = f"wyoming#{next(_connection_ids)}"
         self._tasks = tasks if tasks is not None else set()
         self._replies: asyncio.Queue[Reply] = asyncio.Queue()
-        self._replier: asyncio.Task[None] | None = None
+        self._outstanding = 0  # replies queued or being written
+        self._writing = False
+        self._helpers: list[asyncio.Task[None]] = []
         self._jobs: set[Job] = set()  # admitted for this client and not yet answered
         self._stream: _TextStream | None = None
+        self._running = False
+        self._closing = False  # an error was decided: no new work, the connection ends
+        self._fatal: ServiceError | None = None  # the refusal that ends the connection
+        self._last_event = self._last_write = time.monotonic()
 
     async def run(self) -> None:
         task = asyncio.current_task()
         if task is not None:  # so the server can wait for its connections on shutdown
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        self._replier = asyncio.create_task(self._write_replies(), name="wyoming replies")
-        await super().run()
+        self._running = True
+        self._helpers = [
+            asyncio.create_task(self._write_replies(), name="wyoming replies"),
+            asyncio.create_task(self._watch_idle(), name="wyoming idle watch"),
+        ]
+        limit = self.service.settings.max_body_bytes
+        try:
+            while self._running:
+                event = await read_event(self.reader, limit)
+                if event is None or not await self.handle_event(event):
+                    break
+        finally:
+            await self.disconnect()
+            self.writer.close()
+
+    async def stop(self) -> None:
+        self._running = False
+        self.writer.close()
+        self.reader.feed_eof()
 
     async def disconnect(self) -> None:
         """The connection ended (or the server stops): cancel everything it asked for."""
+        self._closing = True
         for job in self._jobs:
             self.service.scheduler.cancel(job)
         self._jobs.clear()
         self._stream = None
-        if self._replier is not None:
-            self._replier.cancel()
-            await asyncio.gather(self._replier, return_exceptions=True)
+        for helper in self._helpers:
+            helper.cancel()
+        await asyncio.gather(*self._helpers, return_exceptions=True)
 
     # ---------------------------------------------------------------- reading
 
     async def handle_event(self, event: Event) -> bool:
+        if self._closing:
+            return True  # an error is on its way and the connection with it: nothing new
+        self._last_event = time.monotonic()
         if self._replies.qsize() >= MAX_PENDING_REPLIES:
             log.warning(
                 "wyoming client queued %d requests without reading: closing", MAX_PENDING_REPLIES
@@ -317,19 +437,19 @@ class WyomingHandler(AsyncEventHandler):
             await self._dispatch(event)
         except ServiceError as error:
             log.info("wyoming %s refused: %s", event.type, error.message)
-            self._reply(partial(self._send_error, error))
-        except Exception:  # a bug must not take the other requests down with it
+            self._refuse(error)
+        except Exception:  # a bug must not take the other connections down with it
             log.exception("wyoming %s failed", event.type)
-            self._reply(partial(self._send_error, ServiceError("internal error")))
+            self._refuse(ServiceError("internal error"))
         return True
 
     async def _dispatch(self, event: Event) -> None:
         kind, data = event.type, event.data
         if Describe.is_type(kind):
             info = build_info(self.service.catalog.infos()).event()
-            self._reply(partial(self.write_event, info))
+            self._reply(partial(self._send, info))
         elif Ping.is_type(kind):
-            self._reply(partial(self.write_event, Pong(text=data.get("text")).event()))
+            self._reply(partial(self._send, Pong(text=data.get("text")).event()))
         elif SynthesizeStart.is_type(kind):
             await self._start_stream(data)
         elif SynthesizeChunk.is_type(kind):
@@ -341,7 +461,24 @@ class WyomingHandler(AsyncEventHandler):
         # Anything else (and a synthesize inside a stream) is dropped, as the protocol asks.
 
     def _reply(self, reply: Reply) -> None:
+        self._outstanding += 1
         self._replies.put_nowait(reply)
+
+    def _refuse(self, error: ServiceError) -> None:
+        """The connection ends with `error`: cancel all its work; the answer being written
+        stops where it is and tells the error (a stream's adds synthesize-stopped), and
+        nothing queued after it is sent."""
+        if self._fatal is not None:
+            return
+        self._fatal = error
+        self._closing = True
+        stream = self._stream
+        if stream is not None:
+            stream.error = stream.error or error
+            stream.changed.set()
+        for job in self._jobs:
+            self.service.scheduler.cancel(job)
+        self._reply(partial(self._send_error, error))  # told here if nothing else tells it
 
     def _request(self, text: str, voice: SynthesizeVoice | None) -> SpeechRequest:
         name = voice.name if voice is not None else None
@@ -350,83 +487,178 @@ class WyomingHandler(AsyncEventHandler):
                 self.service.catalog.infos(), self.service.settings.default_voice, voice.language
             )
         speaker = voice.speaker if voice is not None else None
-        return SpeechRequest(text=text, voice=name, speaker=speaker, priority="normal")
+        return SpeechRequest(
+            text=text, voice=name, speaker=speaker, priority="normal", client=self.client
+        )
 
     async def _synthesize(self, data: dict[str, Any]) -> None:
         _check_text_format(data)
         request = self._request(_text_of(data), parse_voice(data.get("voice")))
         admitted = await self.service.submit(request, label="wyoming")
         self._jobs.add(admitted.job)
-        self._reply(partial(self._send_audio, admitted))
+        self._reply(partial(self._answer_synthesize, admitted))
 
     async def _start_stream(self, data: dict[str, Any]) -> None:
+        """Check the voice now (a bad one is told at once); admit nothing until text comes."""
         if self._stream is not None:
             raise InvalidRequest("synthesize-start inside an open stream; send synthesize-stop")
-        stream = self._stream = _TextStream()
-        try:
-            _check_text_format(data)
-            request = self._request("", parse_voice(data.get("voice")))
-            stream.admitted = await self.service.open_stream(request, label="wyoming")
-            self._jobs.add(stream.admitted.job)
-        except ServiceError as error:
-            log.info("wyoming stream refused: %s", error.message)
-            stream.error = error  # told in its turn; the rest of the stream is ignored
-        self._reply(partial(self._send_stream, stream))
+        stream = self._stream = _TextStream(last_text=time.monotonic())
+        self._reply(partial(self._answer_stream, stream))
+        _check_text_format(data)
+        request = self._request("", parse_voice(data.get("voice")))
+        stream.opened = await self.service.open_stream(request, label="wyoming")
 
     async def _stream_text(self, data: dict[str, Any]) -> None:
         """Queue the sentences this chunk completed; the unfinished tail waits for more."""
         stream = self._stream
         if stream is None:
             raise InvalidRequest("synthesize-chunk outside a stream; send synthesize-start first")
+        stream.last_text = time.monotonic()
         if not stream.live:
             return
-        assert stream.admitted is not None
-        try:
-            text = _text_of(data)
-            stream.chars += len(text)
-            if stream.chars > self.service.settings.max_text_chars:
-                raise TextTooLong(
-                    f"the streamed text passed {self.service.settings.max_text_chars} characters",
-                    param="text",
-                )
-        except ServiceError as error:
-            stream.error = error  # told instead of the audio that is cut off now
-            self.service.scheduler.cancel(stream.admitted.job)
-            return
+        assert stream.opened is not None
+        text = _text_of(data)
+        stream.chars += len(text)
+        limit = self.service.settings.max_text_chars
+        if stream.chars > limit:
+            raise TextTooLong(f"the streamed text passed {limit} characters", param="text")
         sentences = stream.splitter.add(text)
         if sentences:
-            await self.service.add_text(stream.admitted, " ".join(sentences))
+            try:
+                await self.service.add_text(stream.opened, " ".join(sentences))
+            finally:
+                self._track(stream)
 
     async def _stop_stream(self) -> None:
         stream = self._stream
         if stream is None:
             raise InvalidRequest("synthesize-stop outside a stream; send synthesize-start first")
-        self._stream = None
+        if not stream.live:
+            self._stream = None
+            return  # its answer already tells why
+        assert stream.opened is not None
         try:
-            if stream.live:
-                assert stream.admitted is not None
-                await self.service.add_text(stream.admitted, stream.splitter.flush(), close=True)
-        finally:  # synthesize-stopped is owed whatever happened to the stream
-            stream.stopped.set()
+            await self.service.add_text(stream.opened, stream.splitter.flush(), close=True)
+        finally:
+            self._track(stream)
+        self._stream = None  # only now: a refusal above is the open stream's to tell
+
+    def _track(self, stream: _TextStream) -> None:
+        """After text was added: own the stream's job, if it has one now; wake its answer."""
+        admitted = stream.admitted
+        if admitted is not None:
+            self._jobs.add(admitted.job)
+            if stream.error is not None or self._closing:  # failed while text was phonemized
+                self.service.scheduler.cancel(admitted.job)
+        stream.changed.set()
+
+    # ---------------------------------------------------------------- idleness
+
+    def _busy(self) -> bool:
+        """Work is under way for this client, so its silence is no idleness."""
+        waiting = self._stream is not None and self._stream.waiting_for_text
+        return self._writing or self._outstanding > (1 if waiting else 0)
+
+    def _quiet_since(self) -> float:
+        """An open stream is idle without text (a ping does not keep it); a connection
+        without one, without any event."""
+        heard = self._stream.last_text if self._stream is not None else self._last_event
+        return max(heard, self._last_write)
+
+    async def _watch_idle(self) -> None:
+        limit = self.service.settings.idle_timeout
+        while True:
+            left = self._quiet_since() + limit - time.monotonic()
+            if left <= 0 and not self._busy():
+                break
+            # While busy, look again later: its end is a write, which restarts the clock.
+            await asyncio.sleep(left if left > 0 else limit)
+        if self._stream is not None:
+            log.info("wyoming stream got no text for %g s: closing", limit)
+            self._refuse(IdleTimeout(f"the stream got no text for {limit:g} s"))
+        else:
+            log.info("wyoming connection idle for %g s: closing", limit)
+            self._closing = True
+            await self.stop()
 
     # ---------------------------------------------------------------- writing
 
+    async def write_event(self, event: Event) -> None:
+        """Write one event; a client that takes none of it for stall_timeout is cut off."""
+        limit = self.service.settings.stall_timeout
+        self._writing = True
+        try:
+            async with asyncio.timeout(limit):
+                await super().write_event(event)
+        except TimeoutError:
+            raise StalledReader(f"the client took no data for {limit:g} s") from None
+        finally:
+            self._writing = False
+            self._last_write = time.monotonic()
+
     async def _write_replies(self) -> None:
+        """Write the replies in request order until one ends the connection."""
         try:
             while True:
                 reply = await self._replies.get()
-                await reply()
+                try:
+                    keep_open = await reply()
+                finally:
+                    self._outstanding -= 1
+                if not keep_open:
+                    break
+        except StalledReader as exc:
+            log.info("wyoming client stalled: %s", exc)
+            self.writer.transport.abort()  # what it did not read would never leave
         except ConnectionError as exc:
             log.info("wyoming client went away: %s", exc)
         except Exception:
             log.exception("wyoming reply failed")
+        self._closing = True
         await self.stop()  # ends the reading loop, whose end cancels the rest
 
-    async def _send_error(self, error: ServiceError) -> None:
-        await self.write_event(Error(text=error.message, code=error.code).event())
+    async def _send(self, event: Event) -> bool:
+        if not self._closing:  # after an error, only the error is sent
+            await self.write_event(event)
+        return True
 
-    async def _send_audio(self, admitted: Admitted, stream: _TextStream | None = None) -> None:
-        """audio-start, one or more audio-chunks per sentence as each is ready, audio-stop."""
+    async def _send_error(self, error: ServiceError) -> bool:
+        self._closing = True
+        await self.write_event(Error(text=error.message, code=error.code).event())
+        return False
+
+    async def _answer_synthesize(self, admitted: Admitted) -> bool:
+        try:
+            await self._speak(admitted)
+        except ServiceError as error:  # Cancelled, when a refusal cut it short: tell that
+            return await self._send_error(self._fatal or error)
+        return True
+
+    async def _answer_stream(self, stream: _TextStream) -> bool:
+        """The stream's audio then synthesize-stopped; or its error, synthesize-stopped, and
+        the end of the connection."""
+        keep_open = True
+        try:
+            admitted = await stream.admission()
+            if admitted is not None:
+                await self._speak(admitted, stream)
+            else:  # ended before any sentence: an answer of silence
+                assert stream.opened is not None
+                await self._send_silence(stream.opened.voice.sample_rate)
+        except ServiceError as error:
+            keep_open = await self._send_error(stream.error or self._fatal or error)
+        await self.write_event(SynthesizeStopped().event())
+        return keep_open
+
+    async def _send_silence(self, rate: int) -> None:
+        await self.write_event(
+            AudioStart(rate=rate, width=SAMPLE_WIDTH, channels=CHANNELS, timestamp=0).event()
+        )
+        await self.write_event(AudioStop(timestamp=0).event())
+
+    async def _speak(self, admitted: Admitted, stream: _TextStream | None = None) -> None:
+        """audio-start, one or more audio-chunks per sentence as each is ready, audio-stop.
+        Raises the job's error in place of the rest."""
         rate = admitted.voice.sample_rate
         start = AudioStart(rate=rate, width=SAMPLE_WIDTH, channels=CHANNELS, timestamp=0).event()
         samples, started = 0, False
@@ -438,9 +670,8 @@ class WyomingHandler(AsyncEventHandler):
                 for piece in pcm_pieces(chunk.pcm):
                     await self.write_event(_audio_chunk(piece, rate, samples))
                     samples += len(piece) // SAMPLE_WIDTH
-        except ServiceError as error:
-            await self._send_error(stream.error if stream is not None and stream.error else error)
-            return
+                if stream is not None:
+                    stream.spoken += 1
         finally:  # also when this client went away: stop its remaining sentences
             self.service.scheduler.cancel(admitted.job)
             self._jobs.discard(admitted.job)
@@ -448,14 +679,6 @@ class WyomingHandler(AsyncEventHandler):
         if not started:  # nothing to say is still an answer, of silence
             await self.write_event(start)
         await self.write_event(AudioStop(timestamp=_milliseconds(samples, rate)).event())
-
-    async def _send_stream(self, stream: _TextStream) -> None:
-        if stream.admitted is not None:
-            await self._send_audio(stream.admitted, stream)
-        elif stream.error is not None:
-            await self._send_error(stream.error)
-        await stream.stopped.wait()
-        await self.write_event(SynthesizeStopped().event())
 
 
 def _log_request(admitted: Admitted, kind: str) -> None:

@@ -10,10 +10,11 @@ import wave
 from dataclasses import dataclass, field
 
 import httpx
+import pytest
 from wyoming.audio import AudioChunk, AudioStart
 from wyoming.client import AsyncTcpClient
 from wyoming.error import Error
-from wyoming.event import Event
+from wyoming.event import Event, Eventable
 from wyoming.info import Describe, Info
 from wyoming.ping import Ping, Pong
 from wyoming.tts import (
@@ -24,6 +25,7 @@ from wyoming.tts import (
     SynthesizeVoice,
 )
 
+from audiocheck import eventually, sentences
 from conftest import ServerProcess
 
 JOE = "en_US-joe-medium"
@@ -236,8 +238,35 @@ async def test_wyoming_and_http_clients_at_once_all_get_their_audio(
     assert list(results[len(wyoming_requests) :]) == http_references
 
 
-async def test_bad_requests_get_errors_and_the_connection_goes_on(server: ServerProcess) -> None:
-    bad: list[tuple[Event, str]] = [
+HOME_ASSISTANT_READ_TIMEOUT = 10.0
+"""Well below every server timeout (idle and stall: 30 s): a server that leaves the client
+waiting makes `read_event` time out instead of ending the loop."""
+
+
+async def home_assistant_reads(client: AsyncTcpClient) -> list[str]:
+    """Home Assistant's loop: read events until audio-stop, synthesize-stopped or the end of
+    the connection ("EOF"), ignoring `error` (shown here as "error:CODE")."""
+    types: list[str] = []
+    while True:
+        event = await asyncio.wait_for(client.read_event(), HOME_ASSISTANT_READ_TIMEOUT)
+        if event is None:
+            return [*types, "EOF"]
+        if Error.is_type(event.type):
+            types.append(f"error:{Error.from_event(event).code}")
+        else:
+            types.append(event.type)
+        if event.type in ("audio-stop", "synthesize-stopped"):
+            return types
+
+
+async def end_of_connection(client: AsyncTcpClient) -> bool:
+    event = await asyncio.wait_for(client.read_event(), HOME_ASSISTANT_READ_TIMEOUT)
+    return event is None
+
+
+@pytest.mark.parametrize(
+    ("event", "code"),
+    [
         (Synthesize(text="Hi.", voice=SynthesizeVoice(name="nobody")).event(), "voice_not_found"),
         (
             Synthesize(text="Hi.", voice=SynthesizeVoice(name="tiny-multi", speaker="zed")).event(),
@@ -248,37 +277,85 @@ async def test_bad_requests_get_errors_and_the_connection_goes_on(server: Server
         (Event("synthesize", {"text": "Hi.", "voice": JOE}), "invalid_request"),  # not an object
         (SynthesizeChunk(text="No stream was started.").event(), "invalid_request"),
         (SynthesizeStop().event(), "invalid_request"),
-    ]
-    _, reference = http_reference(server, "All good.")
-
+    ],
+    ids=lambda value: value if isinstance(value, str) else value.type,
+)
+async def test_an_error_ends_the_connection_so_home_assistant_stops_waiting(
+    server: ServerProcess, event: Event, code: str
+) -> None:
     async with connect(server) as client:
-        for event, code in bad:
-            await client.write_event(event)
-            answer = await read_answer(client)
-            assert answer.types == ["error"], (event, answer.types)
-            assert answer.error is not None and answer.error.code == code, answer.error
-            assert answer.error.text
+        await client.write_event(event)
+        assert await home_assistant_reads(client) == [f"error:{code}", "EOF"]
 
-        # A stream for an unknown voice: told at once, still closed by synthesize-stopped.
+
+async def test_a_stream_for_an_unknown_voice_is_told_stopped_and_closed_at_once(
+    server: ServerProcess,
+) -> None:
+    """No synthesize-stop is sent: the answer must not wait for one."""
+    async with connect(server) as client:
         await client.write_event(SynthesizeStart(voice=SynthesizeVoice(name="nobody")).event())
-        refused = await read_answer(client)
-        assert refused.error is not None and refused.error.code == "voice_not_found"
-        await client.write_event(SynthesizeChunk(text="Ignored. ").event())
-        await client.write_event(SynthesizeStop().event())
-        closed = await read_answer(client, "synthesize-stopped", "audio-chunk")
-        assert closed.types == ["synthesize-stopped"]
+        assert await home_assistant_reads(client) == [
+            "error:voice_not_found",
+            "synthesize-stopped",
+        ]
+        assert await end_of_connection(client)
 
-        # Streamed text past the server's text limit (no sentence end, so nothing is spoken).
-        await client.write_event(SynthesizeStart().event())
-        await client.write_event(SynthesizeChunk(text="a" * 20_001).event())
-        too_long = await read_answer(client)
-        assert too_long.types == ["error"]
-        assert too_long.error is not None and too_long.error.code == "text_too_long"
-        await client.write_event(SynthesizeStop().event())
-        assert (await read_answer(client, "synthesize-stopped")).types == ["synthesize-stopped"]
 
-        # An empty stream is not an error: an empty audio stream, then synthesize-stopped.
+@pytest.mark.parametrize(
+    "events",
+    [
+        [SynthesizeChunk(text="a" * 20_001)],  # past the text limit, no sentence spoken yet
+        [SynthesizeChunk(text="First words. But then "), SynthesizeChunk(text="a" * 20_001)],
+        [SynthesizeStart()],  # a second start inside an open stream
+    ],
+    ids=["too-long", "too-long-after-audio", "start-inside-stream"],
+)
+async def test_a_failing_stream_is_told_stopped_and_closed(
+    server: ServerProcess, events: list[Eventable]
+) -> None:
+    async with connect(server) as client:
         await client.write_event(SynthesizeStart().event())
+        for event in events:
+            await client.write_event(event.event())
+        types = await home_assistant_reads(client)
+        assert await end_of_connection(client)
+    assert types[-1] == "synthesize-stopped", types
+    assert types[-2] in ("error:text_too_long", "error:invalid_request"), types
+    assert "audio-stop" not in types
+
+
+async def test_an_error_cancels_the_other_requests_of_its_connection(
+    server: ServerProcess,
+) -> None:
+    before = health(server)["totals"]
+    assert isinstance(before, dict)
+    async with connect(server) as client:
+        await client.write_event(Synthesize(text=sentences(40)).event())
+        await client.write_event(Describe().event())
+        await client.write_event(Synthesize(text="Hi.", voice=SynthesizeVoice(name="x")).event())
+        types = await home_assistant_reads(client)
+        while types[-1] != "EOF":  # the first answer's audio-stop must not come
+            types += await home_assistant_reads(client)
+
+    assert types[-2:] == ["error:voice_not_found", "EOF"], types
+    assert "audio-stop" not in types and "info" not in types
+
+    async def cancelled() -> bool:
+        now = health(server)
+        totals = now["totals"]
+        assert isinstance(totals, dict)
+        return bool(totals["cancelled"] > before["cancelled"] and now["queued_sentences"] == 0)
+
+    await eventually(cancelled, 30, "the long request was cancelled")
+
+
+async def test_an_empty_stream_is_answered_with_silence_and_the_connection_goes_on(
+    server: ServerProcess,
+) -> None:
+    _, reference = http_reference(server, "All good.")
+    async with connect(server) as client:
+        await client.write_event(SynthesizeStart().event())
+        await client.write_event(SynthesizeChunk(text="   ").event())
         await client.write_event(SynthesizeStop().event())
         empty = await read_answer(client, "synthesize-stopped", "error")
         assert empty.types == ["audio-start", "audio-stop", "synthesize-stopped"]
@@ -323,7 +400,9 @@ async def test_an_open_stream_is_cancelled_when_its_client_hangs_up(server: Serv
     client = connect(server)
     await client.connect()
     await client.write_event(SynthesizeStart().event())
-    await client.write_event(SynthesizeChunk(text="An unfinished sentence with no end").event())
+    await client.write_event(
+        SynthesizeChunk(text="A first sentence. And an unfinished one with no end").event()
+    )
     await client.disconnect()
 
     deadline = time.monotonic() + 30
