@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from typing import Any
 
@@ -11,7 +12,7 @@ from fastapi import APIRouter, Request, Response, WebSocket, WebSocketDisconnect
 
 from tts_service.api.body import openapi_body, parse_json, read_model, validate
 from tts_service.api.errors import native_error_response
-from tts_service.api.schemas import SynthesizeBody
+from tts_service.api.schemas import StreamBody, SynthesizeBody
 from tts_service.api.streaming import (
     ClientGone,
     JobStreamingResponse,
@@ -21,8 +22,8 @@ from tts_service.api.streaming import (
     json_with_base64,
     unless_disconnected,
 )
-from tts_service.audio import content_type, output_rate
-from tts_service.errors import Cancelled, ServiceError
+from tts_service.audio import content_type, make_encoder, output_rate
+from tts_service.errors import Cancelled, IdleTimeout, ServiceError, ValidationFailed
 from tts_service.scheduler import Job
 from tts_service.service import Admitted, TTSService
 
@@ -106,12 +107,23 @@ async def synthesize_binary(request: Request) -> Response:
     return audio_response(audio, content_type(body.format), headers)
 
 
+_socket_ids = itertools.count(1)
+
+IDLE_CLOSE_CODE = 1000
+"""Close code of a socket closed for idleness: a normal closure, explained by the error
+message sent just before it."""
+
+
 class _Connection:
-    """One WebSocket: requests one after another; `{"cancel": true}` stops the current one."""
+    """One WebSocket: requests one after another; `{"cancel": true}` stops the current one.
+
+    A socket with no request running that sends nothing for idle_timeout seconds is told so
+    (an `idle_timeout` error message) and closed."""
 
     def __init__(self, websocket: WebSocket) -> None:
         self.websocket = websocket
         self.service = get_service(websocket)
+        self.client = f"ws#{next(_socket_ids)}"
         self.inbox: asyncio.Queue[str | None] = asyncio.Queue(maxsize=16)
         self.current: Job | None = None
 
@@ -143,33 +155,53 @@ class _Connection:
         )
 
     async def serve(self) -> None:
-        while (raw := await self.inbox.get()) is not None:
+        while (raw := await self.next_message()) is not None:
             if _is_cancel(raw):
                 continue  # nothing running to cancel
             try:
-                body = validate(SynthesizeBody, parse_json(raw))
-                admitted = await self.service.submit(body.to_request(), label="ws")
+                body = _stream_body(raw)
+                request = body.to_request(client=self.client)
+                admitted = await self.service.submit(request, label="ws")
             except ServiceError as error:
                 await self.send_error(error)
                 continue
-            await self.stream(admitted)
+            await self.stream(admitted, body.format)
 
-    async def stream(self, admitted: Admitted) -> None:
+    async def next_message(self) -> str | None:
+        """The next message; None once the socket ended or was closed for idleness."""
+        limit = self.service.settings.idle_timeout
+        try:
+            async with asyncio.timeout(limit):
+                return await self.inbox.get()
+        except TimeoutError:
+            await self.send_error(IdleTimeout(f"no request for {limit:g} s: closing the socket"))
+            await self.websocket.close(IDLE_CLOSE_CODE, "idle timeout")
+            return None
+
+    async def stream(self, admitted: Admitted, fmt: str | None) -> None:
+        """A JSON start, the audio in binary frames, a JSON end. Without a format: one frame
+        of raw 16-bit mono PCM per sentence; with one: that format's bytes as encoded."""
         started = time.monotonic()
         self.current = admitted.job
-        await self.websocket.send_json(
-            {
-                "type": "start",
-                "voice": admitted.voice.info.name,
-                "sample_rate": admitted.voice.sample_rate,
-                "sample_width": 2,
-                "channels": 1,
-                "sentences": admitted.sentences,
-            }
-        )
+        rate = admitted.voice.sample_rate
+        encoder = make_encoder(fmt, rate) if fmt is not None else None
+        figures: dict[str, Any] = {"sample_rate": rate}
+        if fmt is not None:
+            figures.update(format=fmt, sample_rate=output_rate(fmt, rate))
+        start: dict[str, Any] = {"type": "start", "voice": admitted.voice.info.name, **figures}
+        if fmt in (None, "wav", "pcm"):
+            start["sample_width"] = 2
+        start.update(channels=1, sentences=admitted.sentences)
+        await self.websocket.send_json(start)
+        loop = asyncio.get_running_loop()
         try:
             async for chunk in self.service.scheduler.stream(admitted.job):
-                await self.websocket.send_bytes(chunk.pcm)
+                if encoder is None:
+                    await self.websocket.send_bytes(chunk.pcm)
+                elif data := await loop.run_in_executor(None, encoder.encode, chunk.pcm):
+                    await self.websocket.send_bytes(data)
+            if encoder is not None and (tail := await loop.run_in_executor(None, encoder.flush)):
+                await self.websocket.send_bytes(tail)
         except Cancelled:
             await self.websocket.send_json({"type": "cancelled"})
             return
@@ -178,7 +210,16 @@ class _Connection:
             return
         finally:
             self.current = None
-        await self.websocket.send_json({"type": "end", **describe(admitted, started)})
+        await self.websocket.send_json({"type": "end", **describe(admitted, started), **figures})
+
+
+def _stream_body(raw: str) -> StreamBody:
+    message = parse_json(raw)
+    if isinstance(message, dict) and "stream" in message:
+        raise ValidationFailed(
+            "stream: the WebSocket always streams; leave this field out", param="stream"
+        )
+    return validate(StreamBody, message)
 
 
 def _is_cancel(raw: str) -> bool:
@@ -191,7 +232,8 @@ def _is_cancel(raw: str) -> bool:
 
 @router.websocket("/synthesize/stream")
 async def synthesize_stream(websocket: WebSocket) -> None:
-    """Send a JSON request; get a JSON header, one binary PCM frame per sentence, a JSON end."""
+    """Send a JSON request; get a JSON header, the audio in binary frames (by default one
+    frame of raw PCM per sentence), a JSON end. Idle sockets are closed (see _Connection)."""
     await websocket.accept()
     connection = _Connection(websocket)
     reader = asyncio.create_task(connection.read())

@@ -13,7 +13,9 @@ AudioFormat = Literal["wav", "pcm", "mp3", "opus", "aac", "flac"]
 assert set(AudioFormat.__args__) == set(AUDIO_FORMATS)  # type: ignore[attr-defined]
 
 
-class SynthesizeBody(BaseModel):
+class _SpeechFields(BaseModel):
+    """What every native request says: the text, the voice and how to speak it."""
+
     model_config = ConfigDict(extra="forbid")
 
     text: StrictStr = Field(description="What to say.")
@@ -27,10 +29,6 @@ class SynthesizeBody(BaseModel):
     priority: Literal["high", "normal", "low"] = "normal"
     timeout: float | None = Field(
         None, gt=0, le=3600, description="Max queue wait in seconds (may only lower the server's)."
-    )
-    format: AudioFormat = Field("wav", description="Audio format of the result.")
-    stream: bool = Field(
-        False, description="/synthesize/binary only: chunked, sentence by sentence."
     )
 
     def to_request(self, client: str = "") -> SpeechRequest:
@@ -47,3 +45,22 @@ class SynthesizeBody(BaseModel):
             timeout=self.timeout,
             client=client,
         )
+
+
+class SynthesizeBody(_SpeechFields):
+    """`POST /synthesize` and `/synthesize/binary`."""
+
+    format: AudioFormat = Field("wav", description="Audio format of the result.")
+    stream: bool = Field(
+        False, description="/synthesize/binary only: chunked, sentence by sentence."
+    )
+
+
+class StreamBody(_SpeechFields):
+    """One request on the WebSocket, which always streams (a `stream` field is refused)."""
+
+    format: AudioFormat | None = Field(
+        None,
+        description="Absent: raw 16-bit mono PCM at the voice's rate, one frame per sentence. "
+        "Given: that format's encoded stream, in frames as it is encoded.",
+    )
