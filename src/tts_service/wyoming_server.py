@@ -376,7 +376,8 @@ class WyomingHandler(AsyncEventHandler):
         self.client = f"wyoming#{next(_connection_ids)}"
         self._tasks = tasks if tasks is not None else set()
         self._replies: asyncio.Queue[Reply] = asyncio.Queue()
-        self._outstanding = 0  # replies queued or being written
+        self._answering = False  # the writer is in a reply
+        self._answering_stream: _TextStream | None = None  # ... and it is this stream's
         self._writing = False
         self._helpers: list[asyncio.Task[None]] = []
         self._jobs: set[Job] = set()  # admitted for this client and not yet answered
@@ -461,7 +462,6 @@ class WyomingHandler(AsyncEventHandler):
         # Anything else (and a synthesize inside a stream) is dropped, as the protocol asks.
 
     def _reply(self, reply: Reply) -> None:
-        self._outstanding += 1
         self._replies.put_nowait(reply)
 
     def _refuse(self, error: ServiceError) -> None:
@@ -555,9 +555,14 @@ class WyomingHandler(AsyncEventHandler):
     # ---------------------------------------------------------------- idleness
 
     def _busy(self) -> bool:
-        """Work is under way for this client, so its silence is no idleness."""
-        waiting = self._stream is not None and self._stream.waiting_for_text
-        return self._writing or self._outstanding > (1 if waiting else 0)
+        """Work is under way for this client, so its silence is no idleness. A stream that
+        waits for text is not (nor are the replies queued behind it, which wait for it)."""
+        if self._writing:
+            return True
+        if self._answering:
+            stream = self._answering_stream
+            return stream is None or not stream.waiting_for_text
+        return not self._replies.empty()
 
     def _quiet_since(self) -> float:
         """An open stream is idle without text (a ping does not keep it); a connection
@@ -601,10 +606,11 @@ class WyomingHandler(AsyncEventHandler):
         try:
             while True:
                 reply = await self._replies.get()
+                self._answering = True
                 try:
                     keep_open = await reply()
                 finally:
-                    self._outstanding -= 1
+                    self._answering = False
                 if not keep_open:
                     break
         except StalledReader as exc:
@@ -638,6 +644,7 @@ class WyomingHandler(AsyncEventHandler):
         """The stream's audio then synthesize-stopped; or its error, synthesize-stopped, and
         the end of the connection."""
         keep_open = True
+        self._answering_stream = stream
         try:
             admitted = await stream.admission()
             if admitted is not None:
@@ -647,6 +654,8 @@ class WyomingHandler(AsyncEventHandler):
                 await self._send_silence(stream.opened.voice.sample_rate)
         except ServiceError as error:
             keep_open = await self._send_error(stream.error or self._fatal or error)
+        finally:
+            self._answering_stream = None
         await self.write_event(SynthesizeStopped().event())
         return keep_open
 

@@ -1,15 +1,17 @@
 """The WebSocket route against the real server: audio starts long before the text is done,
 the frames are exactly the file /synthesize/binary gives, cancel and hang-up stop the work,
-bad requests get an error message and the socket lives on."""
+bad requests get an error message and the socket lives on, `format` is honoured."""
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import av
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -130,3 +132,54 @@ async def test_bad_requests_get_an_error_message_and_the_socket_lives_on(
         assert start["type"] == "start" and start["sample_rate"] == 16000
         assert isinstance(await ws.recv(), bytes)
         assert (await next_json(ws))["type"] == "end"
+
+
+def decoded_seconds(data: bytes) -> float:
+    """Duration of an encoded file, by decoding every frame."""
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.audio[0]
+        samples = sum(frame.samples for frame in container.decode(stream))
+        return samples / stream.codec_context.sample_rate
+
+
+async def test_an_explicit_format_sends_that_format_in_frames(server: ServerProcess) -> None:
+    text = sentences(3)
+    async with socket(server) as ws:
+        await ws.send(json.dumps({"text": text}))
+        raw_start = json.loads(await ws.recv())
+        raw = b""
+        while isinstance(message := await ws.recv(), bytes):
+            raw += message
+        assert "format" not in raw_start and json.loads(message)["type"] == "end"
+
+        await ws.send(json.dumps({"text": text, "format": "mp3"}))
+        start = json.loads(await ws.recv())
+        frames: list[bytes] = []
+        while isinstance(message := await ws.recv(), bytes):
+            frames.append(message)
+        end = json.loads(message)
+
+    assert start["type"] == "start" and start["format"] == "mp3"
+    assert start["sample_rate"] == RATE and start["sentences"] == 3
+    assert end["type"] == "end" and end["format"] == "mp3"
+    mp3 = b"".join(frames)
+    assert mp3[:3] == b"ID3" or mp3[0] == 0xFF, mp3[:4]
+    assert abs(decoded_seconds(mp3) - seconds(raw)) < 0.15
+
+
+async def test_stream_is_no_websocket_field_and_the_socket_lives_on(server: ServerProcess) -> None:
+    async with socket(server) as ws:
+        await ws.send(json.dumps({"text": "Hi.", "stream": True}))
+        reply = json.loads(await ws.recv())
+        assert reply["type"] == "error" and reply["status"] == 422
+        assert reply["error"]["code"] == "validation_error"
+        assert "stream" in reply["error"]["message"]
+
+        await ws.send(json.dumps({"text": "Fine.", "format": "wav"}))
+        start = json.loads(await ws.recv())
+        assert start["type"] == "start" and start["format"] == "wav"
+        wav = b""
+        while isinstance(message := await ws.recv(), bytes):
+            wav += message
+        assert json.loads(message)["type"] == "end"
+    assert seconds(wav_pcm(wav, RATE)) > 0.2
