@@ -221,7 +221,9 @@ class TTSService:
         stream.closed = close
 
     def _admit_stream(self, stream: OpenStream, sentences: list[list[int]], closed: bool) -> Job:
-        request = stream.request  # its `client` is who the scheduler counts this job against
+        # The whole text is unknown here, so the audio cap cannot be checked up front;
+        # the scheduler stops the job when its audio passes it.
+        request = stream.request
         return self.scheduler.submit(
             stream.voice,
             sentences,
@@ -230,6 +232,8 @@ class TTSService:
             timeout=self._timeout(request.timeout),
             closed=closed,
             label=stream.label,
+            client=request.client,
+            max_seconds=self.settings.max_audio_seconds,
         )
 
 

@@ -617,6 +617,7 @@ class WyomingHandler(AsyncEventHandler):
                 for piece in pcm_pieces(chunk.pcm):
                     await self.write_event(_audio_chunk(piece, rate, samples))
                     samples += len(piece) // SAMPLE_WIDTH
+                    self.service.scheduler.touch(admitted.job)  # slow is not stalled
                 if stream is not None:
                     stream.spoken += 1
         finally:  # also when this client went away: stop its remaining sentences

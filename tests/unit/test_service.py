@@ -128,7 +128,7 @@ async def test_an_open_stream_enters_the_scheduler_with_its_first_sentence(
     assert stats["queued_requests"] + stats["active_requests"] == 0
 
     await service.add_text(opened, "Now it speaks. ")
-    assert opened.admitted is not None
+    assert opened.admitted is not None and opened.admitted.job.client == "c1"
     assert service.scheduler.stats()["totals"]["submitted"] == 1
     await service.add_text(opened, "", close=True)
     assert len(await service.scheduler.collect(opened.admitted.job)) > 0
