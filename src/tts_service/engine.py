@@ -143,6 +143,9 @@ class Voice:
         self.info = info
         self._piper = piper_voice
         self._solo = solo_voice
+        self.least_seconds_per_id: float | None = None
+        """The least speech per phoneme id, per unit of length scale, this voice has made
+        (a lower bound for the audio cap's estimate); None until it has spoken."""
 
     @classmethod
     def load(
@@ -161,6 +164,15 @@ class Voice:
         if solo_threads is not None and solo_threads > threads:
             solo_voice = PiperVoice(session=make_session(model_path, solo_threads), config=config)
         return cls(read_voice_info(name, config_path), piper_voice, solo_voice)
+
+    def _learn_pace(self, ids: int, samples: int, length_scale: float | None) -> None:
+        scale = length_scale or self.default_length_scale
+        if ids <= 0 or samples <= 0 or scale <= 0:
+            return
+        pace = samples / self.sample_rate / ids / scale
+        least = self.least_seconds_per_id
+        if least is None or pace < least:  # a benign race between workers: both are true
+            self.least_seconds_per_id = pace
 
     @property
     def has_solo_session(self) -> bool:
@@ -208,6 +220,7 @@ class Voice:
             audio = audio * options.volume
         audio = np.clip(audio, -1.0, 1.0).astype(np.float32)
         pcm = np.clip(audio * _MAX_WAV_VALUE, -_MAX_WAV_VALUE, _MAX_WAV_VALUE).astype(np.int16)
+        self._learn_pace(len(phoneme_ids), pcm.size, options.length_scale)
         data = pcm.tobytes()
         if options.sentence_silence > 0:
             data += bytes(2 * int(self.sample_rate * options.sentence_silence))

@@ -23,10 +23,11 @@ from tts_service.voices import VoiceCatalog, discover, resolve_speaker
 
 log = logging.getLogger(__name__)
 
-# Piper voices speak 25-50 ms per phoneme id (the ids include the pads between phonemes) at
-# length_scale 1 (measured on the bundled voice over short and long sentences); half the
-# least of that is a safe lower bound for refusing over-long requests before synthesis.
-MIN_SECONDS_PER_PHONEME_ID = 0.012
+# A voice's speech per phoneme id varies by sentence (25-50 ms on the bundled voice at
+# length_scale 1; a tiny test voice far less): the lower bound uses this share of the least
+# the voice itself has produced so far, so it never refuses what would have fitted.
+SPEECH_BOUND_SHARE = 0.5
+WARM_UP_TEXT = "Ready."
 
 
 @dataclass(frozen=True)
@@ -106,8 +107,12 @@ class TTSService:
 
     async def start(self) -> None:
         self.scheduler.start()
+        loop = asyncio.get_running_loop()
         for name in dict.fromkeys([self.settings.default_voice, *self.settings.preload_voices]):
-            await self.catalog.get(name)
+            voice = await self.catalog.get(name)
+            # One sentence now: the first request does not pay onnxruntime's first-run
+            # cost, and the voice knows its pace for the audio cap's estimate.
+            await loop.run_in_executor(None, warm_up, voice)
         self.ready = True
 
     async def stop(self) -> None:
@@ -246,11 +251,18 @@ def least_audio_seconds(
     voice: Voice, sentences: list[list[int]], options: SynthesisOptions
 ) -> float:
     """A lower bound on the audio `sentences` produce: the silence after each, plus each
-    phoneme id at no less than MIN_SECONDS_PER_PHONEME_ID times the length scale."""
+    phoneme id at half the least speech per id (per unit of length scale) the voice has
+    produced so far (nothing, until it has spoken)."""
     length_scale = options.length_scale or voice.default_length_scale
     ids = sum(len(sentence) for sentence in sentences)
-    speech = ids * MIN_SECONDS_PER_PHONEME_ID * length_scale
+    pace = voice.least_seconds_per_id or 0.0
+    speech = ids * SPEECH_BOUND_SHARE * pace * length_scale
     return speech + len(sentences) * options.sentence_silence
+
+
+def warm_up(voice: Voice) -> None:
+    for sentence in voice.phonemize(WARM_UP_TEXT):
+        voice.synthesize(sentence, SynthesisOptions(noise_scale=0.0, noise_w_scale=0.0))
 
 
 def speakable(text: str) -> str:
