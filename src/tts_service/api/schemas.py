@@ -1,22 +1,36 @@
-"""Request bodies of the native API."""
+"""Request and response bodies of the native API."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from tts_service.audio import AUDIO_FORMATS
+from tts_service.audio import AUDIO_FORMATS, CONTENT_TYPES
 from tts_service.service import SpeechRequest
 
 AudioFormat = Literal["wav", "pcm", "mp3", "opus", "aac", "flac"]
 assert set(AudioFormat.__args__) == set(AUDIO_FORMATS)  # type: ignore[attr-defined]
 
+# OpenAPI: an audio answer, in whichever format was asked for, and the headers about it.
+AUDIO_CONTENT: Final[dict[str, Any]] = {
+    CONTENT_TYPES[fmt]: {"schema": {"type": "string", "format": "binary"}} for fmt in AUDIO_FORMATS
+}
+AUDIO_HEADERS: Final[dict[str, Any]] = {
+    "X-Voice": {"description": "The voice that speaks.", "schema": {"type": "string"}},
+    "X-Sentences": {"description": "Sentences in the text.", "schema": {"type": "integer"}},
+    "X-Sample-Rate": {"description": "Of the audio as encoded.", "schema": {"type": "integer"}},
+}
+
 
 class SynthesizeBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Strict, as the schema says: no unknown fields, no "1.5" where a number belongs."""
 
-    text: StrictStr = Field(description="What to say.")
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    text: StrictStr = Field(
+        min_length=1, description="What to say; at least one non-blank character."
+    )
     voice: StrictStr | None = Field(None, description="Voice name; default voice if omitted.")
     speaker: StrictStr | int | None = Field(None, description="Speaker name or id.")
     length_scale: float | None = Field(None, gt=0.05, le=20, description="> 1 is slower.")
@@ -46,3 +60,17 @@ class SynthesizeBody(BaseModel):
             priority=self.priority,
             timeout=self.timeout,
         )
+
+
+class SynthesizeResult(BaseModel):
+    """`POST /synthesize`'s answer: the audio and figures about the work."""
+
+    voice: str
+    sample_rate: int = Field(description="Of the audio as encoded (pcm is 24 kHz for OpenAI).")
+    duration: float = Field(description="Seconds of audio.")
+    sentences: int
+    synthesis_time: float = Field(description="Seconds the workers spent on it.")
+    queue_wait: float = Field(description="Seconds before its first sentence started.")
+    elapsed: float = Field(description="Seconds from request to answer.")
+    format: AudioFormat
+    audio: str = Field(description="The audio file, base64.", json_schema_extra={"format": "byte"})
