@@ -41,6 +41,7 @@ class ServiceErrorBody(BaseModel):
 RETRY_AFTER_HEADER: Final[dict[str, Any]] = {
     "Retry-After": {
         "description": "Seconds to wait before trying again.",
+        "required": True,
         "schema": {"type": "integer", "minimum": 1},
     }
 }

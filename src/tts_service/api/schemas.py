@@ -17,9 +17,12 @@ AUDIO_CONTENT: Final[dict[str, Any]] = {
     CONTENT_TYPES[fmt]: {"schema": {"type": "string", "format": "binary"}} for fmt in AUDIO_FORMATS
 }
 AUDIO_HEADERS: Final[dict[str, Any]] = {
-    "X-Voice": {"description": "The voice that speaks.", "schema": {"type": "string"}},
-    "X-Sentences": {"description": "Sentences in the text.", "schema": {"type": "integer"}},
-    "X-Sample-Rate": {"description": "Of the audio as encoded.", "schema": {"type": "integer"}},
+    name: {"description": description, "required": True, "schema": {"type": kind}}
+    for name, description, kind in (
+        ("X-Voice", "The voice that speaks.", "string"),
+        ("X-Sentences", "Sentences in the text.", "integer"),
+        ("X-Sample-Rate", "Of the audio as encoded.", "integer"),
+    )
 }
 
 
