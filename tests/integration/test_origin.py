@@ -13,7 +13,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from audiocheck import health, wav_pcm
+from audiocheck import health, wait_for, wav_pcm
 from conftest import ServerProcess
 
 EVIL = "https://evil.example"
@@ -64,6 +64,7 @@ async def test_foreign_origin_websocket_is_refused(server: ServerProcess) -> Non
             pass
     assert refused.value.response.status_code == 403
     assert json.loads(refused.value.response.body)["error"]["code"] == "forbidden_origin"
+    wait_for(lambda: "WS /synthesize/stream 403" in server.log(), 10, "the refusal logged")
 
     own = websockets.Origin(server.base_url)  # the server's own page
     async with connect(url, origin=own, proxy=None, max_size=None) as ws:

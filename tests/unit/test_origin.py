@@ -3,11 +3,14 @@ looks like (HTTP and WebSocket), and that a refused request never reaches the ap
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.testclient import TestClient
 from starlette.testclient import WebSocketDenialResponse
 
+from tts_service.api.access_log import AccessLogMiddleware
 from tts_service.api.origin import (
     HostPolicy,
     OriginGuardMiddleware,
@@ -123,6 +126,7 @@ def guarded(**options: object) -> tuple[TestClient, list[str]]:
         await websocket.close()
 
     app.add_middleware(OriginGuardMiddleware, bind_host="127.0.0.1", **options)  # type: ignore[arg-type]
+    app.add_middleware(AccessLogMiddleware)
     return TestClient(app, base_url=PAGE), reached
 
 
@@ -203,3 +207,16 @@ def test_websocket_from_its_own_page_or_no_browser_is_served() -> None:
         with client.websocket_connect(STREAM, headers=headers) as websocket:
             assert websocket.receive_text() == "hello"
     assert reached == ["WS", "WS"]
+
+
+def test_a_refused_websocket_is_logged_with_the_status_it_got(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client, _ = guarded()
+    caplog.set_level(logging.INFO, logger="tts_service.access")
+    with pytest.raises(WebSocketDenialResponse) as denied:
+        with client.websocket_connect(STREAM, headers={"Host": "evil.example"}):
+            pass
+    assert "x-request-id" in denied.value.headers
+    logged = [record.fields for record in caplog.records if hasattr(record, "fields")]
+    assert [(line["method"], line["status"]) for line in logged] == [("WS", 400)]
