@@ -320,3 +320,26 @@ def test_api_key_field(start_server: type[ServerProcess], page: Page, tiny_voice
     # Kept in page memory only: nothing stored where it would outlive the tab.
     assert page.evaluate("() => localStorage.length + sessionStorage.length") == 0
     assert page.context.cookies() == []
+
+
+def test_api_docs_render_offline(server: ServerProcess, page: Page) -> None:
+    """Swagger UI and ReDoc come from the server itself and read its OpenAPI 3.1 document;
+    the one outside file ReDoc asks for (its maker's logo) is blocked by the page's policy."""
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    failed: list[tuple[str, str | None]] = []
+    page.on("requestfailed", lambda request: failed.append((request.url, request.failure)))
+    spec = httpx.get(f"{server.base_url}/openapi.json", timeout=10).json()
+    operations = sum(len(item) for item in spec["paths"].values())
+
+    page.goto(f"{server.base_url}/docs")
+    expect(page.locator(".opblock")).to_have_count(operations)
+    expect(page.locator(".information-container")).to_contain_text("tts-service")
+    page.goto(f"{server.base_url}/redoc")
+    expect(page.locator("h1")).to_contain_text("tts-service")
+    expect(page.get_by_text("POST/v1/audio/speech").first).to_be_attached()
+
+    local = (f"{server.base_url}/", f"blob:{server.base_url}/")
+    elsewhere = {url for url in asked if not url.startswith(local)}
+    blocked = {url for url, why in failed if why == "csp"}
+    assert asked and elsewhere <= blocked, (elsewhere, failed)

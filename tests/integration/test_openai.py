@@ -454,7 +454,8 @@ def test_models_and_voices_over_plain_http(server: ServerProcess) -> None:
 def test_openapi_documents_the_routes(server: ServerProcess) -> None:
     schema = httpx.get(f"{server.base_url}/openapi.json").json()
     speech_op = schema["paths"]["/v1/audio/speech"]["post"]
-    body = speech_op["requestBody"]["content"]["application/json"]["schema"]
+    ref = speech_op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    body = schema["components"]["schemas"][ref.rsplit("/", 1)[-1]]  # resolved in the contract
     assert {"model", "input", "voice", "response_format", "speed"} <= set(body["properties"])
     assert body["required"] == ["input"]
     assert "/v1/models" in schema["paths"] and "/v1/audio/voices" in schema["paths"]

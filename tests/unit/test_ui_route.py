@@ -14,7 +14,9 @@ from tts_service.config import Settings
 
 def client(**settings: object) -> TestClient:
     # No `with`: the lifespan (voice loading, worker threads) is not needed to serve files.
-    return TestClient(create_app(Settings(**settings)))  # type: ignore[arg-type]
+    # localhost: TestClient's own "testserver" is no host the server answers for.
+    app = create_app(Settings(**settings))  # type: ignore[arg-type]
+    return TestClient(app, base_url="http://localhost")
 
 
 def test_index_is_the_page_with_a_strict_policy() -> None:

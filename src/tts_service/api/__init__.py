@@ -9,12 +9,14 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from tts_service import __version__
-from tts_service.api import metrics_route, native, ops, ui
+from tts_service.api import docs, metrics_route, native, ops, ui
 from tts_service.api.access_log import AccessLogMiddleware
 from tts_service.api.auth import ApiKeyMiddleware
 from tts_service.api.errors import install_error_handlers
 from tts_service.api.limits import BodyLimitMiddleware
 from tts_service.api.openai import router as openai_router
+from tts_service.api.openapi import install_openapi
+from tts_service.api.origin import OriginGuardMiddleware
 from tts_service.api.stall import StallGuardMiddleware
 from tts_service.config import Settings
 from tts_service.metrics import HttpMetricsMiddleware, Metrics, RouteLabels
@@ -43,7 +45,13 @@ def create_app(
                 await wyoming.stop()
             await service.stop()
 
-    app = FastAPI(title="tts-service", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="tts-service",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,  # api.docs serves them with local assets
+        redoc_url=None,
+    )
     app.state.service = service
     app.state.settings = settings
     app.state.metrics = metrics
@@ -52,14 +60,24 @@ def create_app(
     app.include_router(metrics_route.router)
     app.include_router(native.router)
     app.include_router(openai_router)
+    app.include_router(docs.router)
     if settings.ui:
         app.include_router(ui.router)
-    # Last added runs first: request id and log, metrics, CORS (so preflights and 401s get
-    # CORS headers), the key check (before a body is read), the body limit, the stall guard
-    # (innermost, so a stalled client's response ends as an unfinished one, not an error).
+    install_openapi(app)
+    # Last added runs first: request id and log, metrics (so every refusal below is logged
+    # and counted), CORS (so preflights, and refusals to an allowed page, get CORS headers),
+    # the Host and Origin guard, the key check (before a body is read), the body limit, the
+    # stall guard (innermost, so a stalled client's response ends unfinished, not as an
+    # error).
     app.add_middleware(StallGuardMiddleware, timeout=settings.stall_timeout)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(ApiKeyMiddleware, keys=settings.api_key)
+    app.add_middleware(
+        OriginGuardMiddleware,
+        bind_host=settings.host,
+        allowed_hosts=settings.allowed_hosts,
+        cors_origins=settings.cors_origins,
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -98,11 +98,11 @@ class AccessLogMiddleware:
 
         async def send_with_id(message: Message) -> None:
             kind = message["type"]
-            if kind in ("http.response.start", "websocket.accept"):
+            if kind in ("http.response.start", "websocket.accept", "websocket.http.response.start"):
                 outcome["status"] = message.get("status", 101)
                 headers = [*message.get("headers", []), (HEADER, rid.encode("latin-1"))]
                 message = {**message, "headers": headers}
-            elif kind == "http.response.body":
+            elif kind in ("http.response.body", "websocket.http.response.body"):
                 outcome["bytes"] += len(message.get("body", b""))
             elif kind == "websocket.close":
                 outcome["close_code"] = message.get("code", 1000)

@@ -16,11 +16,11 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterable
-from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tts_service.api.errors import error_body
 from tts_service.errors import Unauthorized
 
 PUBLIC_PATHS = frozenset(
@@ -31,12 +31,11 @@ PUBLIC_PATHS = frozenset(
         "/",
         "/favicon.ico",
         "/docs",
-        "/docs/oauth2-redirect",
         "/redoc",
         "/openapi.json",
     }
 )
-PUBLIC_PREFIXES = ("/static/",)
+PUBLIC_PREFIXES = ("/static/", "/docs/static/")
 QUERY_KEY = "api_key"
 POLICY_VIOLATION = 1008  # WebSocket close code for "not allowed"
 
@@ -94,15 +93,6 @@ class KeyRing:
         return found
 
 
-def unauthorized_body(path: str, error: Unauthorized) -> dict[str, Any]:
-    """OpenAI's error shape under /v1 (its SDKs read `type`), ours elsewhere."""
-    if path.startswith("/v1/"):
-        from tts_service.api.openai import openai_error_body
-
-        return openai_error_body(error)
-    return {"error": error.to_dict()}
-
-
 class ApiKeyMiddleware:
     def __init__(self, app: ASGIApp, keys: Iterable[str]) -> None:
         self.app = app
@@ -131,7 +121,7 @@ class ApiKeyMiddleware:
         error = Unauthorized(
             "missing API key: send 'Authorization: Bearer <key>'" if missing else "invalid API key"
         )
-        body = json.dumps(unauthorized_body(scope["path"], error)).encode()
+        body = json.dumps(error_body(scope["path"], error)).encode()
         challenge = b'Bearer realm="tts-service"'
         if not missing:
             challenge += b', error="invalid_token"'

@@ -42,11 +42,11 @@ async def read_model(request: Request, model: type[Model]) -> Model:
     return validate(model, parse_json(await request.body()))
 
 
+COMPONENT_REF = "#/components/schemas/{model}"
+
+
 def openapi_body(model: type[BaseModel]) -> dict[str, Any]:
-    """Document the body for OpenAPI although the route parses it by hand."""
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
-        }
-    }
+    """Document the body for OpenAPI although the route parses it by hand. Its references
+    point into the document's components, where `api.openapi` moves its `$defs`."""
+    schema = model.model_json_schema(ref_template=COMPONENT_REF)
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}

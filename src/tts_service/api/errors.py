@@ -1,13 +1,14 @@
-"""One place that turns domain errors into HTTP responses."""
+"""One place that turns domain errors into HTTP responses, and documents them."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tts_service.errors import (
@@ -19,6 +20,53 @@ from tts_service.errors import (
 )
 
 log = logging.getLogger(__name__)
+
+
+class ServiceErrorDetail(BaseModel):
+    """What went wrong, in the native API's words."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: str = Field(description="Stable and machine-readable: voice_not_found, overloaded, ...")
+    message: str = Field(description="One readable sentence.")
+    param: str | None = Field(None, description="The request field at fault, where there is one.")
+
+
+class ServiceErrorBody(BaseModel):
+    """Every error of the native API: `{"error": {"code", "message", ...}}`."""
+
+    error: ServiceErrorDetail
+
+
+RETRY_AFTER_HEADER: Final[dict[str, Any]] = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+
+
+def documented_errors(
+    model: type[BaseModel], descriptions: dict[int, str]
+) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: each status with its error body, and Retry-After where the
+    server sends one (429 and 503)."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status, description in descriptions.items():
+        responses[status] = {"model": model, "description": description}
+        if status in (429, 503):
+            responses[status]["headers"] = RETRY_AFTER_HEADER
+    return responses
+
+
+def error_body(path: str, error: ServiceError) -> dict[str, Any]:
+    """OpenAI's error shape under /v1 (its SDKs read `type`), ours elsewhere."""
+    if path.startswith("/v1/"):
+        from tts_service.api.openai import openai_error_body  # it imports this module
+
+        return openai_error_body(error)
+    return {"error": error.to_dict()}
 
 
 def error_headers(error: ServiceError) -> dict[str, str]:
@@ -39,6 +87,12 @@ def validation_message(errors: list[Any]) -> tuple[str, str | None]:
     location = [str(part) for part in first.get("loc", ()) if part != "body"]
     param = ".".join(location) or None
     message = str(first.get("msg", "invalid request"))
+    if (
+        param
+        and first.get("type") == "string_too_short"
+        and first.get("ctx", {}).get("min_length") == 1
+    ):
+        return f"{param} must not be empty", param  # the service's words for blank text
     return (f"{param}: {message}" if param else message), param
 
 
@@ -64,7 +118,5 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(
-            {"error": {"code": "internal_error", "message": "internal server error"}},
-            status_code=500,
-        )
+        internal = ServiceError("internal server error")
+        return JSONResponse(error_body(request.url.path, internal), status_code=500)

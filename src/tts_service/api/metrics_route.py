@@ -9,7 +9,11 @@ from tts_service.metrics import CONTENT_TYPE, Metrics
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"description": "Prometheus text format.", "content": {CONTENT_TYPE: {}}}},
+)
 async def metrics(request: Request) -> Response:
     """Prometheus metrics: requests, queue depth, latency histograms, audio produced."""
     registry: Metrics = request.app.state.metrics

@@ -11,8 +11,14 @@ from typing import Any
 from fastapi import APIRouter, Request, Response, WebSocket, WebSocketDisconnect
 
 from tts_service.api.body import openapi_body, parse_json, read_model, validate
-from tts_service.api.errors import native_error_response
-from tts_service.api.schemas import StreamBody, SynthesizeBody
+from tts_service.api.errors import ServiceErrorBody, documented_errors, native_error_response
+from tts_service.api.schemas import (
+    AUDIO_CONTENT,
+    AUDIO_HEADERS,
+    StreamBody,
+    SynthesizeBody,
+    SynthesizeResult,
+)
 from tts_service.api.streaming import (
     ClientGone,
     JobStreamingResponse,
@@ -30,6 +36,27 @@ from tts_service.service import Admitted, TTSService
 router = APIRouter(tags=["synthesis"])
 
 CLIENT_CLOSED = 499  # nginx's code for "client closed request"; only ever seen in logs
+
+SYNTHESIS_ERRORS = documented_errors(
+    ServiceErrorBody,
+    {
+        400: "Malformed JSON, or a speaker the voice does not have.",
+        404: "No voice by that name.",
+        413: "Text over max_text_chars, or audio over max_audio_seconds.",
+        422: "A field has the wrong type or value; `param` names it.",
+        429: "This client already holds max_client_requests requests.",
+        500: "Synthesis failed, or the voice's files cannot be loaded.",
+        503: "The queue is full or the server is shutting down.",
+        504: "The request waited in the queue past its deadline (`timeout`).",
+    },
+)
+BINARY_HEADERS = {
+    **AUDIO_HEADERS,
+    "X-Duration": {
+        "description": "Seconds of audio (not when streamed).",
+        "schema": {"type": "number"},
+    },
+}
 
 
 def get_service(connection: Request | WebSocket) -> TTSService:
@@ -63,7 +90,11 @@ async def admit(request: Request) -> tuple[SynthesizeBody, Admitted]:
     return body, admitted
 
 
-@router.post("/synthesize", openapi_extra=openapi_body(SynthesizeBody))
+@router.post(
+    "/synthesize",
+    openapi_extra=openapi_body(SynthesizeBody),
+    responses={200: {"model": SynthesizeResult}, **SYNTHESIS_ERRORS},
+)
 async def synthesize_json(request: Request) -> Response:
     """Synthesize and answer JSON with base64 audio and figures about the work."""
     started = time.monotonic()
@@ -80,7 +111,19 @@ async def synthesize_json(request: Request) -> Response:
     return json_with_base64(result, "audio", audio)
 
 
-@router.post("/synthesize/binary", openapi_extra=openapi_body(SynthesizeBody))
+@router.post(
+    "/synthesize/binary",
+    openapi_extra=openapi_body(SynthesizeBody),
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The audio file.",
+            "headers": BINARY_HEADERS,
+            "content": AUDIO_CONTENT,
+        },
+        **SYNTHESIS_ERRORS,
+    },
+)
 async def synthesize_binary(request: Request) -> Response:
     """Synthesize and answer the audio file itself (`stream: true` sends it chunked)."""
     body, admitted = await admit(request)

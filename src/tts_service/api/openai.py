@@ -19,9 +19,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from tts_service.api.body import openapi_body, read_model
-from tts_service.api.errors import error_headers
+from tts_service.api.errors import documented_errors, error_headers
 from tts_service.api.native import client_address, get_service
-from tts_service.api.schemas import AudioFormat
+from tts_service.api.schemas import AUDIO_CONTENT, AUDIO_HEADERS, AudioFormat
 from tts_service.api.streaming import JobStreamingResponse, encoded_stream
 from tts_service.audio import content_type, output_rate
 from tts_service.config import OPENAI_VOICE_NAMES, Settings
@@ -68,14 +68,20 @@ class VoiceRef(BaseModel):
 
 class SpeechBody(BaseModel):
     """OpenAI's `POST /v1/audio/speech` body. Unknown fields are ignored, as OpenAI-compatible
-    servers do, so clients that send newer parameters keep working."""
+    servers do, so clients that send newer parameters keep working; known ones must have
+    their documented type (strict: no "1.5" for a number), as OpenAI's API requires."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     model: StrictStr | None = Field(
-        None, description=f"One of {', '.join(MODELS)}; all use Piper. Optional here."
+        None,
+        description=f"One of {', '.join(MODELS)}; all use Piper. Optional here.",
+        json_schema_extra={"enum": [*MODELS, None]},
     )
-    input: StrictStr = Field(description="The text to speak.")
+    input: StrictStr = Field(
+        min_length=1,
+        description="The text to speak; it must hold at least one non-blank character.",
+    )
     voice: StrictStr | VoiceRef | None = Field(
         None,
         description="A Piper voice name, or an OpenAI voice name (alloy, ash, ...) mapped by "
@@ -162,15 +168,17 @@ def openai_error_response(error: ServiceError) -> JSONResponse:
     )
 
 
-class ErrorDetail(BaseModel):
+class OpenAIErrorDetail(BaseModel):
     message: str
-    type: str
-    param: str | None
+    type: Literal["invalid_request_error", "authentication_error", "server_error"]
+    param: str | None = Field(description="The request field at fault, by its OpenAI name.")
     code: str
 
 
-class ErrorBody(BaseModel):
-    error: ErrorDetail
+class OpenAIErrorBody(BaseModel):
+    """Every error under /v1/, in OpenAI's shape (its SDKs read `type` and `code`)."""
+
+    error: OpenAIErrorDetail
 
 
 # ----------------------------------------------------------------------- validation
@@ -287,14 +295,20 @@ def speech_response(service: TTSService, body: SpeechBody, admitted: Admitted) -
 _SPEECH_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
     200: {
         "description": "The audio, streamed sentence by sentence (chunked), or SSE events.",
-        "content": {
-            **{content_type(fmt): {} for fmt in ("mp3", "opus", "aac", "flac", "wav", "pcm")},
-            "text/event-stream": {},
-        },
+        "headers": AUDIO_HEADERS,
+        "content": {**AUDIO_CONTENT, "text/event-stream": {"schema": {"type": "string"}}},
     },
-    400: {"model": ErrorBody, "description": "Bad parameter, unknown voice or model."},
-    413: {"model": ErrorBody, "description": "Text too long."},
-    503: {"model": ErrorBody, "description": "Queue full or shutting down; see Retry-After."},
+    **documented_errors(
+        OpenAIErrorBody,
+        {
+            400: "Malformed JSON, a bad parameter, an unknown voice, model or speaker.",
+            413: "Text over max_text_chars, or audio over max_audio_seconds.",
+            429: "This client already holds max_client_requests requests.",
+            500: "Synthesis failed, or the voice's files cannot be loaded.",
+            503: "The queue is full or the server is shutting down.",
+            504: "The request waited in the queue past its deadline.",
+        },
+    ),
 }
 
 
@@ -340,7 +354,7 @@ async def list_models() -> ModelList:
 @router.get(
     "/models/{model_id}",
     response_model=ModelCard,
-    responses={404: {"model": ErrorBody}},
+    responses=documented_errors(OpenAIErrorBody, {404: "No model by that id."}),
 )
 async def retrieve_model(model_id: str) -> Response | ModelCard:
     if model_id not in MODELS:
@@ -354,7 +368,21 @@ def voice_aliases(settings: Settings) -> dict[str, str]:
     return {name: settings.openai_voice(name) for name in names}
 
 
-@router.get("/audio/voices")
+class AudioVoice(BaseModel):
+    """An installed Piper voice (with its details), or an OpenAI voice name (`alias_of`)."""
+
+    id: str = Field(description="What `voice` accepts.")
+    name: str
+    alias_of: str | None = Field(description="The Piper voice an OpenAI name maps to.")
+    installed: bool | None = Field(None, description="Aliases: whether that voice exists.")
+
+
+class AudioVoiceList(BaseModel):
+    default: str
+    voices: list[AudioVoice]
+
+
+@router.get("/audio/voices", response_model=None, responses={200: {"model": AudioVoiceList}})
 async def list_voices(request: Request) -> dict[str, Any]:
     """Installed Piper voices that can speak, then the OpenAI voice names and the voice each
     one maps to (`available`: whether that voice can speak; `GET /voices` says why not).

@@ -2,14 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from tts_service.api.native import get_service
 
 router = APIRouter(tags=["operations"])
+
+
+class HealthReport(BaseModel):
+    """Readiness and the scheduler's figures (queue depth, totals; more fields may come)."""
+
+    status: Literal["ok", "starting", "draining"]
+    default_voice: str
+    loaded_voices: list[str]
+
+
+class VoiceDescription(BaseModel):
+    name: str
+    language: str
+    sample_rate: int
+    quality: str | None
+    num_speakers: int
+    speakers: dict[str, int] = Field(description="Speaker name -> id, for multi-speaker voices.")
+    dataset: str | None
+    loaded: bool = Field(description="In memory now (the first request to others loads them).")
+
+
+class VoiceList(BaseModel):
+    default: str
+    voices: list[VoiceDescription]
 
 
 @router.get("/ping")
@@ -18,7 +43,14 @@ async def ping() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/health")
+@router.get(
+    "/health",
+    response_class=JSONResponse,
+    responses={
+        200: {"model": HealthReport, "description": "Ready."},
+        503: {"model": HealthReport, "description": "Starting or draining: send no traffic."},
+    },
+)
 async def health(request: Request) -> JSONResponse:
     """Readiness: the default voice is loaded and the server is not draining; 503 otherwise."""
     service = get_service(request)
@@ -38,7 +70,7 @@ async def health(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if status == "ok" else 503)
 
 
-@router.get("/voices")
+@router.get("/voices", response_model=None, responses={200: {"model": VoiceList}})
 async def voices(request: Request) -> dict[str, Any]:
     """Every installed voice: name, language, sample rate, quality, speakers.
 
