@@ -42,6 +42,12 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stall-timeout", type=float, help="cut off non-reading clients")
     parser.add_argument("--noise-scale", type=float, help="server default noise scale")
     parser.add_argument("--noise-w-scale", type=float, help="server default noise width")
+    parser.add_argument(
+        "--word-timestamps",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="voices report word timings for timestamps and captions (default: on)",
+    )
     parser.add_argument("--api-key", action="append", help="require this bearer key (repeatable)")
     parser.add_argument("--cors-origin", dest="cors_origins", action="append")
     parser.add_argument(

@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     )
     noise_scale: float | None = Field(None, ge=0.0, le=2.0)
     noise_w_scale: float | None = Field(None, ge=0.0, le=2.0)
+    word_timestamps: bool = Field(
+        True,
+        description="Load voices so that they report phoneme durations (word timestamps "
+        "and captions); the audio is the same either way.",
+    )
 
     # --- scheduling
     policy: Policy = "fair"

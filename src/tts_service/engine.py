@@ -6,7 +6,9 @@ No asyncio and no HTTP here; the scheduler decides when and on which thread this
 from __future__ import annotations
 
 import json
+import logging
 import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,13 @@ from typing import Any
 import numpy as np
 import onnxruntime
 from piper import PiperVoice
-from piper.config import PiperConfig
+from piper.config import PhonemeType, PiperConfig
+from piper.const import BOS, EOS, PAD
+
+from tts_service import words
+from tts_service.alignment import load_aligned
+
+log = logging.getLogger(__name__)
 
 # Piper's own int16 conversion, so our bytes equal `PiperVoice.synthesize()`'s.
 _MAX_WAV_VALUE = 32767.0
@@ -79,7 +87,9 @@ def read_voice_info(name: str, config_path: Path) -> VoiceInfo:
     )
 
 
-def make_session(model_path: Path, threads: int, spin: bool = True) -> onnxruntime.InferenceSession:
+def make_session(
+    model: Path | bytes, threads: int, spin: bool = True
+) -> onnxruntime.InferenceSession:
     """One ONNX session per voice, shared by all workers; thread counts set explicitly
     because onnxruntime's default ignores container CPU limits. `spin=False` stops idle
     intra-op threads from busy-waiting, which matters when workers x threads > cores."""
@@ -89,8 +99,9 @@ def make_session(model_path: Path, threads: int, spin: bool = True) -> onnxrunti
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     if not spin:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    source = model if isinstance(model, bytes) else str(model)
     return onnxruntime.InferenceSession(
-        str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
+        source, sess_options=options, providers=["CPUExecutionProvider"]
     )
 
 
@@ -110,23 +121,39 @@ def split_for_phonemizer(text: str, limit: int = PHONEMIZE_PIECE_CHARS) -> Itera
     The pieces are slices of `text` that keep its own whitespace: espeak-ng reads a blank
     line as a paragraph break (it drops the sentence's punctuation there), so turning it
     into a space would change the phonemes."""
-    piece = ""
+    for _, piece in pieces_with_offsets(text, limit):
+        yield piece
+
+
+def pieces_with_offsets(text: str, limit: int = PHONEMIZE_PIECE_CHARS) -> Iterator[tuple[int, str]]:
+    """`split_for_phonemizer`'s pieces, each with where it starts in `text`."""
+    piece, start, offset = "", 0, 0
     for sentence in _sentences(text):
         while len(sentence) > limit:  # a run-on "sentence": cut after the last space
             space = sentence.rfind(" ", 0, limit)
             cut = space + 1 if space > 0 else limit
             if piece.strip():
-                yield piece
-            piece = ""
-            yield sentence[:cut]
+                yield start, piece
+            yield offset, sentence[:cut]
+            offset += cut
+            piece, start = "", offset
             sentence = sentence[cut:]
         if len(piece) + len(sentence) > limit:
             if piece.strip():
-                yield piece
-            piece = ""
+                yield start, piece
+            piece, start = "", offset
         piece += sentence
+        offset += len(sentence)
     if piece.strip():
-        yield piece
+        yield start, piece
+
+
+class SentencePcm(bytes):
+    """One sentence's 16-bit mono PCM (a plain bytes object to everything that reads it),
+    carrying how many of its samples each phoneme id took when the voice reports it
+    (the silence after the sentence is not counted)."""
+
+    samples_per_id: tuple[int, ...] | None = None
 
 
 class Voice:
@@ -138,11 +165,17 @@ class Voice:
     """
 
     def __init__(
-        self, info: VoiceInfo, piper_voice: PiperVoice, solo_voice: PiperVoice | None = None
+        self,
+        info: VoiceInfo,
+        piper_voice: PiperVoice,
+        solo_voice: PiperVoice | None = None,
+        durations: bool = False,
     ) -> None:
         self.info = info
         self._piper = piper_voice
         self._solo = solo_voice
+        self._durations = durations
+        """The model reports each phoneme id's frames (see alignment.py)."""
         self.least_seconds_per_id: float | None = None
         """The least speech per phoneme id, per unit of length scale, this voice has made
         (a lower bound for the audio cap's estimate); None until it has spoken."""
@@ -156,14 +189,22 @@ class Voice:
         threads: int,
         spin: bool = True,
         solo_threads: int | None = None,
+        alignments: bool = True,
     ) -> Voice:
+        """`alignments`: load the model patched to report phoneme durations (for word
+        timestamps) when it can be; its audio is the same either way."""
         with open(config_path, encoding="utf-8") as handle:
             config = PiperConfig.from_dict(json.load(handle))
-        piper_voice = PiperVoice(session=make_session(model_path, threads, spin), config=config)
+        model: Path | bytes = model_path
+        durations = False
+        if alignments:
+            aligned = load_aligned(model_path)
+            model, durations = aligned.source, aligned.durations
+        piper_voice = PiperVoice(session=make_session(model, threads, spin), config=config)
         solo_voice = None
         if solo_threads is not None and solo_threads > threads:
-            solo_voice = PiperVoice(session=make_session(model_path, solo_threads), config=config)
-        return cls(read_voice_info(name, config_path), piper_voice, solo_voice)
+            solo_voice = PiperVoice(session=make_session(model, solo_threads), config=config)
+        return cls(read_voice_info(name, config_path), piper_voice, solo_voice, durations)
 
     def _learn_pace(self, ids: int, samples: int, length_scale: float | None) -> None:
         scale = length_scale or self.default_length_scale
@@ -173,6 +214,11 @@ class Voice:
         least = self.least_seconds_per_id
         if least is None or pace < least:  # a benign race between workers: both are true
             self.least_seconds_per_id = pace
+
+    @property
+    def word_timestamps(self) -> bool:
+        """It can time words: its model reports durations and espeak phonemizes it."""
+        return self._durations and self._piper.config.phoneme_type == PhonemeType.ESPEAK
 
     @property
     def has_solo_session(self) -> bool:
@@ -196,9 +242,38 @@ class Voice:
                     sentences.append(self._piper.phonemes_to_ids(phonemes))
         return sentences
 
+    def phonemize_words(self, text: str) -> tuple[list[list[int]], list[list[words.PlannedWord]]]:
+        """`phonemize(text)`, and for each sentence the words of `text` it speaks, each with
+        its phoneme ids (see words.py). The phoneme ids are exactly `phonemize`'s."""
+        config = self._piper.config
+        sentences: list[list[int]] = []
+        plans: list[list[words.PlannedWord]] = []
+        for offset, piece in pieces_with_offsets(text):
+            phonemes = [p for p in self._piper.phonemize(piece) if p]
+            found = words.text_words(text, offset, offset + len(piece))
+            alone = self._phonemize_alone([text[w.token_start : w.token_end] for w in found])
+            starts = [words.id_starts(p, config.phoneme_id_map, BOS, PAD, EOS) for p in phonemes]
+            plans += words.plan(phonemes, starts, found, [words.shape(a) for a in alone])
+            sentences += [self._piper.phonemes_to_ids(p) for p in phonemes]
+        return sentences, plans
+
+    def _phonemize_alone(self, texts: list[str]) -> list[str]:
+        """How espeak reads each text on its own, as a phoneme string with its words spaced.
+
+        Piper switches espeak's voice on every call, which costs ten times the reading of
+        one word; straight through its espeak bridge, under its lock, the switch is done
+        once. If Piper's internals differ from 1.8's, its public (slower) call is used."""
+        bridge = _espeak_bridge()
+        if bridge is None:
+            return [" ".join("".join(s) for s in self._piper.phonemize(t)) for t in texts]
+        module, lock = bridge
+        with lock:
+            module.set_voice(self._piper.config.espeak_voice)
+            return [_joined(module.get_phonemes(t)) for t in texts]
+
     def synthesize(
         self, phoneme_ids: list[int], options: SynthesisOptions, solo: bool = False
-    ) -> bytes:
+    ) -> SentencePcm:
         """One sentence to 16-bit mono PCM, exactly as `PiperVoice.synthesize()` makes it.
 
         `solo=True` runs it on the all-cores session when the voice has one.
@@ -212,7 +287,10 @@ class Voice:
             noise_w_scale=options.noise_w_scale,
         )
         piper_voice = self._solo if solo and self._solo is not None else self._piper
-        audio = piper_voice.phoneme_ids_to_audio(phoneme_ids, config)
+        result = piper_voice.phoneme_ids_to_audio(
+            phoneme_ids, config, include_alignments=self._durations
+        )
+        audio, samples_per_id = result if isinstance(result, tuple) else (result, None)
         assert isinstance(audio, np.ndarray)
         peak = np.max(np.abs(audio)) if audio.size else 0.0
         audio = np.zeros_like(audio) if peak < 1e-8 else audio / peak
@@ -224,4 +302,30 @@ class Voice:
         data = pcm.tobytes()
         if options.sentence_silence > 0:
             data += bytes(2 * int(self.sample_rate * options.sentence_silence))
-        return data
+        spoken = SentencePcm(data)
+        if samples_per_id is not None and len(samples_per_id) == len(phoneme_ids):
+            spoken.samples_per_id = tuple(int(n) for n in samples_per_id)
+        return spoken
+
+
+_LANGUAGE_FLAG = re.compile(r"\([^)]+\)")
+
+
+def _joined(clauses: list[tuple[str, str, bool]]) -> str:
+    """espeak's clauses for one text as one phoneme string, as Piper cleans them."""
+    text = " ".join(_LANGUAGE_FLAG.sub("", phonemes) for phonemes, _, _ in clauses)
+    return unicodedata.normalize("NFD", text)
+
+
+def _espeak_bridge() -> tuple[Any, Any] | None:
+    """Piper's espeak bridge and the lock it phonemizes under, once Piper has started it."""
+    try:
+        from piper import espeakbridge
+        from piper import voice as piper_module
+    except ImportError:  # pragma: no cover - part of piper-tts 1.8
+        return None
+    lock = getattr(piper_module, "_ESPEAK_PHONEMIZER_LOCK", None)
+    started = getattr(piper_module, "_ESPEAK_PHONEMIZER", None) is not None
+    if lock is None or not started:
+        return None
+    return espeakbridge, lock

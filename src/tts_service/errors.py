@@ -69,6 +69,12 @@ class SpeakerNotFound(InvalidRequest):
     code = "invalid_speaker"
 
 
+class WordTimestampsUnavailable(InvalidRequest):
+    """Word timestamps were asked of a voice whose model does not report durations."""
+
+    code = "word_timestamps_unavailable"
+
+
 class Overloaded(ServiceError):
     """Admission refused: the queue is full. Clients should retry after `retry_after` s."""
 

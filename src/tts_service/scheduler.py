@@ -82,6 +82,8 @@ class Chunk:
     index: int
     pcm: bytes
     synth_seconds: float
+    samples_per_id: tuple[int, ...] | None = None
+    """Samples each phoneme id took, when the voice reports it (for word timestamps)."""
 
 
 class SchedulerObserver:
@@ -639,7 +641,8 @@ class Scheduler:
                 limit = job.max_samples / job.voice.sample_rate
                 self._fail(job, AudioTooLong(audio_limit_message(limit), param="text"))
                 return
-            job.produced[index] = Chunk(index, pcm, elapsed)
+            durations = getattr(pcm, "samples_per_id", None)  # engine.SentencePcm's
+            job.produced[index] = Chunk(index, pcm, elapsed, durations)
             self._safe.sentence_done(elapsed, len(pcm) / 2 / job.voice.sample_rate)
             self._emit_ready(job)
             self._maybe_complete(job)

@@ -17,9 +17,11 @@ from tts_service.errors import (
     ShuttingDown,
     TextTooLong,
     ValidationFailed,
+    WordTimestampsUnavailable,
 )
 from tts_service.scheduler import Job, Priority, Scheduler, SchedulerObserver, audio_limit_message
 from tts_service.voices import VoiceCatalog, discover, resolve_speaker
+from tts_service.words import PlannedWord, WordClock
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,8 @@ class SpeechRequest:
     client: str = ""
     """Who asked (HTTP: remote address; WebSocket and Wyoming: one connection), for the
     per-client limit and fairness between clients."""
+    timestamps: bool = False
+    """Time every word (see words.py); a voice that cannot is refused."""
 
 
 @dataclass
@@ -57,6 +61,17 @@ class Admitted:
     voice: Voice
     sentences: int
     characters: int = 0
+    text: str = ""
+    words: list[list[PlannedWord]] | None = None
+    """With timestamps: each sentence's words and their phoneme ids."""
+
+    def word_clock(self) -> WordClock | None:
+        """A clock that times each sentence's words as its audio arrives; None without
+        timestamps."""
+        if self.words is None:
+            return None
+        silence = int(self.voice.sample_rate * self.job.options.sentence_silence)
+        return WordClock(self.text, self.words, self.voice.sample_rate, silence)
 
 
 @dataclass(eq=False)
@@ -89,6 +104,7 @@ class TTSService:
             max_loaded=settings.max_loaded_voices,
             spin=settings.worker_count * settings.threads_per_worker <= available_cores(),
             solo_threads=settings.solo_threads,
+            alignments=settings.word_timestamps,
         )
         self.scheduler = Scheduler(
             workers=settings.worker_count,
@@ -129,6 +145,16 @@ class TTSService:
             raise ShuttingDown("the server is shutting down and takes no new requests")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._phonemizer, voice.phonemize, speakable(text))
+
+    async def phonemize_words(
+        self, voice: Voice, text: str
+    ) -> tuple[list[list[int]], list[list[PlannedWord]]]:
+        """`phonemize`, and each sentence's words (offsets into `text`: `speakable` keeps
+        every character where it was)."""
+        if self.scheduler.stopped:
+            raise ShuttingDown("the server is shutting down and takes no new requests")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._phonemizer, voice.phonemize_words, speakable(text))
 
     def check_text(self, text: str) -> None:
         if not text.strip():
@@ -179,7 +205,12 @@ class TTSService:
         self.check_text(request.text)
         priority = _priority(request.priority)
         voice, options = await self.resolve(request)
-        sentences = await self.phonemize(voice, request.text)
+        plans: list[list[PlannedWord]] | None = None
+        if request.timestamps:
+            check_word_timestamps(voice)
+            sentences, plans = await self.phonemize_words(voice, request.text)
+        else:
+            sentences = await self.phonemize(voice, request.text)
         if not sentences:
             raise ValidationFailed("text contains nothing that can be spoken", param="text")
         self.check_audio_length(voice, sentences, options)
@@ -193,7 +224,7 @@ class TTSService:
             client=request.client,
             max_seconds=self.settings.max_audio_seconds,
         )
-        return Admitted(job, voice, len(sentences), len(request.text))
+        return Admitted(job, voice, len(sentences), len(request.text), request.text, plans)
 
     async def open_stream(self, request: SpeechRequest, label: str = "") -> OpenStream:
         """Start a request whose text arrives in pieces (see `add_text`).
@@ -258,6 +289,15 @@ def least_audio_seconds(
     pace = voice.least_seconds_per_id or 0.0
     speech = ids * SPEECH_BOUND_SHARE * pace * length_scale
     return speech + len(sentences) * options.sentence_silence
+
+
+def check_word_timestamps(voice: Voice) -> None:
+    if not voice.word_timestamps:
+        raise WordTimestampsUnavailable(
+            f"voice '{voice.info.name}' cannot time words: its model does not report "
+            "phoneme durations (GET /voices shows word_timestamps for each loaded voice)",
+            param="timestamps",
+        )
 
 
 def warm_up(voice: Voice) -> None:

@@ -139,13 +139,14 @@ class VoiceCatalog:
         loader: Callable[[VoiceFiles, int], Voice] | None = None,
         spin: bool = True,
         solo_threads: int | None = None,
+        alignments: bool = True,
     ) -> None:
         self._files = files
         self._threads = threads_per_session
         self._max_loaded = max_loaded
         self._executor = executor
         self._loader = loader or (
-            lambda f, t: Voice.load(f.name, f.model, f.config, t, spin, solo_threads)
+            lambda f, t: Voice.load(f.name, f.model, f.config, t, spin, solo_threads, alignments)
         )
         self._loaded: OrderedDict[str, Voice] = OrderedDict()
         self._loading: dict[str, asyncio.Task[Voice]] = {}
@@ -191,6 +192,10 @@ class VoiceCatalog:
 
     def is_loaded(self, name: str) -> bool:
         return name in self._loaded
+
+    def loaded(self, name: str) -> Voice | None:
+        """The voice if it is in memory now (nothing is loaded by asking)."""
+        return self._loaded.get(name)
 
     def _lookup(self, name: str) -> VoiceFiles:
         validate_voice_name(name)
