@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import itertools
 import time
-from typing import Any
+from collections.abc import AsyncGenerator
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request, Response, WebSocket, WebSocketDisconnect
 
+from tts_service import captions
 from tts_service.api.body import openapi_body, parse_json, read_model, validate
 from tts_service.api.errors import ServiceErrorBody, documented_errors, native_error_response
 from tts_service.api.schemas import (
@@ -17,7 +19,9 @@ from tts_service.api.schemas import (
     AUDIO_HEADERS,
     StreamBody,
     SynthesizeBody,
+    SynthesizeJsonBody,
     SynthesizeResult,
+    _SpeechFields,
 )
 from tts_service.api.streaming import (
     ClientGone,
@@ -26,12 +30,24 @@ from tts_service.api.streaming import (
     encode_whole,
     encoded_stream,
     json_with_base64,
+    slices,
     unless_disconnected,
+)
+from tts_service.api.timed import (
+    b64,
+    encode_whole_timed,
+    encoded_pieces,
+    json_line,
+    timed_chunks,
 )
 from tts_service.audio import content_type, make_encoder, output_rate
 from tts_service.errors import Cancelled, IdleTimeout, ServiceError, ValidationFailed
 from tts_service.scheduler import Job
 from tts_service.service import Admitted, TTSService
+from tts_service.words import Word, all_words
+
+Body = TypeVar("Body", bound=_SpeechFields)
+NDJSON = "application/x-ndjson"
 
 router = APIRouter(tags=["synthesis"])
 
@@ -82,33 +98,108 @@ def describe(admitted: Admitted, started: float) -> dict[str, Any]:
     }
 
 
-async def admit(request: Request) -> tuple[SynthesizeBody, Admitted]:
-    body = await read_model(request, SynthesizeBody)
+async def admit(request: Request, model: type[Body]) -> tuple[Body, Admitted]:
+    body = await read_model(request, model)
     speech = body.to_request(client=client_address(request))
     admitted = await get_service(request).submit(speech, label=request.url.path)
     request.state.admitted = admitted  # for the access log
     return body, admitted
 
 
+def timing_fields(
+    body: SynthesizeJsonBody | StreamBody,
+    admitted: Admitted,
+    sentences: list[list[Word]],
+    words: bool = True,
+) -> dict[str, Any]:
+    """`words` (unless sent already) and `captions`, as far as the request asked for them."""
+    fields: dict[str, Any] = {}
+    if body.timestamps and words:
+        fields["words"] = [word.to_dict() for word in all_words(sentences)]
+    if body.captions is not None:
+        fields["captions"] = captions.render(body.captions, sentences, admitted.text)
+    return fields
+
+
 @router.post(
     "/synthesize",
-    openapi_extra=openapi_body(SynthesizeBody),
-    responses={200: {"model": SynthesizeResult}, **SYNTHESIS_ERRORS},
+    openapi_extra=openapi_body(SynthesizeJsonBody),
+    responses={
+        200: {
+            "model": SynthesizeResult,
+            "description": "JSON; with `stream`, JSON lines (see the README).",
+            "content": {NDJSON: {"schema": {"type": "string"}}},
+        },
+        **SYNTHESIS_ERRORS,
+    },
 )
 async def synthesize_json(request: Request) -> Response:
-    """Synthesize and answer JSON with base64 audio and figures about the work."""
+    """Synthesize and answer JSON with base64 audio and figures about the work (with
+    `timestamps` each word's timing, with `captions` a caption file; with `stream`, JSON
+    lines as the audio is made)."""
     started = time.monotonic()
-    body, admitted = await admit(request)
+    body, admitted = await admit(request, SynthesizeJsonBody)
     service = get_service(request)
+    rate = output_rate(body.format, admitted.voice.sample_rate)
+    if body.stream:
+        return JobStreamingResponse(
+            json_lines(service, admitted, body, started),
+            service,
+            admitted,
+            NDJSON,
+            {"X-Voice": admitted.voice.info.name, "X-Sentences": str(admitted.sentences)},
+            on_error=native_error_response,
+        )
     try:
-        audio = await unless_disconnected(request, encode_whole(service, admitted, body.format))
+        audio, sentences = await unless_disconnected(
+            request, encode_whole_timed(service, admitted, body.format)
+        )
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED)
     result = describe(admitted, started)
-    result.update(
-        format=body.format, sample_rate=output_rate(body.format, admitted.voice.sample_rate)
-    )
+    result.update(format=body.format, sample_rate=rate)
+    result.update(timing_fields(body, admitted, sentences))
     return json_with_base64(result, "audio", audio)
+
+
+async def json_lines(
+    service: TTSService, admitted: Admitted, body: SynthesizeJsonBody, started: float
+) -> AsyncGenerator[bytes, None]:
+    """`{"type": "start"}`, then per sentence `{"type": "audio", "sentence", "audio"}` (base64
+    of that sentence's encoded audio, `words` with timestamps), a last `audio` line with the
+    encoder's tail, `{"type": "end"}` with the figures (and `captions`). Nothing is sent
+    before the first sentence exists (a refusal is still a real error status); a failure
+    after it is an `error` line."""
+    rate = output_rate(body.format, admitted.voice.sample_rate)
+    figures = {"format": body.format, "sample_rate": rate}
+    start = {"type": "start", "voice": admitted.voice.info.name, **figures}
+    start["sentences"] = admitted.sentences
+    sentences: list[list[Word]] = []
+    pieces = encoded_pieces(service, admitted, body.format)
+    opened = False
+    try:
+        async for piece in pieces:
+            line: dict[str, Any] = {"type": "audio"}
+            if piece.sentence is not None:
+                line["sentence"] = piece.sentence
+                sentences.append(piece.words)
+                if body.timestamps:
+                    line["words"] = [word.to_dict() for word in piece.words]
+            line["audio"] = b64(piece.audio)
+            data = json_line(line) if opened else json_line(start) + json_line(line)
+            opened = True
+            for part in slices(data):
+                yield part
+                service.scheduler.touch(admitted.job)  # the client took a slice
+    except ServiceError as error:
+        if not opened:
+            raise
+        yield json_line({"type": "error", "status": error.status, "error": error.to_dict()})
+        return
+    finally:
+        await pieces.aclose()
+    end = {"type": "end", **describe(admitted, started), **figures}
+    yield json_line({**end, **timing_fields(body, admitted, sentences, words=False)})
 
 
 @router.post(
@@ -126,7 +217,7 @@ async def synthesize_json(request: Request) -> Response:
 )
 async def synthesize_binary(request: Request) -> Response:
     """Synthesize and answer the audio file itself (`stream: true` sends it chunked)."""
-    body, admitted = await admit(request)
+    body, admitted = await admit(request, SynthesizeBody)
     service = get_service(request)
     headers = {
         "X-Voice": admitted.voice.info.name,
@@ -208,7 +299,7 @@ class _Connection:
             except ServiceError as error:
                 await self.send_error(error)
                 continue
-            await self.stream(admitted, body.format)
+            await self.stream(admitted, body)
 
     async def next_message(self) -> str | None:
         """The next message; None once the socket ended or was closed for idleness."""
@@ -221,10 +312,12 @@ class _Connection:
             await self.websocket.close(IDLE_CLOSE_CODE, "idle timeout")
             return None
 
-    async def stream(self, admitted: Admitted, fmt: str | None) -> None:
+    async def stream(self, admitted: Admitted, body: StreamBody) -> None:
         """A JSON start, the audio in binary frames, a JSON end. Without a format: one frame
-        of raw 16-bit mono PCM per sentence; with one: that format's bytes as encoded."""
+        of raw 16-bit mono PCM per sentence; with one: that format's bytes as encoded. With
+        timestamps, each sentence's words come just before its audio."""
         started = time.monotonic()
+        fmt = body.format
         self.current = admitted.job
         rate = admitted.voice.sample_rate
         encoder = make_encoder(fmt, rate) if fmt is not None else None
@@ -237,8 +330,18 @@ class _Connection:
         start.update(channels=1, sentences=admitted.sentences)
         await self.websocket.send_json(start)
         loop = asyncio.get_running_loop()
+        sentences: list[list[Word]] = []
         try:
-            async for chunk in self.service.scheduler.stream(admitted.job):
+            async for chunk, words in timed_chunks(self.service, admitted):
+                sentences.append(words)
+                if body.timestamps:
+                    await self.websocket.send_json(
+                        {
+                            "type": "words",
+                            "sentence": chunk.index,
+                            "words": [word.to_dict() for word in words],
+                        }
+                    )
                 if encoder is None:
                     await self.websocket.send_bytes(chunk.pcm)
                 elif data := await loop.run_in_executor(None, encoder.encode, chunk.pcm):
@@ -253,7 +356,9 @@ class _Connection:
             return
         finally:
             self.current = None
-        await self.websocket.send_json({"type": "end", **describe(admitted, started), **figures})
+        end = {"type": "end", **describe(admitted, started), **figures}
+        end.update(timing_fields(body, admitted, sentences, words=False))  # words came already
+        await self.websocket.send_json(end)
 
 
 def _stream_body(raw: str) -> StreamBody:

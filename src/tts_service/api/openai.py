@@ -12,17 +12,26 @@ import base64
 import json
 import time
 from collections.abc import AsyncGenerator
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from tts_service import captions
 from tts_service.api.body import openapi_body, read_model
 from tts_service.api.errors import documented_errors, error_headers
-from tts_service.api.native import client_address, get_service
+from tts_service.api.native import CLIENT_CLOSED, client_address, get_service
 from tts_service.api.schemas import AUDIO_CONTENT, AUDIO_HEADERS, AudioFormat
-from tts_service.api.streaming import JobStreamingResponse, encoded_stream
+from tts_service.api.streaming import (
+    ClientGone,
+    JobStreamingResponse,
+    encoded_stream,
+    json_with_base64,
+    slices,
+    unless_disconnected,
+)
+from tts_service.api.timed import b64, encode_whole_timed, encoded_pieces, json_line, timed_words
 from tts_service.audio import content_type, output_rate
 from tts_service.config import OPENAI_VOICE_NAMES, Settings
 from tts_service.engine import Voice
@@ -34,8 +43,12 @@ from tts_service.errors import (
     VoiceNotFound,
 )
 from tts_service.service import Admitted, SpeechRequest, TTSService
+from tts_service.words import Word, all_words
 
 router = APIRouter(prefix="/v1", tags=["openai"])
+
+SpeechFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm", "vtt", "srt"]
+NDJSON: Final = "application/x-ndjson"
 
 # Every name selects the same engine: OpenAI's model ids are accepted so that clients with a
 # hard-coded model work unchanged; "tts-service" and "piper" are our own names.
@@ -87,8 +100,10 @@ class SpeechBody(BaseModel):
         description="A Piper voice name, or an OpenAI voice name (alloy, ash, ...) mapped by "
         "the server's openai_voice_map (default: the default voice). Optional here.",
     )
-    response_format: AudioFormat = Field(
-        "mp3", description="pcm is raw s16le mono at 24 kHz; wav keeps the voice's rate."
+    response_format: SpeechFormat = Field(
+        "mp3",
+        description="pcm is raw s16le mono at 24 kHz; wav keeps the voice's rate. Extension: "
+        "vtt and srt answer the caption file of the speech instead of its audio.",
     )
     speed: float = Field(1.0, ge=0.25, le=4.0, description="1.0 is normal; 2.0 twice as fast.")
     instructions: StrictStr | None = Field(None, description="Accepted and ignored by Piper.")
@@ -103,6 +118,10 @@ class SpeechBody(BaseModel):
     def voice_name(self) -> str | None:
         return self.voice.id if isinstance(self.voice, VoiceRef) else self.voice
 
+    @property
+    def timed(self) -> bool:
+        return self.response_format in captions.CAPTION_FORMATS
+
     def to_request(self, voice: Voice, client: str = "") -> SpeechRequest:
         return SpeechRequest(
             text=self.input,
@@ -111,7 +130,26 @@ class SpeechBody(BaseModel):
             # Relative to the voice's own pace, so speed 1.0 is exactly the voice's default.
             length_scale=voice.default_length_scale / self.speed,
             client=client,
+            timestamps=self.timed,
         )
+
+
+class CaptionedSpeechBody(SpeechBody):
+    """`POST /v1/audio/captioned_speech`: the speech body, answered with the audio and when
+    each word is spoken."""
+
+    response_format: AudioFormat = Field(
+        "mp3", description="The audio's format (pcm: raw s16le mono at 24 kHz)."
+    )
+    stream: bool = Field(
+        False,
+        description="Answer JSON lines (application/x-ndjson), one per sentence as it is "
+        "made, each with its audio and its words.",
+    )
+
+    @property
+    def timed(self) -> bool:
+        return True
 
 
 # ---------------------------------------------------------------------------- errors
@@ -210,9 +248,12 @@ def resolve_voice(settings: Settings, installed: list[str], requested: str | Non
     raise VoiceNotFound(f"{message}; GET /v1/audio/voices lists the voices", param="voice")
 
 
-async def admit(request: Request) -> tuple[SpeechBody, Admitted]:
+Body = TypeVar("Body", bound=SpeechBody)
+
+
+async def admit(request: Request, model: type[Body]) -> tuple[Body, Admitted]:
     """Validate fully and admit to the scheduler; raises ServiceError before any audio."""
-    body = await read_model(request, SpeechBody)
+    body = await read_model(request, model)
     check_model(body.model)
     service = get_service(request)
     service.check_text(body.input)  # before a voice load an empty text would not need
@@ -271,6 +312,7 @@ async def sse_stream(
 
 def speech_response(service: TTSService, body: SpeechBody, admitted: Admitted) -> Response:
     fmt = body.response_format
+    assert fmt not in captions.CAPTION_FORMATS  # answered by caption_response
     headers = {
         "X-Voice": admitted.voice.info.name,
         "X-Sentences": str(admitted.sentences),
@@ -294,9 +336,20 @@ def speech_response(service: TTSService, body: SpeechBody, admitted: Admitted) -
 
 _SPEECH_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
     200: {
-        "description": "The audio, streamed sentence by sentence (chunked), or SSE events.",
-        "headers": AUDIO_HEADERS,
-        "content": {**AUDIO_CONTENT, "text/event-stream": {"schema": {"type": "string"}}},
+        "description": "The audio, streamed sentence by sentence (chunked), or SSE events; "
+        "with response_format vtt or srt, the caption file.",
+        "headers": {
+            **AUDIO_HEADERS,
+            "X-Sample-Rate": {**AUDIO_HEADERS["X-Sample-Rate"], "required": False},
+        },
+        "content": {
+            **AUDIO_CONTENT,
+            "text/event-stream": {"schema": {"type": "string"}},
+            **{
+                media.split(";")[0]: {"schema": {"type": "string"}}
+                for media in captions.CAPTION_CONTENT_TYPES.values()
+            },
+        },
     },
     **documented_errors(
         OpenAIErrorBody,
@@ -319,12 +372,142 @@ _SPEECH_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
     response_class=Response,
 )
 async def create_speech(request: Request) -> Response:
-    """OpenAI-compatible text to speech."""
+    """OpenAI-compatible text to speech (`response_format` vtt or srt: its captions)."""
     try:
-        body, admitted = await admit(request)
+        body, admitted = await admit(request, SpeechBody)
+        if body.response_format in captions.CAPTION_FORMATS:
+            return await caption_response(request, body.response_format, admitted)
     except ServiceError as error:
         return openai_error_response(error)
     return speech_response(get_service(request), body, admitted)
+
+
+async def caption_response(request: Request, fmt: str, admitted: Admitted) -> Response:
+    """The caption file alone: the speech is synthesized to time its words, then dropped."""
+    try:
+        sentences = await unless_disconnected(request, timed_words(get_service(request), admitted))
+    except ClientGone:
+        return Response(status_code=CLIENT_CLOSED)
+    text = captions.render(fmt, sentences, admitted.text)
+    headers = {"X-Voice": admitted.voice.info.name, "X-Sentences": str(admitted.sentences)}
+    return Response(text, media_type=captions.CAPTION_CONTENT_TYPES[fmt], headers=headers)
+
+
+# ----------------------------------------------------------------- captioned speech
+
+
+def word_timestamps(words: list[Word]) -> list[dict[str, Any]]:
+    """Words as the captioned-speech route names them."""
+    return [
+        {
+            "word": word.text,
+            "start_time": round(word.start, 3),
+            "end_time": round(word.end, 3),
+            "char_start": word.char_start,
+            "char_end": word.char_end,
+        }
+        for word in words
+    ]
+
+
+async def captioned_lines(
+    service: TTSService, admitted: Admitted, fmt: str
+) -> AsyncGenerator[bytes, None]:
+    """One JSON line per sentence, `{"audio", "audio_format", "timestamps"}`, as it is made;
+    a last line with the encoder's tail (no timestamps). A failure once lines flow is an
+    `{"error": ...}` line in OpenAI's shape."""
+    pieces = encoded_pieces(service, admitted, fmt)
+    opened = False
+    try:
+        async for piece in pieces:
+            line = {"audio": b64(piece.audio), "audio_format": fmt}
+            data = json_line({**line, "timestamps": word_timestamps(piece.words)})
+            opened = True
+            for part in slices(data):
+                yield part
+                service.scheduler.touch(admitted.job)
+    except ServiceError as error:
+        if not opened:
+            raise
+        yield json_line(openai_error_body(error))
+    finally:
+        await pieces.aclose()
+
+
+async def captioned_speech_response(
+    request: Request, body: CaptionedSpeechBody, admitted: Admitted
+) -> Response:
+    service = get_service(request)
+    fmt = body.response_format
+    headers = {
+        "X-Voice": admitted.voice.info.name,
+        "X-Sentences": str(admitted.sentences),
+        "X-Sample-Rate": str(output_rate(fmt, admitted.voice.sample_rate)),
+    }
+    if body.stream:
+        lines = captioned_lines(service, admitted, fmt)
+        return JobStreamingResponse(
+            lines, service, admitted, NDJSON, headers, on_error=openai_error_response
+        )
+    try:
+        audio, sentences = await unless_disconnected(
+            request, encode_whole_timed(service, admitted, fmt)
+        )
+    except ClientGone:
+        return Response(status_code=CLIENT_CLOSED)
+    fields = {
+        "audio_format": fmt,
+        "sample_rate": output_rate(fmt, admitted.voice.sample_rate),
+        "duration": round(admitted.job.audio_seconds, 4),
+        "timestamps": word_timestamps(list(all_words(sentences))),
+        "usage": usage(admitted),
+    }
+    answer = json_with_base64(fields, "audio", audio)
+    answer.headers.update(headers)
+    return answer
+
+
+class CaptionedTimestamp(BaseModel):
+    word: str = Field(description="The word as written in the input.")
+    start_time: float = Field(description="Seconds from the start of the audio.")
+    end_time: float = Field(description="Seconds from the start of the audio.")
+    char_start: int = Field(description="Offset of the word in the input (code points).")
+    char_end: int = Field(description="Offset just after the word (code points).")
+
+
+class CaptionedSpeech(BaseModel):
+    """The captioned-speech answer (without `stream`)."""
+
+    audio_format: AudioFormat
+    sample_rate: int
+    duration: float = Field(description="Seconds of audio.")
+    timestamps: list[CaptionedTimestamp]
+    usage: dict[str, int]
+    audio: str = Field(description="The audio file, base64.", json_schema_extra={"format": "byte"})
+
+
+@router.post(
+    "/audio/captioned_speech",
+    openapi_extra=openapi_body(CaptionedSpeechBody),
+    responses={
+        200: {
+            "model": CaptionedSpeech,
+            "description": "JSON with the audio and its words; with `stream`, JSON lines.",
+            "headers": AUDIO_HEADERS,
+            "content": {NDJSON: {"schema": {"type": "string"}}},
+        },
+        **{k: v for k, v in _SPEECH_RESPONSES.items() if k != 200},
+    },
+    response_class=Response,
+)
+async def create_captioned_speech(request: Request) -> Response:
+    """Speech with word timestamps: the `/v1/audio/speech` body, answered with base64 audio
+    and each word's start and end (or JSON lines, one per sentence, with `stream`)."""
+    try:
+        body, admitted = await admit(request, CaptionedSpeechBody)
+        return await captioned_speech_response(request, body, admitted)
+    except ServiceError as error:
+        return openai_error_response(error)
 
 
 # ---------------------------------------------------------------------------- listings

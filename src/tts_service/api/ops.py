@@ -30,6 +30,9 @@ class VoiceDescription(BaseModel):
     speakers: dict[str, int] = Field(description="Speaker name -> id, for multi-speaker voices.")
     dataset: str | None
     loaded: bool = Field(description="In memory now (the first request to others loads them).")
+    word_timestamps: bool | None = Field(
+        description="Whether it can time words (timestamps, captions); null until loaded."
+    )
 
 
 class VoiceList(BaseModel):
@@ -83,8 +86,14 @@ async def voices(request: Request) -> dict[str, Any]:
     listed: list[dict[str, Any]] = []
     for name in catalog.names:
         if name in infos:
+            voice = catalog.loaded(name)
             listed.append(
-                {**infos[name].to_dict(), "loaded": catalog.is_loaded(name), "available": True}
+                {
+                    **infos[name].to_dict(),
+                    "loaded": voice is not None,
+                    "available": True,
+                    "word_timestamps": None if voice is None else voice.word_timestamps,
+                }
             )
         elif name in problems:
             listed.append(

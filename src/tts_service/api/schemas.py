@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from tts_service.audio import AUDIO_FORMATS, CONTENT_TYPES
+from tts_service.captions import CAPTION_FORMATS, CaptionFormat
 from tts_service.service import SpeechRequest
 
 AudioFormat = Literal["wav", "pcm", "mp3", "opus", "aac", "flac"]
 assert set(AudioFormat.__args__) == set(AUDIO_FORMATS)  # type: ignore[attr-defined]
+assert set(CaptionFormat.__args__) == set(CAPTION_FORMATS)  # type: ignore[attr-defined]
 
 # OpenAPI: an audio answer, in whichever format was asked for, and the headers about it.
 AUDIO_CONTENT: Final[dict[str, Any]] = {
@@ -63,16 +66,42 @@ class _SpeechFields(BaseModel):
         )
 
 
+class _TimedFields(_SpeechFields):
+    """What answers that carry JSON may also ask for: when each word is spoken."""
+
+    timestamps: bool = Field(
+        False,
+        description="Add each word's start and end (seconds) and its place in the text. "
+        "A voice whose model reports no durations is refused (400).",
+    )
+    captions: CaptionFormat | None = Field(
+        None, description="Add a caption file of the speech: WebVTT or SRT."
+    )
+
+    def to_request(self, client: str = "") -> SpeechRequest:
+        timed = self.timestamps or self.captions is not None
+        return dataclasses.replace(super().to_request(client), timestamps=timed)
+
+
 class SynthesizeBody(_SpeechFields):
-    """`POST /synthesize` and `/synthesize/binary`."""
+    """`POST /synthesize/binary`: the audio file alone."""
+
+    format: AudioFormat = Field("wav", description="Audio format of the result.")
+    stream: bool = Field(False, description="Chunked, sentence by sentence.")
+
+
+class SynthesizeJsonBody(_TimedFields):
+    """`POST /synthesize`: JSON, whole or as JSON lines."""
 
     format: AudioFormat = Field("wav", description="Audio format of the result.")
     stream: bool = Field(
-        False, description="/synthesize/binary only: chunked, sentence by sentence."
+        False,
+        description="Answer JSON lines (application/x-ndjson) as the audio is made: a start "
+        "line, one line per sentence with its audio (and words), an end line.",
     )
 
 
-class StreamBody(_SpeechFields):
+class StreamBody(_TimedFields):
     """One request on the WebSocket, which always streams (a `stream` field is refused)."""
 
     format: AudioFormat | None = Field(
@@ -80,6 +109,16 @@ class StreamBody(_SpeechFields):
         description="Absent: raw 16-bit mono PCM at the voice's rate, one frame per sentence. "
         "Given: that format's encoded stream, in frames as it is encoded.",
     )
+
+
+class WordTiming(BaseModel):
+    """One word of the text and when it is spoken."""
+
+    text: str = Field(description="The word as written in the request text.")
+    start: float = Field(description="Seconds from the start of the audio.")
+    end: float = Field(description="Seconds from the start of the audio.")
+    char_start: int = Field(description="Offset of the word in the text (code points).")
+    char_end: int = Field(description="Offset just after the word (code points).")
 
 
 class SynthesizeResult(BaseModel):
@@ -93,4 +132,6 @@ class SynthesizeResult(BaseModel):
     queue_wait: float = Field(description="Seconds before its first sentence started.")
     elapsed: float = Field(description="Seconds from request to answer.")
     format: AudioFormat
+    words: list[WordTiming] | None = Field(None, description="With `timestamps`.")
+    captions: str | None = Field(None, description="With `captions`: the caption file.")
     audio: str = Field(description="The audio file, base64.", json_schema_extra={"format": "byte"})

@@ -1,0 +1,88 @@
+"""Audio with its words: each sentence's chunk paired with its timed words, encoded whole
+or sentence by sentence, and JSON lines to stream them (native and OpenAI routes)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from tts_service.audio import make_encoder, wav_header
+from tts_service.scheduler import Chunk
+from tts_service.service import Admitted, TTSService
+from tts_service.words import Word
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Encoded audio for one sentence (`sentence` is its index) with its words, or the
+    encoder's tail after the last sentence (`sentence` None, no words)."""
+
+    sentence: int | None
+    audio: bytes
+    words: list[Word]
+
+
+async def timed_chunks(
+    service: TTSService, admitted: Admitted
+) -> AsyncIterator[tuple[Chunk, list[Word]]]:
+    """The job's chunks in order, each with its words (none without timestamps)."""
+    clock = admitted.word_clock()
+    job = admitted.job
+    async for chunk in service.scheduler.stream(job):
+        if clock is None:
+            yield chunk, []
+            continue
+        ids = len(job.sentences[chunk.index])
+        yield chunk, clock.sentence(chunk.index, len(chunk.pcm) // 2, chunk.samples_per_id, ids)
+
+
+async def encoded_pieces(
+    service: TTSService, admitted: Admitted, fmt: str
+) -> AsyncGenerator[Piece, None]:
+    """Each sentence encoded in `fmt` as it arrives, then the encoder's tail (when it has
+    one). Joined, the audio is the file."""
+    loop = asyncio.get_running_loop()
+    encoder = make_encoder(fmt, admitted.voice.sample_rate)
+    async for chunk, words in timed_chunks(service, admitted):
+        data = await loop.run_in_executor(None, encoder.encode, chunk.pcm)
+        yield Piece(chunk.index, data, words)
+    tail = await loop.run_in_executor(None, encoder.flush)
+    if tail:
+        yield Piece(None, tail, [])
+
+
+async def encode_whole_timed(
+    service: TTSService, admitted: Admitted, fmt: str
+) -> tuple[list[bytes], list[list[Word]]]:
+    """The complete file as parts (WAV with exact sizes) and each sentence's words."""
+    sentences: list[list[Word]] = []
+    if fmt == "wav":
+        pcm: list[bytes] = []
+        async for chunk, words in timed_chunks(service, admitted):
+            pcm.append(chunk.pcm)
+            sentences.append(words)
+        size = sum(len(part) for part in pcm)
+        return [wav_header(admitted.voice.sample_rate, data_size=size), *pcm], sentences
+    parts: list[bytes] = []
+    async for piece in encoded_pieces(service, admitted, fmt):
+        parts.append(piece.audio)
+        if piece.sentence is not None:
+            sentences.append(piece.words)
+    return parts, sentences
+
+
+async def timed_words(service: TTSService, admitted: Admitted) -> list[list[Word]]:
+    """Each sentence's words, the audio synthesized and dropped (a caption file alone)."""
+    return [words async for _, words in timed_chunks(service, admitted)]
+
+
+def json_line(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
