@@ -14,6 +14,11 @@ around it work unchanged. Instead of speech it produces a sine tone:
 ``noise_scale`` and ``noise_w_scale`` are accepted but ignored, so output is
 bit-for-bit deterministic.
 
+With ``alignments=True`` the model also has Piper's duration tensor (one ``Ceil`` node):
+phoneme id ``i`` lasts ``ceil(length_scale * (1 + i % 3))`` frames of 256 samples, and the
+tone lasts their sum, so the voice reports durations that add up to its audio exactly.
+``espeak_voice`` picks the espeak-ng language (``en-us`` by default).
+
 Usage::
 
     python tests/voicegen.py OUTDIR [--name NAME] [--speakers K] [--sample-rate HZ]
@@ -36,6 +41,7 @@ __all__ = [
     "FREQUENCY_STEP_HZ",
     "HOP_LENGTH",
     "SPEAKER_NAMES",
+    "aligned_frames",
     "expected_frequency",
     "expected_num_samples",
     "speaker_names",
@@ -111,14 +117,23 @@ def expected_frequency(speaker_id: int | None) -> float:
     return BASE_FREQUENCY_HZ + FREQUENCY_STEP_HZ * (speaker_id or 0)
 
 
+def aligned_frames(phoneme_ids: list[int], length_scale: float = 1.0) -> list[int]:
+    """Frames each phoneme id lasts in a voice written with ``alignments=True``."""
+    return [math.ceil(length_scale * (1 + i % 3)) for i in phoneme_ids]
+
+
 def tiny_voice_config(
-    name: str = "tiny-multi", num_speakers: int = 3, sample_rate: int = 16000
+    name: str = "tiny-multi",
+    num_speakers: int = 3,
+    sample_rate: int = 16000,
+    espeak_voice: str = "en-us",
 ) -> dict[str, Any]:
     """Build a Piper voice config (the ``.onnx.json`` content) for the tiny voice."""
     multi = num_speakers > 1
+    english = espeak_voice == "en-us"
     return {
         "audio": {"sample_rate": sample_rate, "quality": "x_low"},
-        "espeak": {"voice": "en-us"},
+        "espeak": {"voice": espeak_voice},
         "inference": {"noise_scale": 0.667, "length_scale": 1, "noise_w": 0.8},
         "phoneme_type": "espeak",
         "phoneme_map": {},
@@ -130,12 +145,12 @@ def tiny_voice_config(
         ),
         "piper_version": "1.0.0",
         "language": {
-            "code": "en_US",
-            "family": "en",
-            "region": "US",
-            "name_native": "English",
-            "name_english": "English",
-            "country_english": "United States",
+            "code": "en_US" if english else espeak_voice,
+            "family": "en" if english else espeak_voice.split("-")[0],
+            "region": "US" if english else "",
+            "name_native": "English" if english else espeak_voice,
+            "name_english": "English" if english else espeak_voice,
+            "country_english": "United States" if english else "",
         },
         "dataset": name,
     }
@@ -151,7 +166,10 @@ def _const(name: str, value: float | int | list[int], dtype: int) -> onnx.NodePr
 
 
 def tiny_voice_model(
-    name: str = "tiny-multi", num_speakers: int = 3, sample_rate: int = 16000
+    name: str = "tiny-multi",
+    num_speakers: int = 3,
+    sample_rate: int = 16000,
+    alignments: bool = False,
 ) -> onnx.ModelProto:
     """Build the tiny sine-tone ONNX model with Piper's input/output signature."""
     if num_speakers < 1:
@@ -179,11 +197,7 @@ def tiny_voice_model(
         helper.make_node("Gather", ["in_shape", "one_i"], ["n_ids"], axis=0),
         helper.make_node("Cast", ["n_ids"], ["n_ids_f"], to=f32),
         helper.make_node("Gather", ["scales", "one_i"], ["length_scale"], axis=0),
-        # T = round(N * hop * length_scale)
-        helper.make_node("Mul", ["n_ids_f", "hop_f"], ["base_len_f"]),
-        helper.make_node("Mul", ["base_len_f", "length_scale"], ["len_f"]),
-        helper.make_node("Round", ["len_f"], ["len_round"]),
-        helper.make_node("Cast", ["len_round"], ["num_samples"], to=i64),
+        *(_durations() if alignments else _plain_length()),
         # t = [0, 1, ..., T - 1]
         helper.make_node("Range", ["zero_i", "num_samples", "one_i"], ["t_i"]),
         helper.make_node("Cast", ["t_i"], ["t_f"], to=f32),
@@ -220,11 +234,43 @@ def tiny_voice_model(
     return model
 
 
+def _plain_length() -> list[onnx.NodeProto]:
+    """T = round(N * hop * length_scale)."""
+    return [
+        helper.make_node("Mul", ["n_ids_f", "hop_f"], ["base_len_f"]),
+        helper.make_node("Mul", ["base_len_f", "length_scale"], ["len_f"]),
+        helper.make_node("Round", ["len_f"], ["len_round"]),
+        helper.make_node("Cast", ["len_round"], ["num_samples"], to=TensorProto.INT64),
+    ]
+
+
+def _durations() -> list[onnx.NodeProto]:
+    """Per-id frames w_ceil = Ceil(length_scale * (1 + id % 3)) shaped [1, 1, N] as in
+    Piper's models, and T = sum(w_ceil) * hop."""
+    f32, i64 = TensorProto.FLOAT, TensorProto.INT64
+    return [
+        _const("three_i", 3, i64),
+        _const("one_f", 1.0, f32),
+        _const("w_shape", [1, 1, -1], i64),
+        helper.make_node("Mod", ["input", "three_i"], ["id_mod"]),
+        helper.make_node("Cast", ["id_mod"], ["id_mod_f"], to=f32),
+        helper.make_node("Add", ["id_mod_f", "one_f"], ["width"]),
+        helper.make_node("Mul", ["width", "length_scale"], ["w_scaled"]),
+        helper.make_node("Reshape", ["w_scaled", "w_shape"], ["w"]),
+        helper.make_node("Ceil", ["w"], ["w_ceil"]),
+        helper.make_node("ReduceSum", ["w_ceil"], ["frames"], keepdims=0),
+        helper.make_node("Mul", ["frames", "hop_f"], ["len_f"]),
+        helper.make_node("Cast", ["len_f"], ["num_samples"], to=i64),
+    ]
+
+
 def write_tiny_voice(
     folder: pathlib.Path,
     name: str = "tiny-multi",
     num_speakers: int = 3,
     sample_rate: int = 16000,
+    espeak_voice: str = "en-us",
+    alignments: bool = False,
 ) -> pathlib.Path:
     """Write ``folder/NAME.onnx`` and ``folder/NAME.onnx.json``; return the .onnx path.
 
@@ -236,9 +282,9 @@ def write_tiny_voice(
     model_path = folder / f"{name}.onnx"
     config_path = folder / f"{name}.onnx.json"
 
-    model = tiny_voice_model(name, num_speakers, sample_rate)
+    model = tiny_voice_model(name, num_speakers, sample_rate, alignments)
     model_path.write_bytes(model.SerializeToString())
-    config = tiny_voice_config(name, num_speakers, sample_rate)
+    config = tiny_voice_config(name, num_speakers, sample_rate, espeak_voice)
     config_path.write_text(json.dumps(config, ensure_ascii=False, indent=2) + "\n", "utf-8")
     return model_path
 

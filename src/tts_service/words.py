@@ -4,8 +4,8 @@ espeak-ng turns a sentence into phonemes whose spaces separate *its* words, whic
 always the text's: "1984" becomes three ("nineteen hundred" run together, "eighty",
 "four"), "$3.50" four, "Wait... what?" one, and "Dr." ends a sentence. To map them back,
 each text word is also phonemized alone (`WordShape`), and a dynamic-programming alignment
-pairs text words with espeak's words, one to many, many to one, or none, so that phoneme
-counts agree best. The pairing is monotonic by construction: an expansion or a merge moves
+pairs text words with espeak's words, one to many, many to one, or none, so that word and
+phoneme counts agree best. The pairing is monotonic by construction: an expansion or a merge moves
 no later word. Each text word then owns a range of its sentence's phoneme ids
 (`PlannedWord`), and the model's per-id sample counts turn that range into seconds
 (`WordClock`).
@@ -17,6 +17,7 @@ Resolution: the model decides durations in frames of `hop_length` samples (256 a
 from __future__ import annotations
 
 import functools
+import heapq
 import itertools
 import math
 import re
@@ -32,25 +33,23 @@ _EDGE_CATEGORIES = frozenset({"Ps", "Pe", "Pi", "Pf", "Pd", "Pc"})
 _EDGE_OTHER = frozenset(".,;:!?…¡¿'\"·‼⁇⁈⁉。、，！？；：")
 _TOKEN = re.compile(r"\S+")
 
+MISMATCH_WEIGHT = 1.5
+"""Cost of a phoneme more or fewer than a text word has alone, where each phoneme of a
+word left unpaired costs 1: above 1, so that a word read exactly wins over an equally
+cheap pairing that shifts it (next to a word espeak drops)."""
 COUNT_WEIGHT = 2
 """Cost of one espeak word more or fewer than a text word has alone, in phonemes."""
-SILENT_COUNT_WEIGHT = 1
-"""The same for a text word espeak reads as nothing alone but may read in context ("€"
-after a number in German): what no other word explains is better given to it."""
+SILENT_WEIGHT = 1
+"""COUNT_WEIGHT for a text word espeak reads as nothing alone but may read in context
+("€" after a number in German); its phonemes cost 1 each, as if left unpaired."""
 SKIP_COST = 2
 """Extra cost of leaving a text word or an espeak word unpaired, in phonemes."""
 MAX_MERGE = 4
 """Most text words that may share one espeak word ("Wait... what" is one)."""
 EXTRA_SPLIT = 3
 """Espeak words a text word may get beyond what it has alone."""
-BAND = 8
-"""Half-width of the alignment band around the expected diagonal, in espeak words."""
-RESYNC_WORDS = 16
-"""After a text word espeak reads differently, how far ahead to look for agreement."""
-RESYNC_SPREAD = 8
-"""How far from where it is expected agreement may be found, in espeak words."""
-ANCHOR = 2
-"""Text words in a row that must agree with espeak to count as back in step."""
+BEAM = 12
+"""Alignment states kept per text word: those within this cost of the best, in phonemes."""
 
 
 @dataclass(frozen=True)
@@ -192,150 +191,80 @@ def id_starts(
 # --------------------------------------------------------------------------- alignment
 
 
-@dataclass(frozen=True)
-class _Step:
-    words: int  # text words taken
-    spoken: int  # espeak words taken
-
-
 def _align(shapes: Sequence[WordShape], spoken: Sequence[_Spoken]) -> list[tuple[int, int]]:
     """For each text word, the range [j0, j1) of espeak words it is paired with (several
     text words may share one espeak word: equal ranges of length 1; a word espeak does
-    not say gets an empty range).
-
-    Most words read the same alone and in context: those are paired as they come. Where
-    one does not, the stretch up to the next two words that agree again is solved by
-    dynamic programming."""
-    ranges: list[tuple[int, int]] = []
-    i = j = 0
-    while i < len(shapes):
-        taken = _agrees(shapes[i], spoken, j)
-        if taken is not None:
-            ranges.append((j, j + taken))
-            i, j = i + 1, j + taken
-            continue
-        i2, j2 = _resync(shapes, spoken, i, j)
-        ranges += [(j + a, j + b) for a, b in _solve(shapes[i:i2], spoken[j:j2])]
-        i, j = i2, j2
-    return ranges
-
-
-def _agrees(word: WordShape, spoken: Sequence[_Spoken], j: int) -> int | None:
-    """How many espeak words from `j` on say `word` as it is read alone, if they do. A word
-    read as nothing alone is left to the dynamic programming: in context it may be read."""
-    if word.count == 0:
-        return None
-    end = j + word.count
-    if end > len(spoken) or spoken[end - 1].sentence != spoken[j].sentence:
-        return None
-    said = sum(w.size for w in spoken[j:end])
-    return word.count if said == word.size else None
-
-
-def _resync(
-    shapes: Sequence[WordShape], spoken: Sequence[_Spoken], i: int, j: int
-) -> tuple[int, int]:
-    """The nearest (text word, espeak word) after (i, j) from which ANCHOR words agree;
-    the ends of both if there is none within RESYNC_WORDS."""
-    expected = j
-    for i2 in range(i + 1, min(len(shapes), i + RESYNC_WORDS)):
-        expected += shapes[i2 - 1].count
-        last = min(len(spoken), expected + RESYNC_SPREAD)
-        for j2 in sorted(range(j, last + 1), key=lambda c: abs(c - expected)):
-            if _anchored(shapes, spoken, i2, j2):
-                return i2, j2
-    return len(shapes), len(spoken)
-
-
-def _anchored(shapes: Sequence[WordShape], spoken: Sequence[_Spoken], i: int, j: int) -> bool:
-    said = 0
-    for word in shapes[i : i + ANCHOR]:
-        taken = _agrees(word, spoken, j)
-        if taken is None:
-            return False
-        said += taken
-        j += taken
-    return said > 0
-
-
-def _solve(shapes: Sequence[WordShape], spoken: Sequence[_Spoken]) -> list[tuple[int, int]]:
-    """`_align`'s answer by dynamic programming over (text words, espeak words), in a band
-    around the diagonal; the full table if the band finds no path."""
-    path = _best_path(shapes, spoken, banded=True) or _best_path(shapes, spoken, banded=False)
-    assert path is not None  # the full table always has one (skip everything)
+    not say gets an empty range)."""
     ranges: list[tuple[int, int]] = []
     j = 0
-    for step in path:
-        ranges += [(j, j + step.spoken)] * step.words
-        j += step.spoken
+    for words, said in _best_path(shapes, spoken):
+        ranges += [(j, j + said)] * words
+        j += said
     return ranges
 
 
-def _best_path(
-    shapes: Sequence[WordShape], spoken: Sequence[_Spoken], banded: bool
-) -> list[_Step] | None:
+def _best_path(shapes: Sequence[WordShape], spoken: Sequence[_Spoken]) -> list[tuple[int, int]]:
+    """The cheapest monotonic pairing, as steps (text words taken, espeak words taken).
+
+    Dynamic programming over (text words done, espeak words done), row by row, keeping in
+    each row only the states within BEAM of its best: most words read the same alone and
+    in context, so a row holds a handful of states and the work grows with the text, not
+    with its square. The last row keeps every state, so the end is always reached."""
     n, m = len(shapes), len(spoken)
-    counts = [0, *itertools.accumulate(s.count for s in shapes)]
-    sizes = [0, *itertools.accumulate(s.size for s in shapes)]
-    spoken_sizes = [0, *itertools.accumulate(w.size for w in spoken)]
-    ratio = m / counts[n] if counts[n] else 0.0
-    width = BAND + min(abs(m - counts[n]), 64)
-
-    def band(i: int) -> tuple[int, int]:
-        if not banded:
-            return 0, m
-        centre = counts[i] * ratio
-        return max(0, math.floor(centre) - width), min(m, math.ceil(centre) + width)
-
-    inf = math.inf
-    cost = [[inf] * (m + 1) for _ in range(n + 1)]
-    back: list[list[_Step | None]] = [[None] * (m + 1) for _ in range(n + 1)]
-    cost[0][0] = 0.0
-    limits = [band(i) for i in range(n + 1)]
-
-    def relax(i: int, j: int, step: _Step, value: float) -> None:
-        ni, nj = i + step.words, j + step.spoken
-        low, high = limits[ni]
-        if low <= nj <= high and value < cost[ni][nj]:
-            cost[ni][nj] = value
-            back[ni][nj] = step
-
+    rows: list[dict[int, tuple[float, int, int]]] = [{} for _ in range(n + 1)]
+    rows[0][0] = (0.0, 0, 0)
     for i in range(n + 1):
-        low, high = limits[i]
-        for j in range(low, high + 1):
-            here = cost[i][j]
-            if here == inf:
+        row = rows[i]
+        limit = min(cost for cost, _, _ in row.values()) + BEAM if i < n else math.inf
+        pending = sorted(row)
+        while pending:
+            j = heapq.heappop(pending)
+            cost = row[j][0]
+            if cost > limit:
                 continue
-            if j < m:  # an espeak word no text word claims
-                relax(i, j, _Step(0, 1), here + spoken[j].size + SKIP_COST)
-            if i == n:
-                continue
-            word = shapes[i]
-            relax(i, j, _Step(1, 0), here + word.size + (SKIP_COST if word.count else 0))
-            weight = COUNT_WEIGHT if word.count else SILENT_COUNT_WEIGHT
-            for b in range(1, min(word.count + EXTRA_SPLIT, m - j) + 1):
-                if spoken[j + b - 1].sentence != spoken[j].sentence:
-                    break  # a word stays inside one sentence
-                said = spoken_sizes[j + b] - spoken_sizes[j]
-                value = abs(said - word.size) + weight * abs(b - word.count)
-                relax(i, j, _Step(1, b), here + value)
-            if j < m:
-                for a in range(2, min(MAX_MERGE, n - i) + 1):
-                    said = spoken[j].size
-                    value = abs(said - (sizes[i + a] - sizes[i]))
-                    value += COUNT_WEIGHT * abs(1 - (counts[i + a] - counts[i]))
-                    relax(i, j, _Step(a, 1), here + value)
-    if cost[n][m] == inf:
-        return None
-    steps: list[_Step] = []
+            for words, said, value in _moves(shapes, spoken, i, j):
+                target, at = rows[i + words], j + said
+                if at not in target or cost + value < target[at][0]:
+                    if words == 0 and at not in target:
+                        heapq.heappush(pending, at)
+                    target[at] = (cost + value, words, said)
+    steps: list[tuple[int, int]] = []
     i, j = n, m
     while i or j:
-        step = back[i][j]
-        assert step is not None
-        steps.append(step)
-        i, j = i - step.words, j - step.spoken
+        _, words, said = rows[i][j]
+        steps.append((words, said))
+        i, j = i - words, j - said
     steps.reverse()
     return steps
+
+
+def _moves(
+    shapes: Sequence[WordShape], spoken: Sequence[_Spoken], i: int, j: int
+) -> Iterator[tuple[int, int, float]]:
+    """From (i, j): (text words, espeak words, cost) of each step the pairing may take."""
+    m = len(spoken)
+    if j < m:  # an espeak word no text word claims
+        yield 0, 1, spoken[j].size + SKIP_COST
+    if i == len(shapes):
+        return
+    word = shapes[i]
+    yield 1, 0, word.size + (SKIP_COST if word.count else 0)  # a word espeak does not say
+    # What no other word explains is better given to a word silent alone than left over.
+    per_phoneme, per_word = (MISMATCH_WEIGHT, COUNT_WEIGHT) if word.count else (1, SILENT_WEIGHT)
+    said = 0
+    for b in range(1, min(word.count + EXTRA_SPLIT, m - j) + 1):
+        if spoken[j + b - 1].sentence != spoken[j].sentence:
+            break  # a word stays inside one sentence
+        said += spoken[j + b - 1].size
+        yield 1, b, per_phoneme * abs(said - word.size) + per_word * abs(b - word.count)
+    if j < m:  # several text words that espeak runs together into one
+        alone = word.size
+        count = word.count
+        for a in range(2, min(MAX_MERGE, len(shapes) - i) + 1):
+            alone += shapes[i + a - 1].size
+            count += shapes[i + a - 1].count
+            mismatch = MISMATCH_WEIGHT * abs(spoken[j].size - alone)
+            yield a, 1, mismatch + COUNT_WEIGHT * abs(1 - count)
 
 
 # ------------------------------------------------------------------------------- plans
