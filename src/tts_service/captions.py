@@ -1,11 +1,11 @@
 """Subtitles from timed words: WebVTT and SRT.
 
 A cue holds consecutive words of one sentence, at most `MAX_CUE_CHARS` characters and
-`MAX_CUE_SECONDS` long, and shows the request's own text for them (the punctuation that
-follows its last word included, runs of whitespace as one space). A cue runs from its
-first word's start to its last word's end, so cues never overlap; words espeak does not
-say (no duration) ride in the cue of their neighbours, and a cue of nothing but those is
-left out.
+`MAX_CUE_SECONDS` long, and shows the request's own text for them: the punctuation that
+follows its last word included, runs of whitespace and control characters as one space.
+A cue runs from its first word's start to its last word's end, so cues never overlap;
+words espeak does not say (no duration) ride in the cue of their neighbours, and a cue of
+nothing but those is left out.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ MAX_CUE_CHARS = 84
 """Two lines of 42 characters, the usual subtitle limit."""
 MAX_CUE_SECONDS = 7.0
 
-_SPACE = re.compile(r"\s+")
+# Runs of whitespace and control characters: a cue is one line of plain text.
+_SPACE = re.compile(r"[\s\x00-\x1f\x7f-\x9f]+")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from audiocheck import seconds, wav_pcm
+from captioncheck import parse_srt, parse_vtt
 from conftest import ServerProcess
 
 MAX_TEXT = 60
@@ -27,12 +28,12 @@ MAX_BODY = 64 * 1024
 ROUTES = ("/synthesize", "/synthesize/binary", "/v1/audio/speech")
 NATIVE_FIELDS = (
     "text", "voice", "speaker", "length_scale", "noise_scale", "noise_w_scale", "volume",
-    "sentence_silence", "priority", "timeout", "format", "stream",
+    "sentence_silence", "priority", "timeout", "format", "stream", "timestamps", "captions",
 )  # fmt: skip
 OPENAI_FIELDS = ("model", "input", "voice", "response_format", "speed", "stream_format")
 PLAUSIBLE = (
     "Hello there.", "Hi. How are you?", "en_US-joe-medium", "tiny-multi", "tiny-single",
-    "alice", "bob", "alloy", "tts-1", "wav", "mp3", "pcm", "opus", "sse", "audio",
+    "alice", "bob", "alloy", "tts-1", "wav", "mp3", "pcm", "opus", "sse", "audio", "vtt", "srt",
     "high", "low", "normal", "", " ", "0", "1",
 )  # fmt: skip
 OK_STATUSES = {200, 400, 404, 413, 422}
@@ -108,17 +109,28 @@ def client(fuzzed: ServerProcess) -> Iterator[httpx.Client]:
 
 
 def check_audio(path: str, response: httpx.Response, body: str | bytes) -> None:
-    """A 200 carries audio of the format asked for; WAV is checked down to its samples."""
+    """A 200 carries audio of the format asked for (WAV is checked down to its samples),
+    JSON lines that end well, or a caption file a strict parser reads."""
     request = json.loads(body)
-    if path == "/synthesize":
+    if path == "/synthesize" and request.get("stream") is True:
+        lines = [json.loads(line) for line in response.text.splitlines()]
+        assert lines[0]["type"] == "start" and lines[-1]["type"] == "end", lines[-1]
+        audio = b"".join(base64.b64decode(line["audio"]) for line in lines[1:-1])
+        fmt, rate = lines[0]["format"], lines[0]["sample_rate"]
+    elif path == "/synthesize":
         result = response.json()
         audio = base64.b64decode(result["audio"], validate=True)
         fmt, rate = result["format"], result["sample_rate"]
+        if "captions" in result:
+            (parse_vtt if request["captions"] == "vtt" else parse_srt)(result["captions"])
     else:
         field, default = (
             ("format", "wav") if path == "/synthesize/binary" else ("response_format", "mp3")
         )
         audio, fmt = response.content, request.get(field, default)
+        if fmt in ("vtt", "srt"):
+            (parse_vtt if fmt == "vtt" else parse_srt)(response.text)
+            return
         rate = int(response.headers["x-sample-rate"])
     assert audio, "a 200 without audio"
     if fmt == "wav":

@@ -26,9 +26,14 @@ Spec = dict[str, Any]
 ANY_TYPE: list[Any] = [[1], {"unexpected": 1}, True, "word", 7, 1.5, None]
 # Valid, but whether the server takes them depends on what is installed: not generated.
 STATEFUL_FIELDS = {"voice", "speaker"}
-BASE_BODIES = {"/synthesize/binary": {"text": "Hi."}, "/v1/audio/speech": {"input": "Hi."}}
+BASE_BODIES = {
+    "/synthesize/binary": {"text": "Hi."},
+    "/synthesize": {"text": "Hi."},
+    "/v1/audio/speech": {"input": "Hi."},
+    "/v1/audio/captioned_speech": {"input": "Hi."},
+}
 JSON = {"Content-Type": "application/json"}
-BODY_ROUTES = {"/synthesize": "/synthesize/binary", **{p: p for p in BASE_BODIES}}
+BODY_ROUTES = {p: p for p in BASE_BODIES}
 
 
 @pytest.fixture(scope="module")
