@@ -3,7 +3,8 @@ uvicorn server with the real voice.
 
 The page records the timing of its last request on `window.ttsTrace` (performance.now()
 milliseconds: request start, first audio bytes, end of the response, playback start), so
-streaming can be asserted as an order of events rather than a timing guess.
+streaming can be asserted as an order of events rather than a timing guess; and the words
+it marked as spoken, each with the playback position it was marked at.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from captioncheck import check_cues_match_words, parse_vtt
 from conftest import ROOT, ServerProcess
 
 pytestmark = pytest.mark.browser
@@ -99,7 +101,11 @@ def screenshot(page: Page, name: str) -> None:
 
 def download(page: Page, filename: str) -> bytes:
     """Click the download link as a user would; the file the browser saved."""
-    link = page.locator("#download")
+    return download_link(page, "#download", filename)
+
+
+def download_link(page: Page, selector: str, filename: str) -> bytes:
+    link = page.locator(selector)
     expect(link).to_be_visible()
     with page.expect_download() as saved:
         link.click()
@@ -108,7 +114,13 @@ def download(page: Page, filename: str) -> bytes:
 
 
 def is_synthesis(request: Any) -> bool:
-    return bool(request.url.endswith("/synthesize/binary"))
+    return bool(request.url.endswith("/synthesize"))
+
+
+def is_spoken(response: Any) -> bool:
+    """The synthesis answer that was spoken (a voice that turns out unable to time words
+    is asked again without timestamps)."""
+    return is_synthesis(response.request) and response.status == 200
 
 
 def test_speak_streams_into_the_audio_element(server: ServerProcess, page: Page) -> None:
@@ -124,6 +136,8 @@ def test_speak_streams_into_the_audio_element(server: ServerProcess, page: Page)
         "voice": "en_US-joe-medium",
         "format": "mp3",
         "stream": True,
+        "timestamps": True,
+        "captions": "vtt",
     }
     assert trace["error"] is None and trace["status"] == 200
     assert trace["mode"] == "mediasource" and trace["sentences"] == 10
@@ -151,6 +165,48 @@ def test_speak_streams_into_the_audio_element(server: ServerProcess, page: Page)
     screenshot(page, "ui-speak.png")
 
 
+MARKED_TEXT = "Each word is marked. It follows the sound, word by word!"
+MARKED_WORDS = ["Each", "word", "is", "marked", "It", "follows", "the", "sound", "word", "by"]
+MARKED_WORDS += ["word"]
+LAST_WORD_MARKED = """() => {
+  const t = window.ttsTrace;
+  const last = t.marks[t.marks.length - 1];
+  return t.finished && last !== undefined && last.index === t.words.length - 1;
+}"""
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "wav"])
+def test_each_word_is_marked_as_it_is_spoken(server: ServerProcess, page: Page, fmt: str) -> None:
+    """MP3 plays in the audio element, WAV through Web Audio: either way the mark moves
+    forward through the words as the sound plays, each mark made while its word is being
+    spoken, ending on the last word; the captions download matches the words."""
+    open_page(page, server.base_url)
+    page.select_option("#voice", "en_US-joe-medium")
+    page.select_option("#format", fmt)
+    page.fill("#text", MARKED_TEXT)
+    page.evaluate("() => { document.getElementById('player').defaultPlaybackRate = 2; }")
+    trace = speak(page)
+    assert trace["error"] is None and trace["timed"] and trace["captions"]
+    page.wait_for_function(LAST_WORD_MARKED)  # the sound reached the last word
+    trace = page.evaluate("() => window.ttsTrace")
+
+    words, marks = trace["words"], trace["marks"]
+    assert [word["text"] for word in words] == MARKED_WORDS
+    indices = [mark["index"] for mark in marks]
+    assert len(indices) >= 3 and indices == sorted(set(indices))  # forward, never back
+    starts = [word["start"] for word in words] + [float("inf")]
+    for mark in marks:
+        assert starts[mark["index"]] <= mark["position"] < starts[mark["index"] + 1], mark
+        assert mark["at"] >= trace["playingAt"]  # nothing is marked before the sound starts
+    assert [m["at"] for m in marks] == sorted(m["at"] for m in marks)
+    expect(page.locator("#transcript")).to_have_text(MARKED_TEXT)
+    expect(page.locator("#transcript .word.current")).to_have_text(MARKED_WORDS[-1])
+    expect(page.locator("#transcript .word.current")).to_have_count(1)
+    cues = parse_vtt(download_link(page, "#captions", "speech.vtt").decode("utf-8"))
+    check_cues_match_words(cues, words)
+    screenshot(page, f"ui-words-{fmt}.png")
+
+
 def test_wav_download_equals_the_servers_file(server: ServerProcess, page: Page) -> None:
     """Speaker picker, speed slider and the Web Audio WAV path, checked byte for byte."""
     open_page(page, server.base_url)
@@ -163,10 +219,11 @@ def test_wav_download_equals_the_servers_file(server: ServerProcess, page: Page)
     page.select_option("#format", "wav")
     text = "Two short sentences. Said by the tiny voice."
     page.fill("#text", text)
-    with page.expect_request(is_synthesis) as sent:
+    with page.expect_response(is_spoken) as answered:
         trace = speak(page)
 
-    body = sent.value.post_data_json
+    body = answered.value.request.post_data_json
+    assert trace["timed"] is False  # the tiny voice cannot time words: asked without
     assert body == {
         "text": text,
         "voice": "tiny-multi",

@@ -39,7 +39,7 @@ def test_page_loads_nothing_from_other_origins() -> None:
 @pytest.mark.parametrize(
     ("name", "media_type", "marker"),
     [
-        ("app.js", "text/javascript; charset=utf-8", "synthesize/binary"),
+        ("app.js", "text/javascript; charset=utf-8", 'fetch("synthesize"'),
         ("app.css", "text/css; charset=utf-8", "prefers-color-scheme: dark"),
         ("favicon.svg", "image/svg+xml", "<svg"),
     ],

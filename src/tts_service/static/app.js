@@ -1,7 +1,8 @@
 "use strict";
 
-// The tts-service page: voices from /voices, speech streamed from /synthesize/binary,
-// live figures from /health. Text from the server only ever reaches the page through
+// The tts-service page: voices from /voices, speech streamed as JSON lines from /synthesize
+// (each sentence's audio with its words, so the word being spoken can be marked), live
+// figures from /health. Text from the server only ever reaches the page through
 // textContent or new Option(), never as markup.
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -20,6 +21,8 @@
     speak: $("speak"),
     stop: $("stop"),
     download: $("download"),
+    captions: $("captions"),
+    transcript: $("transcript"),
     error: $("error"),
     status: $("status"),
     player: $("player"),
@@ -42,7 +45,7 @@
   let voices = [];
   let voicesLoaded = false;
   let errorFromVoices = false;
-  let current = null; // the last playback, until stopped: { controller, sink }
+  let current = null; // the last playback, until stopped: { controller, sink, marker }
   let objectUrls = []; // blob URLs of the last result, revoked when the next one starts
   const history = [];
 
@@ -128,6 +131,13 @@
       target.addEventListener(okEvent, onOk);
       target.addEventListener(badEvent, onBad);
     });
+  }
+
+  function fromBase64(text) {
+    const binary = atob(text);
+    const bytes = new Uint8Array(binary.length);
+    for (let i = 0; i < binary.length; i += 1) bytes[i] = binary.charCodeAt(i);
+    return bytes;
   }
 
   function concat(a, b) {
@@ -258,6 +268,9 @@
       stop() {
         el.player.pause();
       },
+      position() {
+        return el.player.currentTime;
+      },
     };
   }
 
@@ -299,6 +312,8 @@
     let format = null;
     let header = null;
     let next = 0;
+    let queued = 0; // seconds of audio scheduled so far
+    const segments = []; // { at: context time, from: audio time, duration }
     const pcmParts = [];
 
     function schedule(pcm) {
@@ -317,6 +332,8 @@
       const at = Math.max(next, context.currentTime + 0.05);
       node.start(at);
       next = at + audio.duration;
+      segments.push({ at, from: queued, duration: audio.duration });
+      queued += audio.duration;
       if (trace.playingAt === null) trace.playingAt = performance.now();
     }
 
@@ -354,6 +371,18 @@
       stop() {
         context.close().catch(() => {});
       },
+      // Where in the audio the listener is: Web Audio's clock through the scheduled
+      // pieces (a late piece leaves a gap), or the player's once it replays the file.
+      position() {
+        if (!el.player.paused) return el.player.currentTime;
+        const now = context.currentTime;
+        let position = null;
+        for (const piece of segments) {
+          if (now < piece.at) break;
+          position = piece.from + Math.min(now - piece.at, piece.duration);
+        }
+        return position;
+      },
     };
   }
 
@@ -372,6 +401,9 @@
       stop() {
         el.player.pause();
       },
+      position() {
+        return el.player.currentTime;
+      },
     };
   }
 
@@ -381,10 +413,89 @@
     return wholeSink(trace.format);
   }
 
+  // ------------------------------------------------------------------ words
+  // The request's text, each word in its own span as its sentence's words arrive; the word
+  // being spoken is marked while the audio plays. Offsets from the server count code
+  // points, so the text is cut as an array of code points, not UTF-16 units.
+
+  function transcriptView(text) {
+    const points = Array.from(text);
+    const rest = document.createTextNode(text);
+    el.transcript.replaceChildren(rest);
+    el.transcript.hidden = false;
+    const words = [];
+    const spans = [];
+    let done = 0;
+    return {
+      words,
+      spans,
+      add(list) {
+        for (const word of list) {
+          if (word.char_start < done) continue; // never the case: the server keeps order
+          rest.before(points.slice(done, word.char_start).join(""));
+          const span = document.createElement("span");
+          span.className = "word";
+          span.textContent = points.slice(word.char_start, word.char_end).join("");
+          rest.before(span);
+          words.push(word);
+          spans.push(span);
+          done = word.char_end;
+        }
+        rest.textContent = points.slice(done).join("");
+      },
+    };
+  }
+
+  // The last word that has started by the playback position (null: none yet).
+  function spokenIndex(words, position) {
+    let low = 0;
+    let high = words.length;
+    while (low < high) {
+      const middle = (low + high) >> 1;
+      if (words[middle].start <= position) low = middle + 1;
+      else high = middle;
+    }
+    return low - 1;
+  }
+
+  // Follows the playback position every frame and moves the mark; the trace keeps each
+  // move with the position it was made at (the browser tests read it).
+  function wordMarker(view, position, trace) {
+    let marked = -1;
+    let frame = 0;
+    function tick() {
+      const at = position();
+      const index = at === null ? -1 : spokenIndex(view.words, at);
+      if (index !== marked && index >= 0) {
+        if (marked >= 0) view.spans[marked].classList.remove("current");
+        view.spans[index].classList.add("current");
+        view.spans[index].scrollIntoView({ block: "nearest" });
+        marked = index;
+        trace.marks.push({ index, position: at, at: performance.now() });
+      }
+      frame = requestAnimationFrame(tick);
+    }
+    frame = requestAnimationFrame(tick);
+    return {
+      stop() {
+        cancelAnimationFrame(frame);
+      },
+    };
+  }
+
+  function hideTranscript() {
+    el.transcript.hidden = true;
+    el.transcript.replaceChildren();
+  }
+
   // ------------------------------------------------------------------ speak
 
-  function requestBody(format) {
+  function requestBody(format, timed) {
     const body = { text: el.text.value, format, stream: true };
+    if (timed) {
+      body.timestamps = true;
+      body.captions = "vtt";
+    }
     if (el.voice.value) body.voice = el.voice.value;
     if (!el.speaker.disabled && el.speaker.value !== "") {
       const voice = selectedVoice();
@@ -413,6 +524,10 @@
       audioSeconds: null,
       error: null,
       finished: false,
+      timed: false,
+      words: [],
+      marks: [],
+      captions: false,
     };
     window.ttsTrace = trace;
     return trace;
@@ -421,8 +536,10 @@
   function revokeUrls() {
     for (const url of objectUrls) URL.revokeObjectURL(url);
     objectUrls = [];
-    el.download.hidden = true;
-    el.download.removeAttribute("href");
+    for (const link of [el.download, el.captions]) {
+      link.hidden = true;
+      link.removeAttribute("href");
+    }
   }
 
   // Stops the download (which cancels the server's work) and any sound, Web Audio included.
@@ -431,6 +548,7 @@
     if (!current) return;
     current.controller.abort(); // a no-op once the response is complete
     if (current.sink) current.sink.stop();
+    if (current.marker) current.marker.stop();
     current = null;
     el.stop.disabled = true;
   }
@@ -449,6 +567,15 @@
     el.download.hidden = false;
   }
 
+  function offerCaptions(text) {
+    const url = URL.createObjectURL(new Blob([text], { type: "text/vtt" }));
+    objectUrls.push(url);
+    el.captions.href = url;
+    el.captions.download = "speech.vtt";
+    el.captions.textContent = "Download captions (VTT)";
+    el.captions.hidden = false;
+  }
+
   function summary(trace) {
     const audio = trace.audioSeconds ?? (Number.isFinite(el.player.duration) ? el.player.duration : null);
     const parts = [trace.sentences + (trace.sentences === 1 ? " sentence" : " sentences")];
@@ -458,24 +585,81 @@
     return "Done: " + parts.join(", ") + ".";
   }
 
-  async function readInto(response, trace, sink) {
+  // The answer's JSON lines: `start`, then `audio` (base64, with that sentence's words)
+  // as each sentence is made, then `end` (with the captions) or `error`.
+  async function readLines(response, trace, sink, view) {
     const parts = [];
-    const reader = response.body.getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
+    let captions = null;
+    const handle = (line) => {
+      const message = JSON.parse(line);
+      if (message.type === "error") throw new Error(sentence(message.error.message));
+      if (message.type === "end") captions = message.captions || null;
+      if (message.type !== "audio") return;
+      if (view && message.words) view.add(message.words);
+      const audio = fromBase64(message.audio);
+      if (!audio.length) return;
       if (trace.firstChunkAt === null) {
         trace.firstChunkAt = performance.now();
         const what = trace.mode === "whole" ? "Receiving (plays when complete)" : "Playing";
         setStatus(what + "; first audio after " + seconds(trace.firstChunkAt - trace.startedAt) + "…");
       }
       trace.chunks += 1;
-      trace.bytes += value.length;
-      parts.push(value);
-      sink.push(value);
+      trace.bytes += audio.length;
+      parts.push(audio);
+      sink.push(audio);
+    };
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let pending = "";
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        pending += done ? decoder.decode() : decoder.decode(value, { stream: true });
+        const lines = pending.split("\n");
+        pending = done ? "" : lines.pop();
+        for (const line of lines) if (line.trim()) handle(line);
+        if (done) break;
+      }
+    } catch (error) {
+      reader.cancel().catch(() => {}); // an error line: the server's work ends with it
+      throw error;
     }
     trace.endAt = performance.now();
-    return parts;
+    return { parts, captions };
+  }
+
+  function post(format, timed, signal) {
+    return fetch("synthesize", {
+      method: "POST",
+      headers: authHeaders({ "Content-Type": "application/json" }),
+      body: JSON.stringify(requestBody(format, timed)),
+      signal,
+      cache: "no-store",
+    });
+  }
+
+  async function refusedTimestamps(response) {
+    if (response.status !== 400) return false;
+    try {
+      const body = await response.clone().json();
+      return body.error.code === "word_timestamps_unavailable";
+    } catch {
+      return false;
+    }
+  }
+
+  // Words are asked for unless /voices said the voice cannot time them; a voice not loaded
+  // yet may turn out unable: then it is asked again without them.
+  async function send(format, trace, signal) {
+    const voice = selectedVoice();
+    trace.timed = !voice || voice.word_timestamps !== false;
+    let response = await post(format, trace.timed, signal);
+    if (trace.timed && (await refusedTimestamps(response))) {
+      if (voice) voice.word_timestamps = false;
+      trace.timed = false;
+      response = await post(format, false, signal);
+    }
+    return response;
   }
 
   async function speak(event) {
@@ -483,23 +667,18 @@
     stopPlayback();
     hideError();
     revokeUrls();
+    hideTranscript();
     el.player.removeAttribute("src");
     el.player.load(); // forget the previous audio
     const format = el.format.value;
     const trace = newTrace(format);
-    const playback = { controller: new AbortController(), sink: null };
+    const playback = { controller: new AbortController(), sink: null, marker: null };
     current = playback;
     el.stop.disabled = false;
     setBusy(true);
     setStatus("Sending…");
     try {
-      const response = await fetch("synthesize/binary", {
-        method: "POST",
-        headers: authHeaders({ "Content-Type": "application/json" }),
-        body: JSON.stringify(requestBody(format)),
-        signal: playback.controller.signal,
-        cache: "no-store",
-      });
+      const response = await send(format, trace, playback.controller.signal);
       trace.responseAt = performance.now();
       trace.status = response.status;
       if (!response.ok) {
@@ -512,9 +691,18 @@
       trace.sentences = Number(response.headers.get("X-Sentences")) || null;
       setStatus("Synthesizing " + (trace.sentences || "") + " sentences…");
       playback.sink = makeSink(trace);
-      const parts = await readInto(response, trace, playback.sink);
+      const view = trace.timed ? transcriptView(el.text.value) : null;
+      if (view) {
+        trace.words = view.words;
+        playback.marker = wordMarker(view, playback.sink.position, trace);
+      }
+      const { parts, captions } = await readLines(response, trace, playback.sink, view);
       const blob = await playback.sink.end(parts);
       offerDownload(blob, format);
+      if (captions) {
+        offerCaptions(captions);
+        trace.captions = true;
+      }
       setStatus(summary(trace));
     } catch (error) {
       if (playback.controller.signal.aborted) {
