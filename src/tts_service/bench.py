@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tts_service.audio import AUDIO_FORMATS, make_encoder
+from tts_service.bench_words import WordCost, measure_word_cost
 from tts_service.config import Settings, available_cores
 from tts_service.errors import VoiceNotFound
 from tts_service.voices import VoiceFiles, discover
@@ -108,6 +109,7 @@ GOAL_THROUGHPUT = Goal(">=", 1.0, aim=1.1)
 GOAL_SHORT_P95 = Goal("<=", 1 / 20)
 GOAL_FIRST_AUDIO = Goal("<=", 1.5)
 GOAL_ENCODE = Goal("<=", 0.1)
+GOAL_WORDS = Goal("<=", 0.05)
 
 
 @dataclass(frozen=True)
@@ -767,6 +769,8 @@ class BenchReport:
     encode_audio_s: float
     phonemize_s: float
     meta: dict[str, Any]
+    words: WordCost | None = None
+    """What word timestamps add to synthesis."""
 
     def throughput_ratio(self, name: str) -> float | None:
         """Median of the per-round ratios: one round hit by an outside burst can't swing it."""
@@ -807,6 +811,8 @@ class BenchReport:
             (f"{fmt} encode / synthesis", self.encode_ratio(fmt), GOAL_ENCODE)
             for fmt in COMPRESSED_FORMATS
         ]
+        words = self.words.ratio if self.words is not None else None
+        checks.append(("word timestamps / synthesis", words, GOAL_WORDS))
         return [
             {"name": name, "value": value, "goal": goal.describe(), "verdict": goal.verdict(value)}
             for name, value, goal in checks
@@ -837,6 +843,7 @@ class BenchReport:
                 "audio_s": self.encode_audio_s,
                 "formats": encode,
             },
+            "word_timestamps": self.words.to_dict() if self.words is not None else None,
             "goals": self.goals(),
         }
 
@@ -1011,16 +1018,42 @@ def encode_rows(report: BenchReport) -> list[list[str]]:
     return rows
 
 
+def word_rows(words: WordCost) -> list[list[str]]:
+    return [
+        ["synthesis", format_seconds(words.synth_s), "", "", ""],
+        [
+            "with durations",
+            format_seconds(words.synth_timed_s),
+            f"{words.model_ratio:+.1%}",
+            "",
+            "",
+        ],
+        ["word mapping", format_seconds(words.words_s), f"{words.words_ratio:+.1%}", "", ""],
+        [
+            "timestamps in all",
+            "",
+            format_ratio(words.ratio),
+            GOAL_WORDS.describe(),
+            GOAL_WORDS.verdict(words.ratio),
+        ],
+    ]
+
+
 def render(report: BenchReport) -> str:
     header = ["", "serial Piper", *report.policies, "goal (fair)"]
-    return "\n\n".join(
-        [
-            format_table(header, main_rows(report)),
-            f"Encoding {report.encode_audio_s:.1f} s of audio (synthesized serially in "
-            f"{report.encode_synth_s:.2f} s), sentence by sentence:",
-            format_table(["format", "encode time", "/ synthesis", "goal", ""], encode_rows(report)),
+    parts = [
+        format_table(header, main_rows(report)),
+        f"Encoding {report.encode_audio_s:.1f} s of audio (synthesized serially in "
+        f"{report.encode_synth_s:.2f} s), sentence by sentence:",
+        format_table(["format", "encode time", "/ synthesis", "goal", ""], encode_rows(report)),
+    ]
+    if report.words is not None:
+        parts += [
+            f"Word timestamps, per sentence ({report.words.sentences} sentences, voice as it "
+            "is and with durations taking turns):",
+            format_table(["", "time", "/ synthesis", "goal", ""], word_rows(report.words)),
         ]
-    )
+    return "\n\n".join(parts)
 
 
 # ------------------------------------------------------------------ the command
@@ -1080,6 +1113,14 @@ def measure(settings: Settings, args: argparse.Namespace, targets: Sequence[Targ
     encode = measure_encoding(
         serial, workload.stream_text, workload.encode_sentences, repeats=1 if args.quick else 3
     )
+    _progress("word timestamps: the voice with and without durations")
+    words = measure_word_cost(
+        _voice_files(settings),
+        workload.stream_text,
+        workload.encode_sentences,
+        repeats=1 if args.quick else 3,
+        threads=cores,
+    )
     config = ServerConfig(settings.default_voice, settings.voices_dir, Path(args.output).parent)
     meter = CpuMeter(cores)
     sizes = ", ".join(f"{t.name} {t.workers}x{t.threads_per_worker}" for t in targets)
@@ -1098,6 +1139,7 @@ def measure(settings: Settings, args: argparse.Namespace, targets: Sequence[Targ
         encode_audio_s=encode.audio_s,
         phonemize_s=serial.phonemize_seconds(workload.stream_text),
         meta=meta,
+        words=words,
     )
 
 

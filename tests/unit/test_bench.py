@@ -6,6 +6,7 @@ Nothing here is timed; the figures are made up so every expected value is known.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -32,6 +33,9 @@ from tts_service.bench import (
     round_ratios,
     throughput,
 )
+from tts_service.bench_words import WordCost, measure_word_cost
+from tts_service.voices import VoiceFiles
+from voicegen import write_tiny_voice
 
 SENTENCE_END = re.compile(r"[.?!](?:\s|$)")
 
@@ -250,6 +254,7 @@ def make_report() -> BenchReport:
         encode_audio_s=100.0,
         phonemize_s=0.02,
         meta={},
+        words=WordCost(sentences=5, synth_s=0.2, synth_timed_s=0.202, words_s=0.004),
     )
 
 
@@ -288,7 +293,24 @@ def test_goals_are_judged_on_fair() -> None:
         "mp3 encode / synthesis": "PASS",
         "opus encode / synthesis": "MISS",
         "aac encode / synthesis": "PASS",
+        "word timestamps / synthesis": "PASS",
     }
+
+
+def test_word_timestamps_cost_both_parts_against_synthesis() -> None:
+    cost = WordCost(sentences=5, synth_s=0.2, synth_timed_s=0.202, words_s=0.004)
+    assert cost.model_ratio == pytest.approx(0.01)
+    assert cost.words_ratio == pytest.approx(0.02)
+    assert cost.ratio == pytest.approx(0.03)
+    slower = WordCost(sentences=5, synth_s=0.2, synth_timed_s=0.21, words_s=0.002)
+    assert slower.ratio == pytest.approx(0.06)  # 5 % from the model alone + 1 %: a miss
+    report = make_report()
+    report.words = slower
+    verdicts = {goal["name"]: goal["verdict"] for goal in report.goals()}
+    assert verdicts["word timestamps / synthesis"] == "MISS"
+    row = next(line for line in render(report).splitlines() if "timestamps in all" in line)
+    assert "0.060x" in row and "MISS" in row
+    assert report.to_dict()["word_timestamps"]["ratio_to_synthesis"] == pytest.approx(0.06)
 
 
 def test_render_shows_ratios_verdicts_and_noise() -> None:
@@ -306,3 +328,13 @@ def test_render_shows_ratios_verdicts_and_noise() -> None:
     assert opus_row.split() == ["opus", "1.500", "s", "0.15x", "<=", "0.10x", "MISS"]
     wav_row = next(line for line in lines if line.startswith("wav"))
     assert "PASS" not in wav_row and "MISS" not in wav_row  # no goal for uncompressed
+
+
+def test_word_cost_is_measured_on_both_voices(tmp_path: Path) -> None:
+    model = write_tiny_voice(tmp_path, "tiny-aligned", 1, alignments=True)
+    files = VoiceFiles("tiny-aligned", model, model.with_name("tiny-aligned.onnx.json"))
+    text = "One sentence here. In 1984 it cost $3.50! A third one."
+    cost = measure_word_cost(files, text, sentences=2, repeats=2, threads=1)
+    assert cost.sentences == 2
+    assert cost.synth_s > 0 and cost.synth_timed_s > 0  # (words_s, a difference of two
+    # timings, may come out below zero on a text this short)
