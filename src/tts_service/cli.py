@@ -8,13 +8,17 @@ import json
 import sys
 import wave
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from tts_service.config import Settings
-from tts_service.errors import ServiceError
+from tts_service.errors import InvalidRequest, ServiceError
 from tts_service.logs import setup_logging
+
+if TYPE_CHECKING:
+    from tts_service.service import Admitted, TTSService
+    from tts_service.words import Word
 
 
 def _serve_flags(parser: argparse.ArgumentParser) -> None:
@@ -80,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("--noise-w-scale", type=float)
     say.add_argument("--volume", type=float, default=1.0)
     say.add_argument("--sentence-silence", type=float, default=0.0)
+    say.add_argument(
+        "--captions", type=Path, help="also write captions: NAME.vtt (WebVTT) or NAME.srt"
+    )
     _voice_flags(say)
 
     voices = commands.add_parser("voices", help="list installed voices")
@@ -143,9 +150,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _say(settings: Settings, args: argparse.Namespace) -> int:
+    from tts_service.captions import render
     from tts_service.service import SpeechRequest, TTSService
 
     text = sys.stdin.read() if args.text == "-" else args.text
+    fmt = _caption_format(args.captions)
     service = TTSService(
         settings.model_copy(update={"default_voice": args.voice or settings.default_voice})
     )
@@ -161,11 +170,14 @@ async def _say(settings: Settings, args: argparse.Namespace) -> int:
                 noise_w_scale=args.noise_w_scale,
                 volume=args.volume,
                 sentence_silence=args.sentence_silence,
+                timestamps=fmt is not None,
             )
         )
-        pcm = await service.scheduler.collect(admitted.job)
+        pcm, sentences = await _spoken(service, admitted)
     finally:
         await service.stop()
+    if fmt is not None:
+        args.captions.write_text(render(fmt, sentences, text), encoding="utf-8")
     with wave.open(str(args.output), "wb") as wav:
         wav.setnchannels(1)
         wav.setsampwidth(2)
@@ -173,7 +185,32 @@ async def _say(settings: Settings, args: argparse.Namespace) -> int:
         wav.writeframes(pcm)
     seconds = len(pcm) / 2 / admitted.voice.sample_rate
     print(f"wrote {args.output} ({seconds:.2f} s, {admitted.sentences} sentences)")
+    if fmt is not None:
+        print(f"wrote {args.captions} ({sum(len(words) for words in sentences)} words)")
     return 0
+
+
+def _caption_format(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in ("vtt", "srt"):
+        raise InvalidRequest(f"--captions: {path.name} must end in .vtt or .srt")
+    return fmt
+
+
+async def _spoken(service: TTSService, admitted: Admitted) -> tuple[bytes, list[list[Word]]]:
+    """The request's PCM and, with timestamps, each sentence's words."""
+    clock = admitted.word_clock()
+    pcm: list[bytes] = []
+    sentences: list[list[Word]] = []
+    async for chunk in service.scheduler.stream(admitted.job):
+        pcm.append(chunk.pcm)
+        if clock is not None:
+            ids = len(admitted.job.sentences[chunk.index])
+            words = clock.sentence(chunk.index, len(chunk.pcm) // 2, chunk.samples_per_id, ids)
+            sentences.append(words)
+    return b"".join(pcm), sentences
 
 
 def _voices(settings: Settings, as_json: bool) -> int:

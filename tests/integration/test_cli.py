@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from audiocheck import DEFAULT_VOICE, RATE, piper_pcm, seconds, wav_pcm
+from captioncheck import parse_srt
 from conftest import ROOT
 
 
@@ -36,6 +37,22 @@ def test_say_writes_a_wav_equal_to_piper(tmp_path: Path) -> None:
     pcm = wav_pcm(out.read_bytes(), rate=RATE)
     assert seconds(pcm) > 1.0
     assert pcm == piper_pcm(text)  # the CLI's default: one onnxruntime thread per worker
+
+
+def test_say_writes_captions_beside_the_audio(tmp_path: Path) -> None:
+    text = "Captions from the command line. In 1984, they cost $3.50!"
+    out, captions = tmp_path / "out.wav", tmp_path / "out.srt"
+    result = run_cli("say", text, "-o", str(out), "--captions", str(captions))
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {captions} (10 words)" in result.stdout
+    cues = parse_srt(captions.read_text(encoding="utf-8"))
+    assert [cue.text for cue in cues] == [
+        "Captions from the command line.",
+        "In 1984, they cost $3.50!",
+    ]
+    assert cues[-1].end <= seconds(wav_pcm(out.read_bytes(), rate=RATE))
+    refused = run_cli("say", text, "-o", str(out), "--captions", str(tmp_path / "out.txt"))
+    assert refused.returncode == 2 and "must end in .vtt or .srt" in refused.stderr
 
 
 def test_say_reads_standard_input_and_uses_a_folder_voice(
