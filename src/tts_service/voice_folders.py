@@ -22,15 +22,16 @@ from tts_service.voices import VoiceCatalog, VoiceFiles, discover
 
 log = logging.getLogger(__name__)
 
-Stamp = tuple[int, int] | None
+Stamp = tuple[int, int, int] | None
 
 
 def _stamp(path: Path) -> Stamp:
+    """Changes when the file does (a copy rewrites it; a rename swaps the inode)."""
     try:
         status = os.stat(path)
     except OSError:
         return None
-    return status.st_mtime_ns, status.st_size
+    return status.st_mtime_ns, status.st_size, status.st_ino
 
 
 @dataclass(frozen=True)
