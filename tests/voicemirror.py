@@ -118,6 +118,7 @@ class VoiceMirror:
         """Hold answers for `path` until the returned event is set; `arrival(path)` tells
         when a request for it came in."""
         self.gates[path] = threading.Event()
+        self.arrived[path] = threading.Event()  # requests from here on
         return self.gates[path]
 
     def arrival(self, path: str) -> threading.Event:

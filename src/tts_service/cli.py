@@ -59,7 +59,6 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help=f"announce Wyoming on the local network (default name {ZEROCONF_DEFAULT_NAME})",
     )
-    parser.add_argument("--download-dir", type=Path, help="where downloaded voices go")
     parser.add_argument("--catalog", type=Path, help="the published voice list to use")
     parser.add_argument("--voices-url", help="base URL of the voice repository (or a mirror)")
     parser.add_argument(
@@ -82,6 +81,9 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
 def _voice_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--voices-dir", action="append", type=Path, help="voice folder")
     parser.add_argument("--default-voice", help="voice used when a request names none")
+    parser.add_argument(
+        "--download-dir", type=Path, help="where downloaded voices go (also a voice folder)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

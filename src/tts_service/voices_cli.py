@@ -18,9 +18,17 @@ from tts_service.voices import VoiceCatalog
 
 
 def _place_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--download-dir", type=Path, help="where downloaded voices go")
-    parser.add_argument("--catalog", type=Path, help="the published voice list to use")
-    parser.add_argument("--voices-url", help="base URL of the voice repository (or a mirror)")
+    # SUPPRESS: an absent flag leaves what `voices --download-dir X download` set.
+    hidden = argparse.SUPPRESS
+    parser.add_argument(
+        "--download-dir", type=Path, default=hidden, help="where downloaded voices go"
+    )
+    parser.add_argument(
+        "--catalog", type=Path, default=hidden, help="the published voice list to use"
+    )
+    parser.add_argument(
+        "--voices-url", default=hidden, help="base URL of the voice repository (or a mirror)"
+    )
 
 
 def add_voice_commands(voices: argparse.ArgumentParser) -> None:
