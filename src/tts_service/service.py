@@ -136,7 +136,8 @@ class TTSService:
         self.scheduler.start()
         loop = asyncio.get_running_loop()
         for name in dict.fromkeys([self.settings.default_voice, *self.settings.preload_voices]):
-            voice = await self.catalog.get(name)
+            # By any name a request may use; with download_missing, fetched now if needed.
+            voice = await self.lookup.voice(name)
             # One sentence now: the first request does not pay onnxruntime's first-run
             # cost, and the voice knows its pace for the audio cap's estimate.
             await loop.run_in_executor(None, warm_up, voice)

@@ -33,6 +33,7 @@ from tts_service.errors import (
     VoiceNotFound,
 )
 from tts_service.service import Admitted, SpeechRequest, TTSService
+from tts_service.voices import validate_voice_name
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -221,6 +222,11 @@ async def admit(request: Request) -> tuple[SpeechBody, Admitted]:
     service.check_text(body.input)  # before a voice load an empty text would not need
     name = mapped_voice(service.settings, body.voice_name)
     speech = body.to_request(name, client=client_address(request))
+    try:
+        validate_voice_name(name)  # OpenAI's clients get "no such voice" for any odd name
+    except InvalidRequest:
+        missing = VoiceNotFound(f"voice '{_echo(name)}' is not installed")
+        raise voice_not_found(body.voice_name, name, missing) from None
     try:
         admitted = await service.submit(speech, label=request.url.path)
     except VoiceNotFound as error:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from tts_service.api.errors import ServiceErrorBody, documented_errors
 from tts_service.api.native import get_service
-from tts_service.errors import DownloadsDisabled, VoiceNotFound
+from tts_service.errors import DownloadsDisabled, ShuttingDown, VoiceNotFound
 from tts_service.service import TTSService
 from tts_service.voices import validate_voice_name
 
@@ -86,7 +86,9 @@ async def catalog(request: Request) -> dict[str, Any]:
                 400: "Not a plain voice name.",
                 403: "Downloads are off: start the server with --api-key or --voice-downloads.",
                 404: "No published voice or alias by that name.",
+                413: "A body over max_body_bytes (this route reads none).",
                 502: "The download failed (upstream status, size or MD5); nothing installed.",
+                503: "The server is shutting down and starts no download.",
             },
         ),
     },
@@ -101,6 +103,8 @@ async def download(request: Request, name: str) -> dict[str, Any]:
             "or with --voice-downloads"
         )
     validate_voice_name(name)
+    if not service.accepting:
+        raise ShuttingDown("the server is shutting down and starts no download")
     entry = service.published.current().get(name)
     if entry is None:
         raise VoiceNotFound(
