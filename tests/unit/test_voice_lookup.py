@@ -106,19 +106,22 @@ async def started(
     layout: tuple[Path, Path], tmp_path: Path, mirror: VoiceMirror, **extra: object
 ) -> TTSService:
     voices, catalog = layout
-    service = TTSService(
-        Settings(
-            voices_dir=[voices],
-            download_dir=tmp_path / "downloads",
-            catalog=catalog,
-            voices_url=mirror.base_url,
-            default_voice="tiny-single",
-            workers=1,
-            rescan_interval=0.01,
-            **extra,  # type: ignore[arg-type]
-        )
-    )
-    await service.start()
+    options: dict[str, object] = {
+        "voices_dir": [voices],
+        "download_dir": tmp_path / "downloads",
+        "catalog": catalog,
+        "voices_url": mirror.base_url,
+        "default_voice": "tiny-single",
+        "workers": 1,
+        "rescan_interval": 0.01,
+        **extra,
+    }
+    service = TTSService(Settings(**options))  # type: ignore[arg-type]
+    try:
+        await service.start()
+    except BaseException:
+        await service.stop()
+        raise
     return service
 
 
@@ -211,3 +214,17 @@ async def test_a_stale_folder_listing_never_hides_a_downloaded_voice(
         assert results[1].info.name == REMOTE and REMOTE in service.catalog.names
     finally:
         await service.stop()
+
+
+async def test_a_missing_default_voice_is_downloaded_at_start(
+    layout: tuple[Path, Path], tmp_path: Path, mirror: VoiceMirror
+) -> None:
+    service = await started(
+        layout, tmp_path, mirror, download_missing=True, preload_voices=["remote-alias"]
+    )
+    try:
+        assert service.catalog.is_loaded(REMOTE)
+    finally:
+        await service.stop()
+    with pytest.raises(VoiceNotFound, match="in the voice catalog"):
+        await started(layout, tmp_path / "elsewhere", mirror, default_voice=REMOTE)
