@@ -35,6 +35,8 @@ QUALITIES = ("x_low", "low", "medium", "high")
 
 MODEL_CARD = "MODEL_CARD"
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
+# What a voice name may be (as voices.py checks requests): a file name in a voice folder.
+_NAME = re.compile(r"^[^\W_][\w.+-]{0,127}\Z")
 # A file path inside the repository: plain segments, never `..` or an absolute path.
 _SEGMENT = re.compile(r"^[^/\\\x00-\x1f]+$")
 
@@ -188,6 +190,8 @@ def _parse_file(path: object, raw: object, where: str) -> CatalogFile:
 def parse_voice(name: str, raw: object) -> CatalogVoice:
     """One entry; CatalogError says which and what is wrong with it."""
     where = f"voice {name!r}"
+    if not _NAME.match(name) or ".." in name:
+        raise CatalogError(f"{where}: not a plain voice name")
     data = _object(raw, where)
     key = data.get("key", name)
     if key != name:

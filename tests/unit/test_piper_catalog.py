@@ -131,6 +131,12 @@ def test_a_malformed_entry_is_refused_by_name(change: str) -> None:
         parse_catalog(broken(change))
 
 
+@pytest.mark.parametrize("name", ["../escape", "a/b", "", ".hidden", "x..y"])
+def test_a_name_that_is_no_plain_voice_name_is_refused(name: str) -> None:
+    with pytest.raises(CatalogError, match="not a plain voice name"):
+        parse_catalog({name: upstream_entry()})
+
+
 def test_an_alias_naming_two_voices_or_a_voice_is_refused() -> None:
     first, second = upstream_entry(), upstream_entry()
     second["key"] = "en_US-joe2-medium"

@@ -402,6 +402,7 @@ async def list_voices(request: Request) -> dict[str, Any]:
     Open WebUI reads).
     """
     service = get_service(request)
+    await service.folders.rescan()  # a voice just copied in is listed
     infos = service.catalog.infos()
     installed = [
         {"id": info.name, "name": info.name, "alias_of": None, **info.to_dict()} for info in infos
