@@ -182,6 +182,8 @@ class VoiceCatalog:
         cached = self._described.get(name)
         if cached is not None and cached[0] == stamp:
             return cached[1]
+        if cached is not None:  # its config changed on disk: the next request reloads it
+            self._loaded.pop(name, None)
         try:
             described: VoiceInfo | str = read_info(files)
         except VoiceUnavailable as error:

@@ -118,3 +118,14 @@ def test_a_missing_folder_is_reported_once_and_the_download_folder_never(
             folders._scan()
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == [f"voice folder {absent} does not exist"]
+
+
+async def test_a_config_change_seen_by_the_listing_reloads_the_voice(tmp_path: Path) -> None:
+    """Between scans, the list re-reads a changed config: the voice in use follows it."""
+    write_tiny_voice(tmp_path, "shifty", num_speakers=1, sample_rate=16000)
+    _, catalog = watched(tmp_path, interval=3600)  # no scan will come
+    assert (await catalog.get("shifty")).sample_rate == 16000
+    write_tiny_voice(tmp_path, "shifty", num_speakers=1, sample_rate=22050)
+    assert catalog.info("shifty").sample_rate == 22050
+    assert not catalog.is_loaded("shifty")
+    assert (await catalog.get("shifty")).sample_rate == 22050
