@@ -239,6 +239,8 @@ class Downloader:
                     raise _Restart
                 _check_length(response, have, item, fail, part)
                 return self._receive(response, part, have, item, fail)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+            raise fail(f"could not be fetched: {url} cannot be reached ({error})") from error
         except httpx.TransportError as error:
             raise fail(
                 f"the transfer from {url} was interrupted ({type(error).__name__}); "

@@ -219,3 +219,11 @@ def test_progress_lines_off_a_terminal_and_a_bar_on_one(
     )
     drawn = bar.getvalue()
     assert "\r" in drawn and "100.0%" in drawn and "[" + "#" * 30 + "]" in drawn
+
+
+def test_an_unreachable_repository_is_named(entry: CatalogVoice, tmp_path: Path) -> None:
+    with running_mirror() as mirror:
+        gone = mirror.base_url  # nothing listens here once the mirror has stopped
+    with pytest.raises(DownloadFailed, match="cannot be reached") as raised:
+        Downloader(gone).download(entry, tmp_path)
+    assert gone in raised.value.message and not looks_installed(tmp_path)
