@@ -59,6 +59,11 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help=f"announce Wyoming on the local network (default name {ZEROCONF_DEFAULT_NAME})",
     )
+    _catalog_flags(parser)
+
+
+def _catalog_flags(parser: argparse.ArgumentParser) -> None:
+    """Where published voices come from and when they are fetched."""
     parser.add_argument("--catalog", type=Path, help="the published voice list to use")
     parser.add_argument("--voices-url", help="base URL of the voice repository (or a mirror)")
     parser.add_argument(

@@ -13,6 +13,7 @@ from tts_service.config import ZEROCONF_DEFAULT_NAME, Settings
 from tts_service.zeroconf_service import (
     SERVICE_TYPE,
     ZeroconfAnnouncer,
+    announce,
     announced_addresses,
     service_info,
     wyoming_host_port,
@@ -75,3 +76,9 @@ def test_settings_name_it_and_require_a_tcp_wyoming_server() -> None:
         Settings(zeroconf="tts")
     with pytest.raises(ValidationError, match="wyoming_uri"):
         Settings(zeroconf="tts", wyoming_uri="unix:///tmp/w.sock")
+
+
+async def test_a_failed_announcement_is_logged_not_fatal(caplog: pytest.LogCaptureFixture) -> None:
+    """The server keeps serving: Home Assistant can still add it by address."""
+    assert await announce("tts", "tcp://no-such-host.invalid:10200") is None
+    assert "zeroconf announcement failed" in caplog.text

@@ -25,6 +25,25 @@ from tts_service.wyoming_server import WyomingServer
 from tts_service.zeroconf_service import ZeroconfAnnouncer, announce
 
 
+@asynccontextmanager
+async def home_assistant(settings: Settings, service: TTSService) -> AsyncIterator[None]:
+    """Wyoming on the same loop, voices and scheduler, announced by zeroconf if asked."""
+    if not settings.wyoming_uri:
+        yield
+        return
+    wyoming = WyomingServer(service, settings.wyoming_uri)
+    await wyoming.start()
+    announcer: ZeroconfAnnouncer | None = None
+    try:
+        if settings.zeroconf:  # so Home Assistant finds it by itself
+            announcer = await announce(settings.zeroconf, settings.wyoming_uri)
+        yield
+    finally:
+        if announcer is not None:
+            await announcer.stop()
+        await wyoming.stop()
+
+
 def create_app(
     settings: Settings, service: TTSService | None = None, metrics: Metrics | None = None
 ) -> FastAPI:
@@ -35,20 +54,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await service.start()
-        wyoming: WyomingServer | None = None
-        announcer: ZeroconfAnnouncer | None = None
         try:
-            if settings.wyoming_uri:  # Home Assistant: same loop, voices and scheduler
-                wyoming = WyomingServer(service, settings.wyoming_uri)
-                await wyoming.start()
-                if settings.zeroconf:  # so Home Assistant finds it by itself
-                    announcer = await announce(settings.zeroconf, settings.wyoming_uri)
-            yield
+            async with home_assistant(settings, service):
+                yield
         finally:
-            if announcer is not None:
-                await announcer.stop()
-            if wyoming is not None:
-                await wyoming.stop()
             await service.stop()
 
     app = FastAPI(
