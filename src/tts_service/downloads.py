@@ -100,8 +100,11 @@ def matches(path: Path, expected: CatalogFile) -> bool:
 
 
 def is_installed(voice: CatalogVoice, folder: Path) -> bool:
-    model, config = installed_paths(folder, voice.name)
-    return matches(model, voice.model) and matches(config, voice.config)
+    return _published(voice, *installed_paths(folder, voice.name))
+
+
+def _published(voice: CatalogVoice, model: Path, config: Path) -> bool:
+    return matches(config, voice.config) and matches(model, voice.model)
 
 
 @contextlib.contextmanager
@@ -145,8 +148,15 @@ class Downloader:
         folder: Path,
         force: bool = False,
         on_wait: Callable[[], None] | None = None,
+        installed: tuple[Path, Path] | None = None,
     ) -> DownloadResult:
-        """Install `voice` in `folder`; DownloadFailed leaves nothing that looks installed."""
+        """Install `voice` in `folder`; DownloadFailed leaves nothing that looks installed.
+
+        Nothing is fetched (unless `force`) when `folder` already has the published files,
+        or when `installed`, the (model, config) a voice of that name has now wherever it
+        is (the bundled voice is the published en_US-joe-medium), are the published ones."""
+        if not force and installed is not None and _published(voice, *installed):
+            return DownloadResult(voice.name, installed[0].parent, 0, already_installed=True)
         try:
             folder.mkdir(parents=True, exist_ok=True)
             with voice_lock(folder, voice.name, on_wait):
@@ -377,22 +387,28 @@ class VoiceDownloads:
     def running(self) -> list[str]:
         return sorted(self._running)
 
-    async def fetch(self, voice: CatalogVoice) -> DownloadResult:
+    async def fetch(
+        self, voice: CatalogVoice, installed: tuple[Path, Path] | None = None
+    ) -> DownloadResult:
+        """Download `voice` (see `Downloader.download` for `installed`), or join the
+        download of it already under way."""
         task = self._running.get(voice.name)
         if task is None:
             log.info("downloading voice %s (%d bytes)", voice.name, voice.download_bytes)
-            task = asyncio.create_task(self._run(voice), name=f"download voice {voice.name}")
+            running = self._run(voice, installed)
+            task = asyncio.create_task(running, name=f"download voice {voice.name}")
             task.add_done_callback(partial(self._settled, voice.name))
             self._running[voice.name] = task
         else:
             log.info("voice %s: a download is already under way; waiting for it", voice.name)
         return await asyncio.shield(task)
 
-    async def _run(self, voice: CatalogVoice) -> DownloadResult:
+    async def _run(
+        self, voice: CatalogVoice, installed: tuple[Path, Path] | None
+    ) -> DownloadResult:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor, self.downloader.download, voice, self.folder
-        )
+        download = partial(self.downloader.download, voice, self.folder, installed=installed)
+        return await loop.run_in_executor(self._executor, download)
 
     def _settled(self, name: str, task: asyncio.Task[DownloadResult]) -> None:
         if self._running.get(name) is task:

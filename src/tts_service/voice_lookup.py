@@ -92,7 +92,9 @@ class VoiceLookup:
 
     async def download(self, entry: CatalogVoice) -> DownloadResult:
         """Download (or find already installed) and make it known at once."""
-        result = await self.downloads.fetch(entry)
+        files = self.folders.last.voices.get(entry.name)
+        installed = (files.model, files.config) if files is not None else None
+        result = await self.downloads.fetch(entry, installed)
         await self.folders.rescan(force=True)
         return result
 

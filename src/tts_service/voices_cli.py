@@ -90,14 +90,19 @@ def download(settings: Settings, names: list[str], force: bool) -> int:
     """Download each voice; go on after a failure, exit with the first failure's code."""
     entries = _entries(settings, names)
     downloader = Downloader(settings.voices_url, TextProgress(sys.stderr))
+    found = scan(settings.voice_folders).voices
     failed: ServiceError | None = None
     for entry in entries:
+        files = found.get(entry.name)
+        installed = (files.model, files.config) if files is not None else None
 
         def waiting(name: str = entry.name) -> None:
             print(f"{name}: another download of it is under way; waiting", file=sys.stderr)
 
         try:
-            result = downloader.download(entry, settings.download_dir, force, on_wait=waiting)
+            result = downloader.download(
+                entry, settings.download_dir, force, on_wait=waiting, installed=installed
+            )
         except ServiceError as error:
             print(f"tts-service: {error.message}", file=sys.stderr)
             failed = failed or error

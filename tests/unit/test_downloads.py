@@ -86,6 +86,21 @@ def test_an_installed_voice_is_checked_not_fetched_again(
     assert not forced.already_installed and sum(mirror.gets.values()) > before
 
 
+def test_a_voice_installed_elsewhere_with_the_published_files_is_not_fetched(
+    mirror: VoiceMirror, entry: CatalogVoice, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    Downloader(mirror.base_url).download(entry, elsewhere)
+    fetched = sum(mirror.gets.values())
+    files = (elsewhere / f"{NAME}.onnx", elsewhere / f"{NAME}.onnx.json")
+    found = Downloader(mirror.base_url).download(entry, tmp_path / "downloads", installed=files)
+    assert found.already_installed and found.folder == elsewhere
+    assert sum(mirror.gets.values()) == fetched
+    (elsewhere / f"{NAME}.onnx.json").write_text("{}")  # not the published file any more
+    again = Downloader(mirror.base_url).download(entry, tmp_path / "downloads", installed=files)
+    assert not again.already_installed and is_installed(entry, tmp_path / "downloads")
+
+
 def test_a_missing_model_card_never_fails_a_download(
     mirror: VoiceMirror, entry: CatalogVoice, tmp_path: Path
 ) -> None:
