@@ -69,16 +69,21 @@ class SpeakerNotFound(InvalidRequest):
     code = "invalid_speaker"
 
 
-class Overloaded(ServiceError):
-    """Admission refused: the queue is full. Clients should retry after `retry_after` s."""
+class RetryLater(ServiceError):
+    """A refusal that passes: the client should retry after `retry_after` seconds."""
 
     status = 503
-    code = "overloaded"
     exit_code = 4
 
     def __init__(self, message: str, retry_after: int = 1, **details: Any) -> None:
         super().__init__(message, **details)
         self.retry_after = max(1, retry_after)
+
+
+class Overloaded(RetryLater):
+    """Admission refused: the queue is full, or the request could not start in time."""
+
+    code = "overloaded"
 
 
 class ShuttingDown(ServiceError):
@@ -137,16 +142,11 @@ class VoiceUnavailable(ServiceError):
     exit_code = 3
 
 
-class TooManyClientRequests(ServiceError):
+class TooManyClientRequests(RetryLater):
     """One client already holds as many requests as it may (max_client_requests)."""
 
     status = 429
     code = "too_many_requests"
-    exit_code = 4
-
-    def __init__(self, message: str, retry_after: int = 1, **details: Any) -> None:
-        super().__init__(message, **details)
-        self.retry_after = max(1, retry_after)
 
 
 class IdleTimeout(ServiceError):

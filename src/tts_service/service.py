@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -139,8 +140,10 @@ class TTSService:
             # By any name a request may use; with download_missing, fetched now if needed.
             voice = await self.lookup.voice(name)
             # One sentence now: the first request does not pay onnxruntime's first-run
-            # cost, and the voice knows its pace for the audio cap's estimate.
-            await loop.run_in_executor(None, warm_up, voice)
+            # cost, the voice knows its pace for the audio cap's estimate, and admission
+            # starts from a measured synthesis speed instead of a guess.
+            ids, seconds = await loop.run_in_executor(None, warm_up, voice)
+            self.scheduler.learn_speed(voice, ids, seconds)
         self._watch = asyncio.create_task(self.folders.watch(), name="watch voice folders")
         self.ready = True
 
@@ -334,9 +337,13 @@ def least_audio_seconds(
     return speech + len(sentences) * options.sentence_silence
 
 
-def warm_up(voice: Voice) -> None:
+def warm_up(voice: Voice) -> tuple[int, float]:
+    """Speak a short sentence; return its phoneme ids and the seconds it took."""
+    ids, started = 0, time.perf_counter()
     for sentence in voice.phonemize(WARM_UP_TEXT):
         voice.synthesize(sentence, SynthesisOptions(noise_scale=0.0, noise_w_scale=0.0))
+        ids += len(sentence)
+    return ids, time.perf_counter() - started
 
 
 def speakable(text: str) -> str:
