@@ -75,16 +75,21 @@ class WordTimestampsUnavailable(InvalidRequest):
     code = "word_timestamps_unavailable"
 
 
-class Overloaded(ServiceError):
-    """Admission refused: the queue is full. Clients should retry after `retry_after` s."""
+class RetryLater(ServiceError):
+    """A refusal that passes: the client should retry after `retry_after` seconds."""
 
     status = 503
-    code = "overloaded"
     exit_code = 4
 
     def __init__(self, message: str, retry_after: int = 1, **details: Any) -> None:
         super().__init__(message, **details)
         self.retry_after = max(1, retry_after)
+
+
+class Overloaded(RetryLater):
+    """Admission refused: the queue is full, or the request could not start in time."""
+
+    code = "overloaded"
 
 
 class ShuttingDown(ServiceError):
@@ -143,16 +148,11 @@ class VoiceUnavailable(ServiceError):
     exit_code = 3
 
 
-class TooManyClientRequests(ServiceError):
+class TooManyClientRequests(RetryLater):
     """One client already holds as many requests as it may (max_client_requests)."""
 
     status = 429
     code = "too_many_requests"
-    exit_code = 4
-
-    def __init__(self, message: str, retry_after: int = 1, **details: Any) -> None:
-        super().__init__(message, **details)
-        self.retry_after = max(1, retry_after)
 
 
 class IdleTimeout(ServiceError):
@@ -169,3 +169,20 @@ class ReaderStalled(ServiceError):
     status = 408
     code = "reader_stalled"
     exit_code = 5
+
+
+class DownloadFailed(ServiceError):
+    """A voice download did not give the published files (network, upstream status, size
+    or checksum); nothing was installed."""
+
+    status = 502
+    code = "download_failed"
+    exit_code = 8
+
+
+class DownloadsDisabled(ServiceError):
+    """The download route is off (no API key set and no --voice-downloads)."""
+
+    status = 403
+    code = "downloads_disabled"
+    exit_code = 2

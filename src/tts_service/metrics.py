@@ -63,7 +63,9 @@ class SchedulerMetrics(SchedulerObserver):
             return Histogram(name, doc, buckets=buckets, registry=registry)
 
         self.rejected_total = counter(
-            "tts_requests_rejected", "Requests refused at admission (503), by reason.", ["reason"]
+            "tts_requests_rejected",
+            "Requests refused at admission (503, or 429 for the per-client limit), by reason.",
+            ["reason"],
         )
         for reason in REJECT_REASONS:  # export zeros, so rate() works from the first scrape
             self.rejected_total.labels(reason)

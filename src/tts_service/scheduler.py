@@ -20,6 +20,7 @@ import logging
 import math
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -243,7 +244,10 @@ class Scheduler:
         self._rr_cursor: dict[Priority, int] = {}
         self._busy = 0
         self._in_flight = 0
-        self.speed = admission.SpeedEstimate()
+        self.speed = admission.SpeedEstimate()  # all voices: for a voice not yet measured
+        self._voice_speeds: weakref.WeakKeyDictionary[Synthesizer, admission.SpeedEstimate] = (
+            weakref.WeakKeyDictionary()
+        )
         self._clients = ClientShares()
         self.totals = dict.fromkeys(
             (
@@ -405,7 +409,20 @@ class Scheduler:
                 )
 
     def _predicted_wait(self, priority: Priority) -> float:
-        return admission.predicted_wait(self._jobs, priority, self.policy, self.workers, self.speed)
+        return admission.predicted_wait(
+            self._jobs, priority, self.policy, self.workers, lambda job: self.speed_of(job.voice)
+        )
+
+    def speed_of(self, voice: Synthesizer) -> admission.SpeedEstimate:
+        """The voice's own measured speed, or the all-voices figure until it has one."""
+        speed = self._voice_speeds.get(voice)
+        return speed if speed is not None and speed.measured else self.speed
+
+    def learn_speed(self, voice: Synthesizer, ids: int, seconds: float) -> None:
+        """One sentence of `voice` took `seconds`: update its speed and the overall one."""
+        with self._cond:
+            self.speed.learn(ids, seconds)
+            self._voice_speeds.setdefault(voice, admission.SpeedEstimate()).learn(ids, seconds)
 
     def _count_rejection(self, reason: str) -> None:
         self.totals["rejected"] += 1
@@ -633,7 +650,7 @@ class Scheduler:
                 self._fail(job, SynthesisFailed(f"synthesis failed: {error}"))
                 return
             if not solo:  # the all-cores session is faster than what admission plans for
-                self.speed.learn(len(job.sentences[index]), elapsed)
+                self.learn_speed(job.voice, len(job.sentences[index]), elapsed)
             self.totals["sentences"] += 1
             job.synth_seconds += elapsed
             job.produced_samples += len(pcm) // 2

@@ -359,7 +359,7 @@ async def test_retry_after_grows_with_the_backlog(
 ) -> None:
     scheduler = make_scheduler(workers=1, max_queued_requests=0, max_queued_sentences=5000)
     voice = fake(gate_at=0)
-    scheduler.speed.seconds_per_id = 0.01  # as if measured: 20 ms per fake sentence
+    scheduler.speed.mean = 0.01  # as if measured: 20 ms per fake sentence
     scheduler.submit(voice, sentences(A, 200), OPTIONS)
     await voice.wait_held()
     with pytest.raises(Overloaded) as small:
@@ -894,7 +894,7 @@ async def test_a_request_that_cannot_start_before_its_deadline_is_refused_at_onc
     make_scheduler: MakeScheduler, fake: Callable[..., FakeVoice]
 ) -> None:
     scheduler = make_scheduler(workers=1, max_queued_requests=1000)
-    scheduler.speed.seconds_per_id = 0.05  # as measured: 0.1 s per two-id fake sentence
+    scheduler.speed.mean = 0.05  # as measured: 0.1 s per two-id fake sentence
     voice = fake(gate_at=0)
     running = scheduler.submit(voice, sentences(A, 1), OPTIONS)
     await voice.wait_held()
@@ -924,6 +924,20 @@ async def test_the_estimate_learns_from_measured_sentences(
         await collect(scheduler, scheduler.submit(voice, sentences(tag, 3), OPTIONS))
     # ~0.05 s per two-id sentence is 0.025 s per id, far above the starting guess
     assert scheduler.speed.seconds_per_id > before * 2
+
+
+async def test_each_voice_is_timed_on_its_own(
+    make_scheduler: MakeScheduler, fake: Callable[..., FakeVoice]
+) -> None:
+    """A small voice many times faster than a large one must not make the large one's
+    backlog look short (nor the other way round)."""
+    scheduler = make_scheduler(workers=1)
+    slow, quick = fake(delay=0.04), fake()
+    for voice, tag in ((slow, A), (quick, B), (slow, C), (quick, D)):
+        await collect(scheduler, scheduler.submit(voice, sentences(tag, 3), OPTIONS))
+    assert scheduler.speed_of(slow).seconds_per_id > 10 * scheduler.speed_of(quick).seconds_per_id
+    unmeasured = fake()
+    assert scheduler.speed_of(unmeasured) is scheduler.speed  # the overall figure until then
 
 
 # ------------------------------------------------------------------ output cap

@@ -11,13 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tts_service.errors import (
-    Overloaded,
-    ServiceError,
-    ShuttingDown,
-    TooManyClientRequests,
-    ValidationFailed,
-)
+from tts_service.errors import RetryLater, ServiceError, ShuttingDown, ValidationFailed
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +64,7 @@ def error_body(path: str, error: ServiceError) -> dict[str, Any]:
 
 
 def error_headers(error: ServiceError) -> dict[str, str]:
-    if isinstance(error, Overloaded | ShuttingDown | TooManyClientRequests):
+    if isinstance(error, RetryLater | ShuttingDown):
         return {"Retry-After": str(error.retry_after)}
     return {}
 

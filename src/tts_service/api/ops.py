@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from tts_service.api.native import get_service
+from tts_service.api.voice_catalog import voice_extras
 
 router = APIRouter(tags=["operations"])
 
@@ -31,7 +32,14 @@ class VoiceDescription(BaseModel):
     dataset: str | None
     loaded: bool = Field(description="In memory now (the first request to others loads them).")
     word_timestamps: bool | None = Field(
-        description="Whether it can time words (timestamps, captions); null until loaded."
+        None, description="Whether it can time words (timestamps, captions); null until loaded."
+    )
+    available: bool = Field(description="False: its files are broken (see `error`).")
+    error: str | None = Field(None, description="Why it cannot speak, when it cannot.")
+    aliases: list[str] = Field([], description="Published aliases that also name it.")
+    language_name: str | None = Field(None, description="e.g. English (United States).")
+    defaults: dict[str, float | int | str] = Field(
+        {}, description="How it speaks when a request does not say (per-voice defaults)."
     )
 
 
@@ -75,11 +83,14 @@ async def health(request: Request) -> JSONResponse:
 
 @router.get("/voices", response_model=None, responses={200: {"model": VoiceList}})
 async def voices(request: Request) -> dict[str, Any]:
-    """Every installed voice: name, language, sample rate, quality, speakers.
+    """Every installed voice: name, language, sample rate, quality, speakers, aliases,
+    per-voice defaults. The voice folders are scanned again first (at most once per
+    rescan_interval), so a voice copied in or removed shows at once.
 
     A voice whose files are broken is listed too, with `available: false` and the `error`
     a request for it would get, so one bad file never hides the others."""
     service = get_service(request)
+    await service.folders.rescan()  # a voice just copied in is listed
     catalog = service.catalog
     infos = {info.name: info for info in catalog.infos()}
     problems = catalog.problems()
@@ -93,6 +104,7 @@ async def voices(request: Request) -> dict[str, Any]:
                     "loaded": voice is not None,
                     "available": True,
                     "word_timestamps": None if voice is None else voice.word_timestamps,
+                    **voice_extras(service, name),
                 }
             )
         elif name in problems:
