@@ -245,17 +245,26 @@ class Voice:
     def phonemize_words(self, text: str) -> tuple[list[list[int]], list[list[words.PlannedWord]]]:
         """`phonemize(text)`, and for each sentence the words of `text` it speaks, each with
         its phoneme ids (see words.py). The phoneme ids are exactly `phonemize`'s."""
-        config = self._piper.config
         sentences: list[list[int]] = []
         plans: list[list[words.PlannedWord]] = []
         for offset, piece in pieces_with_offsets(text):
-            phonemes = [p for p in self._piper.phonemize(piece) if p]
-            found = words.text_words(text, offset, offset + len(piece))
-            alone = self._phonemize_alone([text[w.token_start : w.token_end] for w in found])
-            starts = [words.id_starts(p, config.phoneme_id_map, BOS, PAD, EOS) for p in phonemes]
-            plans += words.plan(phonemes, starts, found, [words.shape(a) for a in alone])
-            sentences += [self._piper.phonemes_to_ids(p) for p in phonemes]
+            piece_sentences, piece_plans = self.phonemize_piece_words(text, offset, piece)
+            sentences += piece_sentences
+            plans += piece_plans
         return sentences, plans
+
+    def phonemize_piece_words(
+        self, text: str, offset: int, piece: str
+    ) -> tuple[list[list[int]], list[list[words.PlannedWord]]]:
+        """`phonemize_words` for one of `pieces_with_offsets(text)`: a caller may let other
+        work use the phonemizer between pieces."""
+        config = self._piper.config
+        phonemes = [p for p in self._piper.phonemize(piece) if p]
+        found = words.text_words(text, offset, offset + len(piece))
+        alone = self._phonemize_alone([text[w.token_start : w.token_end] for w in found])
+        starts = [words.id_starts(p, config.phoneme_id_map, BOS, PAD, EOS) for p in phonemes]
+        plans = words.plan(phonemes, starts, found, [words.shape(a) for a in alone])
+        return [self._piper.phonemes_to_ids(p) for p in phonemes], plans
 
     def _phonemize_alone(self, texts: list[str]) -> list[str]:
         """How espeak reads each text on its own, as a phoneme string with its words spaced.

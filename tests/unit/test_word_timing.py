@@ -17,7 +17,7 @@ import pytest
 from piper.const import EOS, PAD
 
 from tts_service.config import Settings
-from tts_service.engine import SentencePcm, SynthesisOptions, Voice
+from tts_service.engine import SentencePcm, SynthesisOptions, Voice, pieces_with_offsets
 from tts_service.errors import WordTimestampsUnavailable
 from tts_service.service import SpeechRequest, TTSService
 from tts_service.words import Word, WordClock
@@ -311,6 +311,20 @@ async def test_the_service_times_words_or_says_why_not(service: TTSService) -> N
         await service.submit(SpeechRequest(text="Hi.", voice="tiny-plain", timestamps=True))
     spoken = await service.submit(SpeechRequest(text="Hi.", voice="tiny-plain"))
     assert len(await service.scheduler.collect(spoken.job)) > 0
+
+
+async def test_a_long_text_is_phonemized_piece_by_piece_to_the_same_words(
+    service: TTSService,
+) -> None:
+    """Other requests may use the phonemizer between the pieces of a long text; the words
+    come out as if it had been read at once."""
+    voice = await service.catalog.get("tiny-aligned")
+    text = " ".join(f"Sentence {n} costs ${n}.50, said Dr. Smith." for n in range(120))
+    assert len(list(pieces_with_offsets(text))) > 1
+    sentences, plans = await service.phonemize_words(voice, text)
+    assert (sentences, plans) == voice.phonemize_words(text)
+    assert sentences == voice.phonemize(text)
+    assert sum(len(words) for words in plans) == 120 * 7
 
 
 async def test_word_timestamps_off_loads_voices_as_they_are(tmp_path: Path) -> None:
