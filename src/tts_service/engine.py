@@ -6,7 +6,6 @@ No asyncio and no HTTP here; the scheduler decides when and on which thread this
 from __future__ import annotations
 
 import json
-import logging
 import re
 import unicodedata
 from collections.abc import Iterator
@@ -22,8 +21,6 @@ from piper.const import BOS, EOS, PAD
 
 from tts_service import words
 from tts_service.alignment import load_aligned
-
-log = logging.getLogger(__name__)
 
 # Piper's own int16 conversion, so our bytes equal `PiperVoice.synthesize()`'s.
 _MAX_WAV_VALUE = 32767.0

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from tts_service import __version__
-from tts_service.api import docs, metrics_route, native, ops, ui, voice_catalog
+from tts_service.api import captioned, docs, metrics_route, native, ops, ui, voice_catalog
 from tts_service.api.access_log import AccessLogMiddleware
 from tts_service.api.auth import ApiKeyMiddleware
 from tts_service.api.errors import install_error_handlers
@@ -76,6 +76,7 @@ def create_app(
     app.include_router(metrics_route.router)
     app.include_router(native.router)
     app.include_router(openai_router)
+    app.include_router(captioned.router)
     app.include_router(docs.router)
     if settings.ui:
         app.include_router(ui.router)

@@ -21,7 +21,6 @@ from tts_service.api.schemas import (
     SynthesizeBody,
     SynthesizeJsonBody,
     SynthesizeResult,
-    _SpeechFields,
 )
 from tts_service.api.streaming import (
     ClientGone,
@@ -46,7 +45,7 @@ from tts_service.scheduler import Job
 from tts_service.service import Admitted, TTSService
 from tts_service.words import Word, all_words
 
-Body = TypeVar("Body", bound=_SpeechFields)
+Body = TypeVar("Body", SynthesizeBody, SynthesizeJsonBody)
 NDJSON = "application/x-ndjson"
 
 router = APIRouter(tags=["synthesis"])
