@@ -213,6 +213,18 @@ def test_a_tiny_german_voice_times_words_by_its_known_durations(tmp_path: Path) 
     check_sentence_ends(spoken, tiny.sample_rate, config, loudness=False)  # a tone: no pauses
 
 
+def test_the_all_cores_session_reports_durations_too(tmp_path: Path) -> None:
+    """A request's first sentence may run on the voice's second, all-cores session."""
+    model = write_tiny_voice(tmp_path, "tiny-solo", 1, alignments=True)
+    tiny = Voice.load("tiny-solo", model, model.with_name("tiny-solo.onnx.json"), 1, solo_threads=2)
+    assert tiny.has_solo_session
+    ids = tiny.phonemize("First sentence.")[0]
+    solo, shared = tiny.synthesize(ids, QUIET, solo=True), tiny.synthesize(ids, QUIET)
+    assert (
+        solo.samples_per_id == shared.samples_per_id == tuple(256 * f for f in aligned_frames(ids))
+    )
+
+
 # ------------------------------------------------------------- against the audio itself
 
 
