@@ -48,7 +48,7 @@ MAX_MERGE = 4
 """Most text words that may share one espeak word ("Wait... what" is one)."""
 EXTRA_SPLIT = 3
 """Espeak words a text word may get beyond what it has alone."""
-BEAM = 12
+BEAM = 8
 """Alignment states kept per text word: those within this cost of the best, in phonemes."""
 
 
