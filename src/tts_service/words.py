@@ -2,7 +2,7 @@
 
 espeak-ng turns a sentence into phonemes whose spaces separate *its* words, which are not
 always the text's: "1984" becomes three ("nineteen hundred" run together, "eighty",
-"four"), "$3.50" four, "Wait... what?" one, and "Dr." ends a sentence. To map them back,
+"four"), "$3.50" five, "Wait... what?" one, and "Dr." ends a sentence. To map them back,
 each text word is also phonemized alone (`WordShape`), and a dynamic-programming alignment
 pairs text words with espeak's words, one to many, many to one, or none, so that word and
 phoneme counts agree best. The pairing is monotonic by construction: an expansion or a merge moves
