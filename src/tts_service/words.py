@@ -3,12 +3,12 @@
 espeak-ng turns a sentence into phonemes whose spaces separate *its* words, which are not
 always the text's: "1984" becomes three ("nineteen hundred" run together, "eighty",
 "four"), "$3.50" five, "Wait... what?" one, and "Dr." ends a sentence. To map them back,
-each text word is also phonemized alone (`WordShape`), and a dynamic-programming alignment
-pairs text words with espeak's words, one to many, many to one, or none, so that word and
-phoneme counts agree best. The pairing is monotonic by construction: an expansion or a merge moves
-no later word. Each text word then owns a range of its sentence's phoneme ids
-(`PlannedWord`), and the model's per-id sample counts turn that range into seconds
-(`WordClock`).
+each text word is also phonemized alone (`WordShape`), and a dynamic-programming
+alignment pairs text words with espeak's words, one to many, many to one, or none, so
+that word and phoneme counts agree best. The pairing is monotonic by construction: an
+expansion or a merge moves no later word. Each text word then owns a range of its
+sentence's phoneme ids (`PlannedWord`), and the model's per-id sample counts turn that
+range into seconds (`WordClock`).
 
 Resolution: the model decides durations in frames of `hop_length` samples (256 at
 22.05 kHz: 11.6 ms), so every boundary falls on a frame.
