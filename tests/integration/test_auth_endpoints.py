@@ -39,6 +39,7 @@ PROTECTED: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
         "/v1/audio/speech",
         {"input": "Hi.", "voice": "alloy", "response_format": "wav"},
     ),
+    ("POST", "/v1/audio/captioned_speech"): ("/v1/audio/captioned_speech", {"input": "Hi."}),
 }
 PUBLIC = {
     ("GET", "/ping"),
