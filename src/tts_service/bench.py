@@ -1049,8 +1049,8 @@ def render(report: BenchReport) -> str:
     ]
     if report.words is not None:
         parts += [
-            f"Word timestamps, per sentence ({report.words.sentences} sentences, voice as it "
-            "is and with durations taking turns):",
+            f"Word timestamps, CPU time per sentence ({report.words.sentences} sentences, "
+            "voice as it is and with durations taking turns):",
             format_table(["", "time", "/ synthesis", "goal", ""], word_rows(report.words)),
         ]
     return "\n\n".join(parts)

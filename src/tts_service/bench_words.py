@@ -4,7 +4,9 @@ of mapping words (phonemizing each word alone, aligning, timing), against synthe
 
 Two parts, both per sentence and relative to plain synthesis: the model's extra output
 (the difference between the two voices' synthesis times, which is noise-sized and may
-come out below zero) and the word mapping (measured directly)."""
+come out below zero) and the word mapping (measured directly). Times are this process's
+CPU seconds (onnxruntime's threads included), which other processes on a shared machine
+disturb less than wall time does."""
 
 from __future__ import annotations
 
@@ -25,11 +27,11 @@ class WordCost:
     sentences: int
     """Sentences synthesized per pass (the text's words are mapped for all of them)."""
     synth_s: float
-    """Seconds per sentence: the voice as it is (median of the passes' means)."""
+    """CPU seconds per sentence: the voice as it is (median of the passes' means)."""
     synth_timed_s: float
-    """Seconds per sentence: the voice that reports durations."""
+    """CPU seconds per sentence: the voice that reports durations."""
     words_s: float
-    """Seconds per sentence of mapping words: phonemizing with words minus phonemizing
+    """CPU seconds per sentence of mapping words: phonemizing with words minus phonemizing
     alone, plus the clock."""
 
     @property
@@ -58,9 +60,9 @@ class WordCost:
 
 
 def _timed(work: Any, *args: Any) -> tuple[Any, float]:
-    started = time.perf_counter()
+    started = time.process_time()
     result = work(*args)
-    return result, time.perf_counter() - started
+    return result, time.process_time() - started
 
 
 def _mapping_seconds(plain: Voice, timed: Voice, text: str) -> tuple[float, int]:
@@ -68,10 +70,10 @@ def _mapping_seconds(plain: Voice, timed: Voice, text: str) -> tuple[float, int]
     _, alone = _timed(plain.phonemize, text)
     (sentences, plans), with_words = _timed(timed.phonemize_words, text)
     clock = WordClock(text, plans, timed.sample_rate)
-    started = time.perf_counter()
+    started = time.process_time()
     for index, ids in enumerate(sentences):  # durations as a 1-frame-per-id stand-in
         clock.sentence(index, 256 * len(ids), [256] * len(ids), len(ids))
-    timing = time.perf_counter() - started
+    timing = time.process_time() - started
     return with_words - alone + timing, len(sentences)
 
 
