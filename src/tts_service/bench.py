@@ -1119,7 +1119,7 @@ def measure(settings: Settings, args: argparse.Namespace, targets: Sequence[Targ
         workload.stream_text,
         workload.encode_sentences,
         repeats=1 if args.quick else 3,
-        threads=cores,
+        threads=settings.threads_per_worker,  # as the service's workers run it
     )
     config = ServerConfig(settings.default_voice, settings.voices_dir, Path(args.output).parent)
     meter = CpuMeter(cores)

@@ -446,7 +446,15 @@
     };
   }
 
-  // The last word that has started by the playback position (null: none yet).
+  // Scrolls the transcript box (never the page) so that the marked word shows.
+  function keepInView(span) {
+    const box = el.transcript.getBoundingClientRect();
+    const word = span.getBoundingClientRect();
+    if (word.top < box.top) el.transcript.scrollTop -= box.top - word.top;
+    else if (word.bottom > box.bottom) el.transcript.scrollTop += word.bottom - box.bottom;
+  }
+
+  // The index of the last word that has started by the playback position (-1: none yet).
   function spokenIndex(words, position) {
     let low = 0;
     let high = words.length;
@@ -469,7 +477,7 @@
       if (index !== marked && index >= 0) {
         if (marked >= 0) view.spans[marked].classList.remove("current");
         view.spans[index].classList.add("current");
-        view.spans[index].scrollIntoView({ block: "nearest" });
+        keepInView(view.spans[index]);
         marked = index;
         trace.marks.push({ index, position: at, at: performance.now() });
       }
