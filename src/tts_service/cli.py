@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tts_service.config import Settings
+from tts_service.config import RaySettings, Settings
 from tts_service.errors import ServiceError
 from tts_service.logs import setup_logging
 
@@ -51,6 +51,33 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-json", action="store_true", default=None)
     parser.add_argument("--no-ui", dest="ui", action="store_false", default=None)
     parser.add_argument("--wyoming-uri", help="also serve Wyoming, e.g. tcp://127.0.0.1:10200")
+    _ray_flags(parser)
+
+
+RAY_FLAGS = {  # flag -> RaySettings field (the rest: TTS_RAY_* environment variables)
+    "--ray-address": ("address", str, "Ray cluster to join (default: start a local Ray)"),
+    "--ray-num-cpus": ("num_cpus", int, "CPUs of the local Ray (default: cores)"),
+    "--ray-cpus-per-replica": ("cpus_per_replica", int, "CPUs (and workers) per replica"),
+    "--ray-min-replicas": ("min_replicas", int, "fewest replicas (default 1)"),
+    "--ray-max-replicas": ("max_replicas", int, "most replicas (default: CPUs / per replica)"),
+    "--ray-initial-replicas": ("initial_replicas", int, "replicas at start"),
+    "--ray-max-queued-requests": ("max_queued_requests", int, "queue at the proxy; past it 503"),
+}
+
+
+def _ray_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ray", action="store_true", help="run on Ray Serve (needs tts-service[ray])"
+    )
+    for flag, (field, kind, text) in RAY_FLAGS.items():
+        parser.add_argument(flag, dest=f"ray_{field}", type=kind, help=text)
+
+
+def ray_settings_from(args: argparse.Namespace) -> RaySettings:
+    """`RaySettings` from the environment, then the `--ray-*` flags that were given."""
+    fields = (field for field, _, _ in RAY_FLAGS.values())
+    given = {f: getattr(args, f"ray_{f}") for f in fields if getattr(args, f"ray_{f}") is not None}
+    return RaySettings(**given)
 
 
 def _voice_flags(parser: argparse.ArgumentParser) -> None:
@@ -118,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_logging(settings.log_level, json_lines=settings.log_json)
     try:
+        if args.command == "serve" and args.ray:
+            return _serve_on_ray(settings, args)
         if args.command == "serve":
             from tts_service.server import serve
 
@@ -134,6 +163,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tts-service: {error.message}", file=sys.stderr)
         return error.exit_code
     return 2
+
+
+def _serve_on_ray(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        ray_settings = ray_settings_from(args)
+    except ValidationError as exc:
+        print(f"tts-service: invalid Ray configuration:\n{exc}", file=sys.stderr)
+        return 2
+    try:
+        import ray.serve  # noqa: F401  (an optional extra)
+    except ImportError as exc:
+        print(
+            f"tts-service: --ray needs Ray Serve ({exc}): pip install 'tts-service[ray]'",
+            file=sys.stderr,
+        )
+        return 2
+    from tts_service.rayserve.launch import serve_on_ray
+    from tts_service.rayserve.plan import PlanError
+
+    try:
+        return serve_on_ray(settings, ray_settings)
+    except PlanError as exc:
+        print(f"tts-service: {exc}", file=sys.stderr)
+        return 2
 
 
 async def _say(settings: Settings, args: argparse.Namespace) -> int:

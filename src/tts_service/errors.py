@@ -163,3 +163,11 @@ class ReaderStalled(ServiceError):
     status = 408
     code = "reader_stalled"
     exit_code = 5
+
+
+class ReplicaFailed(RetryLater):
+    """Behind Ray Serve: the replica a request went to stopped before it answered (the
+    proxy's own answer; another replica takes the retry)."""
+
+    status = 502
+    code = "replica_failed"

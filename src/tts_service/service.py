@@ -10,7 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from tts_service.config import Settings, available_cores
+from tts_service.config import Settings
 from tts_service.engine import SynthesisOptions, Voice
 from tts_service.errors import (
     AudioTooLong,
@@ -88,7 +88,7 @@ class TTSService:
             discover(settings.voices_dir),
             threads_per_session=settings.threads_per_worker,
             max_loaded=settings.max_loaded_voices,
-            spin=settings.worker_count * settings.threads_per_worker <= available_cores(),
+            spin=settings.worker_count * settings.threads_per_worker <= settings.core_count,
             solo_threads=settings.solo_threads,
         )
         self.scheduler = Scheduler(

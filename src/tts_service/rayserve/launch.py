@@ -1,0 +1,86 @@
+"""`tts-service serve --ray`: the service on Ray Serve with one command.
+
+Without an address it starts a local Ray on this machine (a laptop, one VM); with one it
+joins that cluster. It starts Serve's proxy on the service's host and port, deploys the
+application `plan` describes, and runs until SIGTERM or SIGINT, when it deletes the
+application (Serve drains each replica within the drain time) and, if it started Ray,
+stops Serve and Ray.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from types import FrameType
+
+from tts_service.config import RaySettings, Settings
+from tts_service.rayserve.plan import plan
+from tts_service.rayserve.proxy import PROXY_CALLBACK
+
+log = logging.getLogger(__name__)
+
+PROXY_CALLBACK_ENV = "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"
+
+
+def ray_environment() -> None:
+    """What a Ray started from here inherits: no usage reports, our proxy middleware."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault(PROXY_CALLBACK_ENV, PROXY_CALLBACK)
+
+
+def serve_on_ray(settings: Settings, ray_settings: RaySettings) -> int:
+    ray_environment()
+    import ray
+    from ray import serve
+
+    from tts_service.rayserve.deployment import application, cluster_cpus
+
+    local = ray_settings.address is None
+    ray.init(
+        address=ray_settings.address,
+        num_cpus=(ray_settings.num_cpus or settings.core_count) if local else None,
+        include_dashboard=False if local else None,
+        logging_level=logging.WARNING,
+    )
+    try:
+        log.info("Ray cluster at %s", ray.get_runtime_context().gcs_address)
+        replica_plan = plan(settings, ray_settings, cluster_cpus())
+        serve.start(http_options={"host": settings.host, "port": settings.port})
+        serve.run(
+            application(replica_plan),
+            name=ray_settings.app_name,
+            route_prefix="/",
+            blocking=False,
+        )
+        scaling = replica_plan.options["autoscaling_config"]
+        log.info(
+            "serving http://%s:%d through Ray Serve: %d-%d replicas of %d worker(s), "
+            "at most %d ongoing requests each",
+            settings.host,
+            settings.port,
+            scaling["min_replicas"],
+            scaling["max_replicas"],
+            replica_plan.settings.worker_count,
+            replica_plan.max_ongoing_requests,
+        )
+        wait_for_signal()
+        log.info("stopping: replicas drain for up to %g s", settings.drain_seconds)
+        serve.delete(ray_settings.app_name)
+        if local:
+            serve.shutdown()  # type: ignore[no-untyped-call]
+    finally:
+        ray.shutdown()
+    return 0
+
+
+def wait_for_signal() -> None:
+    stop = threading.Event()
+
+    def handle(sig: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handle)
+    stop.wait()
