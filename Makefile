@@ -15,7 +15,7 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 
-# The Ray extra too: its tests (tests/ray) run in CI like every other suite.
+# The Ray extra too: its tests (tests/rayserve) run in CI like every other suite.
 install-test: $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[test,ray]"
 

@@ -21,6 +21,7 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="bind address (default 127.0.0.1; 0.0.0.0 to expose)")
     parser.add_argument("--port", type=int, help="port (default 3002)")
     _voice_flags(parser)
+    parser.add_argument("--cores", type=int, help="CPUs to plan for (default: detected)")
     parser.add_argument("--workers", type=int, help="inference threads (default cores/threads)")
     parser.add_argument("--threads-per-worker", type=int, help="onnxruntime threads per run")
     parser.add_argument(
@@ -109,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="measure serial Piper vs fifo vs fair")
     bench.add_argument("--quick", action="store_true", help="smaller workload")
+    bench.add_argument(
+        "--ray", action="store_true", help="the Ray Serve path against the direct server"
+    )
     bench.add_argument("--output", type=Path, default=Path("bench-results/bench.json"))
     bench.add_argument("--workers", type=int)
     bench.add_argument("--threads-per-worker", type=int)
@@ -155,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_say(settings, args))
         if args.command == "voices":
             return _voices(settings, args.json)
+        if args.command == "bench" and args.ray:
+            from tts_service.rayserve.bench import run_ray_bench
+
+            return run_ray_bench(settings, args)
         if args.command == "bench":
             from tts_service.bench import run_bench
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 from types import FrameType
 
 from tts_service.config import RaySettings, Settings
-from tts_service.rayserve.plan import plan
+from tts_service.rayserve.plan import ReplicaPlan, plan
 from tts_service.rayserve.proxy import PROXY_CALLBACK
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ def serve_on_ray(settings: Settings, ray_settings: RaySettings) -> int:
         logging_level=logging.WARNING,
     )
     try:
-        log.info("Ray cluster at %s", ray.get_runtime_context().gcs_address)
+        announce(f"Ray cluster at {ray.get_runtime_context().gcs_address}")
         replica_plan = plan(settings, ray_settings, cluster_cpus())
         serve.start(http_options={"host": settings.host, "port": settings.port})
         serve.run(
@@ -54,25 +55,30 @@ def serve_on_ray(settings: Settings, ray_settings: RaySettings) -> int:
             route_prefix="/",
             blocking=False,
         )
-        scaling = replica_plan.options["autoscaling_config"]
-        log.info(
-            "serving http://%s:%d through Ray Serve: %d-%d replicas of %d worker(s), "
-            "at most %d ongoing requests each",
-            settings.host,
-            settings.port,
-            scaling["min_replicas"],
-            scaling["max_replicas"],
-            replica_plan.settings.worker_count,
-            replica_plan.max_ongoing_requests,
-        )
+        announce(describe(settings, replica_plan))
         wait_for_signal()
-        log.info("stopping: replicas drain for up to %g s", settings.drain_seconds)
+        announce(f"stopping: replicas drain for up to {settings.drain_seconds:g} s")
         serve.delete(ray_settings.app_name)
         if local:
             serve.shutdown()  # type: ignore[no-untyped-call]
     finally:
         ray.shutdown()
     return 0
+
+
+def describe(settings: Settings, replica_plan: ReplicaPlan) -> str:
+    scaling = replica_plan.options["autoscaling_config"]
+    return (
+        f"serving http://{settings.host}:{settings.port} through Ray Serve: "
+        f"{scaling['min_replicas']}-{scaling['max_replicas']} replicas of "
+        f"{replica_plan.settings.worker_count} worker(s), "
+        f"at most {replica_plan.max_ongoing_requests} ongoing requests each"
+    )
+
+
+def announce(message: str) -> None:
+    """What the command is doing, whatever the log level (like a server's start line)."""
+    print(f"tts-service: {message}", file=sys.stderr, flush=True)
 
 
 def wait_for_signal() -> None:
