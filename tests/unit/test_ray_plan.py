@@ -11,7 +11,7 @@ import pytest
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
-from tts_service.cli import build_parser, ray_settings_from
+from tts_service.cli import build_parser, main, ray_settings_from
 from tts_service.config import RaySettings, Settings
 from tts_service.rayserve import deployment
 from tts_service.rayserve.plan import PlanError, plan, replica_settings
@@ -121,3 +121,12 @@ def test_the_builder_derives_the_deployment_from_the_config(
     assert bound.ray_actor_options["num_cpus"] == args["ray"]["cpus_per_replica"]
     with pytest.raises(ValueError, match="unknown application args"):
         deployment.build({"services": {}})
+
+
+def test_serve_ray_refuses_impossible_settings_before_starting_ray(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["serve", "--ray", "--wyoming-uri", "tcp://127.0.0.1:10200"]) == 2
+    assert "Wyoming is not served through Ray Serve" in capsys.readouterr().err
+    assert main(["serve", "--ray", "--ray-min-replicas", "0"]) == 2
+    assert "invalid Ray configuration" in capsys.readouterr().err

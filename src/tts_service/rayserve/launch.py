@@ -17,7 +17,7 @@ import threading
 from types import FrameType
 
 from tts_service.config import RaySettings, Settings
-from tts_service.rayserve.plan import ReplicaPlan, plan
+from tts_service.rayserve.plan import ReplicaPlan, plan, replica_settings
 from tts_service.rayserve.proxy import PROXY_CALLBACK
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ def ray_environment() -> None:
 
 
 def serve_on_ray(settings: Settings, ray_settings: RaySettings) -> int:
+    replica_settings(settings, ray_settings)  # a PlanError before Ray starts, not after
     ray_environment()
     import ray
     from ray import serve
