@@ -34,12 +34,15 @@ from typing import TYPE_CHECKING, Any
 
 from tts_service.bench import (
     BenchError,
+    CpuSample,
     Goal,
     Sample,
     ServerConfig,
     Target,
     Workload,
     build_workload,
+    foreign_share,
+    format_percent,
     format_ratio,
     format_seconds,
     format_table,
@@ -50,7 +53,7 @@ from tts_service.bench import (
     synthesize,
     throughput,
 )
-from tts_service.config import Settings
+from tts_service.config import Settings, available_cores
 
 if TYPE_CHECKING:
     import httpx
@@ -86,6 +89,38 @@ class Figures:
             "short_p95_s": percentile(self.short_s, 0.95) if self.short_s else None,
             "short_samples": len(self.short_s),
         }
+
+
+def _cpu_seconds(stat: str) -> tuple[int, float]:
+    """(parent pid, utime + stime) from a /proc/PID/stat line."""
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds of `root` and every live descendant (Ray's processes included); Linux."""
+    parents: dict[int, int] = {}
+    used: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent, seconds = _cpu_seconds((entry / "stat").read_text(encoding="ascii"))
+            except (OSError, IndexError, ValueError):
+                continue
+            parents[int(entry.name)], used[int(entry.name)] = parent, seconds
+    total, stack = 0.0, [root]
+    while stack:
+        pid = stack.pop()
+        total += used.get(pid, 0.0)
+        stack.extend(child for child, parent in parents.items() if parent == pid)
+    return total
+
+
+def cpu_sample() -> CpuSample:
+    """The machine's busy CPU and this process tree's (the servers it started included)."""
+    from tts_service.bench import _machine_busy_seconds
+
+    return CpuSample(time.monotonic(), _machine_busy_seconds(), tree_cpu_seconds(os.getpid()))
 
 
 @contextmanager
@@ -235,6 +270,8 @@ async def run_phase(urls: dict[str, str], workload: Workload, repeats: int) -> d
 class RayBenchReport:
     phases: dict[str, dict[str, Figures]]
     meta: dict[str, Any]
+    noise: dict[str, float | None] = field(default_factory=dict)
+    """Share of the machine other processes used during each phase."""
 
     def _ratio(self, phase: str, key: str) -> float | None:
         figures = self.phases[phase]
@@ -263,39 +300,52 @@ class RayBenchReport:
                 for phase, figures in self.phases.items()
             },
             "ratios": self.ratios(),
+            "noise": self.noise,
         }
 
 
 def render(report: RayBenchReport) -> str:
+    """One column pair per phase: the direct server and the fleet, measured turn by turn."""
     ratios = report.ratios()
-    header = ["", "direct", *report.phases, "goal"]
+    header = [""]
+    for phase in report.phases:
+        header += [DIRECT, phase]
     rows: list[list[str]] = []
-
-    def direct(phase: str) -> dict[str, Any]:
-        return report.phases[phase][DIRECT].summary()
-
-    first = next(iter(report.phases))
     for key, label, show in (
         ("single_median_s", "one request, median (2 sentences)", format_seconds),
-        ("throughput", "throughput (audio s / wall s)", lambda v: "-" if v is None else f"{v:.2f}"),
+        ("throughput", "throughput (audio s / wall s)", _audio_rate),
         ("short_p95_s", "short p95 under long load", format_seconds),
     ):
-        values = [show(report.phases[p][p].summary()[key]) for p in report.phases]
-        rows.append([label, show(direct(first)[key]), *values, ""])
+        cells = [label]
+        for phase, figures in report.phases.items():
+            cells += [show(figures[DIRECT].summary()[key]), show(figures[phase].summary()[key])]
+        rows.append([*cells, ""])
     for key, label, goal in (
         ("single", "  one request vs direct", GOAL_OVERHEAD),
         ("throughput", "  throughput vs direct", GOAL_THROUGHPUT),
         ("short_p95", "  short p95 vs direct", GOAL_FAIRNESS),
     ):
-        cells = [f"{format_ratio(ratios[p][key])} {goal.verdict(ratios[p][key])}" for p in ratios]
-        rows.append([label, "1.00x", *cells, goal.describe()])
-    two = PHASES[1].name
-    if two in ratios:
-        cells = ["" for _ in ratios]
-        cells[-1] = format_ratio(ratios[two].get("vs_one_replica"))
-        rows.append(["  throughput vs serve 1x2", "", *cells, ""])
-    note = "direct: each phase's own measurement of it (the first phase's shown)"
-    return format_table(header, rows) + f"\n{note}"
+        cells = [label]
+        for phase in report.phases:
+            cells += [
+                "1.00x",
+                f"{format_ratio(ratios[phase][key])} {goal.verdict(ratios[phase][key])}",
+            ]
+        rows.append([*cells, goal.describe()])
+    versus = [ratios[p].get("vs_one_replica") for p in report.phases]
+    cells = ["  throughput vs serve 1x2 (via direct)"]
+    for value in versus:
+        cells += ["", "" if value is None else format_ratio(value)]
+    rows.append([*cells, ""])
+    cells = ["other processes' CPU (noise)"]
+    for phase in report.phases:
+        cells += ["", format_percent(report.noise.get(phase))]
+    rows.append([*cells, ""])
+    return format_table([*header, "goal"], rows)
+
+
+def _audio_rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def measure(settings: Settings, args: argparse.Namespace) -> RayBenchReport:
@@ -306,6 +356,7 @@ def measure(settings: Settings, args: argparse.Namespace) -> RayBenchReport:
     log_dir.mkdir(parents=True, exist_ok=True)
     config = ServerConfig(settings.default_voice, settings.voices_dir, log_dir)
     phases: dict[str, dict[str, Figures]] = {}
+    noise: dict[str, float | None] = {}
     repeats = 3 if args.quick else 8
     with running_servers(config, [Target(DIRECT, "fair", 2, 1)]) as (server,):
         for fleet in PHASES:
@@ -314,13 +365,15 @@ def measure(settings: Settings, args: argparse.Namespace) -> RayBenchReport:
             with serve_fleet(fleet, log_dir) as url:
                 _progress(f"measuring {DIRECT} and {fleet.name}")
                 urls = {DIRECT: server.url, fleet.name: url}
+                before = cpu_sample()
                 phases[fleet.name] = asyncio.run(run_phase(urls, workload, repeats))
+                noise[fleet.name] = foreign_share(before, cpu_sample(), available_cores())
     meta = {
         "command": " ".join(["tts-service", *sys.argv[1:]]),
         "quick": bool(args.quick),
         "loadavg_end": list(os.getloadavg()),
     }
-    return RayBenchReport(phases, meta)
+    return RayBenchReport(phases, meta, noise)
 
 
 def run_ray_bench(settings: Settings, args: argparse.Namespace) -> int:
