@@ -255,7 +255,7 @@ class RaySettings(BaseSettings):
     address: str | None = Field(
         None,
         description="Ray cluster to join ('auto', 'HOST:PORT' or 'ray://HOST:10001'); "
-        "none: start a local Ray on this machine.",
+        "none: RAY_ADDRESS if set, else start a new local Ray on this machine.",
     )
     num_cpus: int | None = Field(
         None, ge=1, le=4096, description="CPUs of the local Ray this command starts (default: all)."

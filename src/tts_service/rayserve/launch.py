@@ -1,10 +1,10 @@
 """`tts-service serve --ray`: the service on Ray Serve with one command.
 
-Without an address it starts a local Ray on this machine (a laptop, one VM); with one it
-joins that cluster. It starts Serve's proxy on the service's host and port, deploys the
-application `plan` describes, and runs until SIGTERM or SIGINT, when it deletes the
-application (Serve drains each replica within the drain time) and, if it started Ray,
-stops Serve and Ray.
+Without an address (`--ray-address`, else `RAY_ADDRESS`) it starts a new local Ray on this
+machine (a laptop, one VM); with one it joins that cluster. It starts Serve's proxy on the
+service's host and port, deploys the application `plan` describes, and runs until SIGTERM
+or SIGINT, when it deletes the application (Serve drains each replica within the drain
+time) and, if it started Ray, stops Serve and Ray.
 """
 
 from __future__ import annotations
@@ -39,9 +39,11 @@ def serve_on_ray(settings: Settings, ray_settings: RaySettings) -> int:
 
     from tts_service.rayserve.deployment import application, cluster_cpus
 
-    local = ray_settings.address is None
+    # "local" starts a new Ray even where a `ray start` cluster runs on this machine.
+    address = ray_settings.address or os.environ.get("RAY_ADDRESS") or "local"
+    local = address == "local"
     ray.init(
-        address=ray_settings.address,
+        address=address,
         num_cpus=(ray_settings.num_cpus or settings.core_count) if local else None,
         include_dashboard=False if local else None,
         logging_level=logging.WARNING,
