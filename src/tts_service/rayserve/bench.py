@@ -40,6 +40,9 @@ from tts_service.bench import (
     ServerConfig,
     Target,
     Workload,
+    _free_port,
+    _machine_busy_seconds,
+    _progress,
     build_workload,
     foreign_share,
     format_percent,
@@ -118,16 +121,12 @@ def tree_cpu_seconds(root: int) -> float:
 
 def cpu_sample() -> CpuSample:
     """The machine's busy CPU and this process tree's (the servers it started included)."""
-    from tts_service.bench import _machine_busy_seconds
-
     return CpuSample(time.monotonic(), _machine_busy_seconds(), tree_cpu_seconds(os.getpid()))
 
 
 @contextmanager
 def serve_fleet(fleet: Fleet, log_dir: Path) -> Iterator[str]:
     """`tts-service serve --ray` with a local 2-CPU Ray; yields its URL."""
-    from tts_service.bench import _free_port
-
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TTS_", "RAY_"))}
     env.update(
@@ -349,8 +348,6 @@ def _audio_rate(value: float | None) -> str:
 
 
 def measure(settings: Settings, args: argparse.Namespace) -> RayBenchReport:
-    from tts_service.bench import _progress
-
     workload = build_workload(args.quick)
     log_dir = Path(args.output).parent
     log_dir.mkdir(parents=True, exist_ok=True)

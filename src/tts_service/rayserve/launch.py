@@ -25,15 +25,17 @@ log = logging.getLogger(__name__)
 PROXY_CALLBACK_ENV = "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"
 
 
-def ray_environment() -> None:
-    """What a Ray started from here inherits: no usage reports, our proxy middleware."""
+def ray_environment(settings: Settings) -> None:
+    """What a Ray started from here inherits: no usage reports, our proxy middleware and
+    the stall timeout it enforces."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault(PROXY_CALLBACK_ENV, PROXY_CALLBACK)
+    os.environ["TTS_STALL_TIMEOUT"] = str(settings.stall_timeout)
 
 
 def serve_on_ray(settings: Settings, ray_settings: RaySettings) -> int:
     replica_settings(settings, ray_settings)  # a PlanError before Ray starts, not after
-    ray_environment()
+    ray_environment(settings)
     import ray
     from ray import serve
 
