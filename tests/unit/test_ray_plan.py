@@ -130,3 +130,11 @@ def test_serve_ray_refuses_impossible_settings_before_starting_ray(
     assert "Wyoming is not served through Ray Serve" in capsys.readouterr().err
     assert main(["serve", "--ray", "--ray-min-replicas", "0"]) == 2
     assert "invalid Ray configuration" in capsys.readouterr().err
+
+
+def test_cores_setting_sizes_the_default_workers_and_stays_unset_when_derived() -> None:
+    assert Settings(cores=4, threads_per_worker=2).worker_count == 2
+    assert Settings(cores=3).solo_threads == 3
+    # A derived worker count is not a chosen one: the Ray plan may size it from the CPUs.
+    assert "workers" not in Settings().model_fields_set
+    assert "workers" in Settings(workers=2).model_fields_set
