@@ -3,9 +3,10 @@
 Two phases, each one run of rounds in rotating order (as `tts_service.bench` does), both
 against the same direct server (`tts-service serve`, 2 workers x 1 thread):
 
-1. Serve with one replica of 2 CPUs (2 workers): what the proxy costs on one request and
-   on throughput (goal: at most 10% slower), and a short request's p95 under long load
-   (fairness must survive the router: goal at most 2x the direct server's).
+1. Serve with one replica of 2 CPUs (2 workers): what the proxy costs on one request (a
+   `/ping` round trip, and a 2-sentence request) and on throughput (goal: at most 10%
+   slower), and a short request's p95 under long load (fairness must survive the router:
+   goal at most 2x the direct server's).
 2. Serve with two replicas of 1 CPU each: the same figures, and its throughput against
    phase 1's single replica (through the direct server both phases share).
 
@@ -81,12 +82,15 @@ PHASES = (Fleet("serve 1x2", 1, 2), Fleet("serve 2x1", 2, 1))
 
 @dataclass
 class Figures:
+    ping_s: list[float] = field(default_factory=list)
+    """`/ping` round trips: what the path costs a request, without synthesis."""
     single_s: list[float] = field(default_factory=list)
     rounds: list[Sample] = field(default_factory=list)
     short_s: list[float] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {
+            "ping_median_s": statistics.median(self.ping_s) if self.ping_s else None,
             "single_median_s": statistics.median(self.single_s) if self.single_s else None,
             "throughput": throughput(self.rounds),
             "short_p95_s": percentile(self.short_s, 0.95) if self.short_s else None,
@@ -195,6 +199,16 @@ async def settle(client: httpx.AsyncClient) -> None:
         await asyncio.sleep(0.02)
 
 
+async def pings(client: httpx.AsyncClient, count: int) -> list[float]:
+    await settle(client)
+    times = []
+    for _ in range(count):
+        sent = time.perf_counter()
+        (await client.get("/ping")).raise_for_status()
+        times.append(time.perf_counter() - sent)
+    return times
+
+
 async def single(client: httpx.AsyncClient, text: str) -> float:
     await settle(client)
     sent = time.perf_counter()
@@ -251,6 +265,9 @@ async def run_phase(urls: dict[str, str], workload: Workload, repeats: int) -> d
         for client in clients.values():  # first requests pay for connections: not measured
             await synthesize(client, single_text)
         names = list(urls)
+        for turn in range(repeats):
+            for name in rotation(names, turn):
+                figures[name].ping_s += await pings(clients[name], 5)
         for turn in range(repeats):
             for name in rotation(names, turn):
                 figures[name].single_s.append(await single(clients[name], single_text))
@@ -311,6 +328,7 @@ def render(report: RayBenchReport) -> str:
         header += [DIRECT, phase]
     rows: list[list[str]] = []
     for key, label, show in (
+        ("ping_median_s", "/ping round trip, median", _milliseconds),
         ("single_median_s", "one request, median (2 sentences)", format_seconds),
         ("throughput", "throughput (audio s / wall s)", _audio_rate),
         ("short_p95_s", "short p95 under long load", format_seconds),
@@ -341,6 +359,10 @@ def render(report: RayBenchReport) -> str:
         cells += ["", format_percent(report.noise.get(phase))]
     rows.append([*cells, ""])
     return format_table([*header, "goal"], rows)
+
+
+def _milliseconds(value: float | None) -> str:
+    return "-" if value is None else f"{1000 * value:.1f} ms"
 
 
 def _audio_rate(value: float | None) -> str:
