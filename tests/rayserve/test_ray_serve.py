@@ -19,7 +19,6 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -201,29 +200,37 @@ async def test_streams_send_first_audio_before_the_last_sentence_exists(fleet: F
     sends them still has sentences of that request to synthesize. One stream per replica
     (Serve routes the second to the idle one), so that /health, routed to the replica with
     fewer ongoing requests, can reach either."""
-    count = 10
+    count = 16
     kinds = [
         ("/synthesize/binary", lambda n: {"text": sentences(count, n), "stream": True}),
         ("/v1/audio/speech", lambda n: {"input": sentences(count, n), "response_format": "pcm"}),
     ]
     async with httpx.AsyncClient(base_url=fleet.base_url, timeout=120) as client:
         for path, body in kinds:
-            async with AsyncExitStack() as streams:
-                held: dict[str, AsyncIterator[bytes]] = {}
-                for start in (1, 100):
-                    response = await streams.enter_async_context(
-                        client.stream("POST", path, json=body(start))
-                    )
-                    assert response.status_code == 200
-                    held[response.headers["x-replica"]] = chunks = response.aiter_raw()
-                    assert await anext(chunks)  # the first bytes are in
-                assert len(held) == 2, "both streams went to one replica"
+            held: dict[str, tuple[httpx.Response, AsyncIterator[bytes]]] = {}
+            try:
+                for start in range(1, 500, 100):  # until one stream runs on each replica
+                    request = client.build_request("POST", path, json=body(start))
+                    response = await client.send(request, stream=True)
+                    replica = response.headers["x-replica"]
+                    if replica in held:
+                        await response.aclose()
+                        continue
+                    chunks = response.aiter_raw()  # kept: dropping the iterator hangs up
+                    held[replica] = response, chunks
+                    assert response.status_code == 200 and await anext(chunks)  # first bytes
+                    if len(held) == 2:
+                        break
+                assert len(held) == 2, "every stream went to one replica"
                 for replica in held:
                     health = await replica_health(client, replica)
                     assert health["queued_sentences"] > 0, "the whole text was synthesized first"
-                for chunks in held.values():
+                for _, chunks in held.values():
                     rest = b"".join([part async for part in chunks])
                     assert len(rest) > RATE * count * 0.5  # the rest of it arrived
+            finally:
+                for response, _ in held.values():
+                    await response.aclose()
 
 
 async def test_a_client_that_hangs_up_cancels_the_replicas_work(fleet: Fleet) -> None:
@@ -267,13 +274,13 @@ async def test_the_websocket_route_works_through_the_proxy(fleet: Fleet) -> None
 async def test_a_full_fleet_answers_503_with_retry_after_never_a_hang_or_500(
     fleet: Fleet,
 ) -> None:
-    """4 requests fit in the replicas and 24 wait at the proxy: a burst of 44 gets 200s and
+    """4 requests fit in the replicas and 24 wait at the proxy: a burst of 48 gets 200s and
     503s (the proxy's own, as JSON, with Retry-After), each answered."""
     limits = httpx.Limits(max_connections=100)
     async with httpx.AsyncClient(base_url=fleet.base_url, timeout=120, limits=limits) as client:
-        body = {"text": "A short burst. Of two sentences."}
+        body = {"text": "A short burst."}
         responses = await asyncio.gather(
-            *(client.post("/synthesize/binary", json=body) for _ in range(44))
+            *(client.post("/synthesize/binary", json=body) for _ in range(48))
         )
         statuses = Counter(response.status_code for response in responses)
         assert set(statuses) == {200, 503}, statuses
