@@ -370,3 +370,26 @@ async def _kill_and_recover(fleet: Fleet, ray: Any) -> None:
         (newcomer,) = names - originals
         health = await replica_health(client, newcomer)
         assert health["status"] == "ok" and health["totals"]["failed"] == 0
+
+
+async def test_stopping_drains_admitted_work_and_refuses_new(fleet: Fleet) -> None:
+    """SIGTERM to `serve --ray` deletes the application: Serve stops routing to its replicas
+    and waits (up to the drain time) for what they admitted, which ends complete; a new
+    request meanwhile gets 503 `not_deployed` with Retry-After. (Downscaling removes a
+    replica through the same graceful shutdown.) Last: it stops the fleet."""
+    text = sentences(12, start=600)
+    async with httpx.AsyncClient(base_url=fleet.base_url, timeout=120) as client:
+        body = {"text": text, "stream": True}
+        async with client.stream("POST", "/synthesize/binary", json=body) as response:
+            chunks = response.aiter_raw()  # kept: dropping the iterator would hang up
+            data = await anext(chunks)
+            fleet.proc.send_signal(signal.SIGTERM)
+            for _ in range(500):  # until the proxy has dropped the application's route
+                refused = await client.post("/synthesize/binary", json={"text": "Late."})
+                if refused.status_code != 200:
+                    break
+            assert refused.status_code == 503 and int(refused.headers["retry-after"]) >= 1
+            assert refused.json()["error"]["code"] == "not_deployed"
+            data += b"".join([part async for part in chunks])
+    assert wav_pcm(data) == piper_pcm(text)
+    assert fleet.proc.wait(timeout=120) == 0

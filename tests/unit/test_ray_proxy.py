@@ -98,9 +98,12 @@ def test_error_shapes_match_the_apps() -> None:
             assert body_for(path, error) == error_body(path, error)
 
 
-async def test_other_plain_errors_keep_their_status() -> None:
-    status, _, body = response(await call(plain(404, b"Path '/x' not found.")))
-    assert status == 404 and body["error"]["code"] == "not_found"
+async def test_no_application_is_a_503_to_retry_and_other_errors_keep_their_status() -> None:
+    status, headers, body = response(await call(plain(404, b"Path '/x' not found.")))
+    assert status == 503 and int(headers["retry-after"]) >= 1
+    assert body["error"]["code"] == "not_deployed"
+    status, _, body = response(await call(plain(408, b"Request timed out.")))
+    assert status == 408 and body["error"]["code"] == "timeout"
 
 
 async def test_the_apps_answers_pass_untouched_and_one_request_id_stays() -> None:

@@ -1,10 +1,12 @@
 """Serve's proxy answers some requests itself, in plain text: 503 when every replica is
-full and its queue too (backpressure), 404 before the app is deployed, and nothing at all
+full and its queue too (backpressure), 404 while the app is not deployed, and nothing at all
 (uvicorn's bare 500) when the replica a request went to dies before answering. This
 middleware, run in the proxy, turns those into the service's own JSON errors (OpenAI's
 shape under /v1/), each with the status that says what happened:
 
 - a plain-text 503: `overloaded`, keeping Serve's `Retry-After` (or adding one);
+- a plain-text 404 (no application at `/`: starting, or stopping while replicas drain):
+  503 `not_deployed` with `Retry-After`;
 - no response at all: 502 `replica_failed` with `Retry-After` (the request did not fail
   for what it asked; another replica will take the retry);
 - any other plain-text error status: the same status with a code for it.
@@ -34,7 +36,7 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tts_service.config import Settings
-from tts_service.errors import Overloaded, ReplicaFailed, ServiceError
+from tts_service.errors import Overloaded, ReplicaFailed, RetryLater, ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,7 @@ RETRY_AFTER = 1
 # Serve's own messages are one line; more than this is not one of them.
 MAX_HELD_BODY = 16_384
 REQUEST_ID = b"x-request-id"
-_CODES = {404: "not_found", 405: "method_not_allowed", 408: "timeout", 429: "too_many_requests"}
+_CODES = {405: "method_not_allowed", 408: "timeout", 429: "too_many_requests"}
 
 
 class ProxyError(ServiceError):
@@ -55,9 +57,22 @@ class ProxyError(ServiceError):
         self.code = _CODES.get(status, "proxy_error")
 
 
+class NotDeployed(RetryLater):
+    """Serve's proxy found no application for the path: with the app at `/`, it is not
+    deployed on this proxy right now (starting, or being deleted while replicas drain)."""
+
+    code = "not_deployed"
+
+
 def proxy_error(status: int, text: str, retry_after: int | None) -> ServiceError:
     """The service's error for one of Serve's plain-text answers."""
     detail = text.strip() or "no detail"
+    if status == 404:
+        return NotDeployed(
+            f"the service is not deployed on this proxy now (starting or stopping); retry "
+            f"later ({detail})",
+            retry_after=retry_after or RETRY_AFTER,
+        )
     if status == 503:
         return Overloaded(
             f"every replica is busy and the proxy's queue is full; retry later ({detail})",
