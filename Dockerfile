@@ -1,5 +1,5 @@
 # tts-service: a small CPU image. Build: docker build -t tts-service .
-# Run:   docker run -p 3002:3002 -v "$PWD/voices:/voices:ro" tts-service
+# Run:   docker run -p 3002:3002 -v "$PWD/voices:/voices:ro" -v tts-data:/data tts-service
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -19,12 +19,15 @@ RUN pip install . && rm -rf build src/*.egg-info
 # A fixed numeric non-root user, so Kubernetes' runAsNonRoot can verify it.
 RUN groupadd --system --gid 10001 tts \
     && useradd --system --uid 10001 --gid 10001 --create-home tts \
-    && mkdir -p /voices \
-    && chown 10001:10001 /voices
+    && mkdir -p /voices /data \
+    && chown 10001:10001 /voices /data
 
 # Extra voices: NAME.onnx + NAME.onnx.json files mounted here (the default voice is built in).
-ENV TTS_VOICES_DIR=/voices
-VOLUME ["/voices"]
+# Downloaded voices (tts-service voices download, --download-missing) and a refreshed
+# catalog go to /data, which must stay writable.
+ENV TTS_VOICES_DIR=/voices \
+    TTS_DOWNLOAD_DIR=/data
+VOLUME ["/voices", "/data"]
 
 EXPOSE 3002
 USER 10001:10001

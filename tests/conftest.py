@@ -41,6 +41,8 @@ class ServerProcess:
         # Solo first sentences run on a 2-thread session, whose output differs from the
         # 1-thread workers' in the last bit; tests compare bytes, so they opt in explicitly.
         full_env["TTS_SOLO_FIRST_SENTENCE"] = "false"
+        # Downloaded voices stay inside the test run, never in the user's data folder.
+        full_env["TTS_DOWNLOAD_DIR"] = str(log_dir / "downloads")
         full_env.update(env or {})
         full_env["PYTHONUNBUFFERED"] = "1"
         self._log = open(self.log_path, "wb")  # closed in stop()

@@ -1,10 +1,10 @@
-"""`tts-service serve | say | voices | bench`. Flags override `TTS_*` environment variables."""
+"""`tts-service serve | say | voices [download | catalog | refresh-catalog] | bench`.
+Flags override `TTS_*` environment variables."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import wave
 from pathlib import Path
@@ -12,9 +12,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tts_service.config import RaySettings, Settings
+from tts_service.config import ZEROCONF_DEFAULT_NAME, RaySettings, Settings
 from tts_service.errors import ServiceError
 from tts_service.logs import setup_logging
+from tts_service.voices_cli import add_voice_commands, run_voices
 
 
 def _serve_flags(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +53,36 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-json", action="store_true", default=None)
     parser.add_argument("--no-ui", dest="ui", action="store_false", default=None)
     parser.add_argument("--wyoming-uri", help="also serve Wyoming, e.g. tcp://127.0.0.1:10200")
+    parser.add_argument(
+        "--zeroconf",
+        nargs="?",
+        const=ZEROCONF_DEFAULT_NAME,
+        metavar="NAME",
+        help=f"announce Wyoming on the local network (default name {ZEROCONF_DEFAULT_NAME})",
+    )
+    _catalog_flags(parser)
     _ray_flags(parser)
+
+
+def _catalog_flags(parser: argparse.ArgumentParser) -> None:
+    """Where published voices come from and when they are fetched."""
+    parser.add_argument("--catalog", type=Path, help="the published voice list to use")
+    parser.add_argument("--voices-url", help="base URL of the voice repository (or a mirror)")
+    parser.add_argument(
+        "--download-missing",
+        action="store_true",
+        default=None,
+        help="download a published voice a request names that is not installed",
+    )
+    parser.add_argument(
+        "--voice-downloads",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="POST /voices/{name}/download (default: on when an API key is set)",
+    )
+    parser.add_argument(
+        "--rescan-interval", type=float, help="least seconds between voice folder scans"
+    )
 
 
 RAY_FLAGS = {  # flag -> RaySettings field (the rest: TTS_RAY_* environment variables)
@@ -84,6 +114,9 @@ def ray_settings_from(args: argparse.Namespace) -> RaySettings:
 def _voice_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--voices-dir", action="append", type=Path, help="voice folder")
     parser.add_argument("--default-voice", help="voice used when a request names none")
+    parser.add_argument(
+        "--download-dir", type=Path, help="where downloaded voices go (also a voice folder)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,13 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("--length-scale", type=float)
     say.add_argument("--noise-scale", type=float)
     say.add_argument("--noise-w-scale", type=float)
-    say.add_argument("--volume", type=float, default=1.0)
-    say.add_argument("--sentence-silence", type=float, default=0.0)
+    say.add_argument("--volume", type=float)
+    say.add_argument("--sentence-silence", type=float)
     _voice_flags(say)
 
-    voices = commands.add_parser("voices", help="list installed voices")
-    voices.add_argument("--json", action="store_true")
+    voices = commands.add_parser(
+        "voices", help="list installed voices; download, list or refresh published ones"
+    )
     _voice_flags(voices)
+    add_voice_commands(voices)
 
     bench = commands.add_parser("bench", help="measure serial Piper vs fifo vs fair")
     bench.add_argument("--quick", action="store_true", help="smaller workload")
@@ -158,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "say":
             return asyncio.run(_say(settings, args))
         if args.command == "voices":
-            return _voices(settings, args.json)
+            return run_voices(settings, args)
         if args.command == "bench" and args.ray:
             from tts_service.rayserve.bench import run_ray_bench
 
@@ -228,20 +263,4 @@ async def _say(settings: Settings, args: argparse.Namespace) -> int:
         wav.writeframes(pcm)
     seconds = len(pcm) / 2 / admitted.voice.sample_rate
     print(f"wrote {args.output} ({seconds:.2f} s, {admitted.sentences} sentences)")
-    return 0
-
-
-def _voices(settings: Settings, as_json: bool) -> int:
-    from tts_service.voices import VoiceCatalog, discover
-
-    catalog = VoiceCatalog(discover(settings.voices_dir), 1, 1)
-    infos = catalog.infos()
-    if as_json:
-        print(json.dumps([info.to_dict() for info in infos], indent=2))
-        return 0
-    for info in infos:
-        marker = "*" if info.name == settings.default_voice else " "
-        speakers = f", {info.num_speakers} speakers" if info.num_speakers > 1 else ""
-        details = f"{info.language}, {info.sample_rate} Hz, {info.quality}{speakers}"
-        print(f"{marker} {info.name}  ({details})")
     return 0

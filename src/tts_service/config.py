@@ -10,6 +10,9 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from tts_service.piper_catalog import DEFAULT_BASE_URL
+from tts_service.voice_defaults import VoiceDefaults
+
 Policy = Literal["fair", "round_robin", "fifo"]
 
 OPENAI_VOICE_NAMES = (
@@ -81,6 +84,17 @@ def _whole_cpus(quota: str, period: str) -> int | None:
     return max(1, math.ceil(quota_us / period_us))
 
 
+def default_download_dir() -> Path:
+    """Where downloaded voices go unless told: the user's data folder (XDG)."""
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "tts-service" / "voices"
+
+
+ZEROCONF_DEFAULT_NAME = "tts-service"
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
 def _split_list(value: object, separators: str = ",") -> object:
     """Accept "a,b" from the environment as a list (paths may also use os.pathsep)."""
     if isinstance(value, str):
@@ -107,6 +121,35 @@ class Settings(BaseSettings):
     default_voice: str = "en_US-joe-medium"
     preload_voices: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_loaded_voices: int = Field(4, ge=1, le=64)
+    download_dir: Path = Field(
+        default_factory=default_download_dir,
+        description="Where downloaded voices go; also a voice folder (the others win).",
+    )
+    catalog: Path | None = Field(
+        None,
+        description="The published voice list to use (default: a refreshed copy in the "
+        "download folder, else the one in the package).",
+    )
+    voices_url: str = Field(
+        DEFAULT_BASE_URL, description="Base URL of the voice repository (or a mirror)."
+    )
+    download_missing: bool = Field(
+        False, description="Download a catalog voice a request names that is not installed."
+    )
+    voice_downloads: bool | None = Field(
+        None,
+        description="POST /voices/{name}/download; default: on when an API key is set.",
+    )
+    rescan_interval: float = Field(
+        2.0,
+        ge=0,
+        le=86_400,
+        description="Least seconds between scans of the voice folders (0: only at start).",
+    )
+    voice_defaults: dict[str, VoiceDefaults] = Field(
+        default_factory=dict,
+        description="Voice name -> how it speaks when a request does not say.",
+    )
 
     # --- inference
     cores: int | None = Field(
@@ -188,6 +231,9 @@ class Settings(BaseSettings):
     log_json: bool = False
     ui: bool = True
     wyoming_uri: str | None = None
+    zeroconf: str | None = Field(
+        None, description="Announce the Wyoming server on the local network under this name."
+    )
     openai_voice_map: dict[str, str] = Field(
         default_factory=dict, description="OpenAI voice name -> Piper voice name."
     )
@@ -203,10 +249,32 @@ class Settings(BaseSettings):
     def _lists_from_strings(cls, value: object) -> object:
         return _split_list(value)
 
+    @field_validator("zeroconf", mode="before")
+    @classmethod
+    def _zeroconf_name(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in _TRUE:
+            return ZEROCONF_DEFAULT_NAME
+        if isinstance(value, str) and value.strip().lower() in _FALSE:
+            return None
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("voices_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("voices_url must be an http:// or https:// URL")
+        return value.rstrip("/")
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower_level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _zeroconf_needs_tcp(self) -> Settings:
+        if self.zeroconf is not None and not (self.wyoming_uri or "").startswith("tcp://"):
+            raise ValueError("zeroconf announces the Wyoming server: it needs wyoming_uri tcp://")
+        return self
 
     @model_validator(mode="after")
     def _default_workers(self) -> Settings:
@@ -228,6 +296,17 @@ class Settings(BaseSettings):
         if enabled is None:
             enabled = self.threads_per_worker < cores and self.policy != "fifo"
         return cores if enabled and cores > self.threads_per_worker else None
+
+    @property
+    def voice_folders(self) -> list[Path]:
+        """Every folder voices are found in: the download folder first (a voice of the
+        same name in a voices_dir wins), then voices_dir in order."""
+        return list(dict.fromkeys([self.download_dir, *self.voices_dir]))
+
+    @property
+    def downloads_route(self) -> bool:
+        """Whether POST /voices/{name}/download works (explicitly, or behind an API key)."""
+        return self.voice_downloads if self.voice_downloads is not None else bool(self.api_key)
 
     @property
     def worker_count(self) -> int:

@@ -165,6 +165,23 @@ class ReaderStalled(ServiceError):
     exit_code = 5
 
 
+class DownloadFailed(ServiceError):
+    """A voice download did not give the published files (network, upstream status, size
+    or checksum); nothing was installed."""
+
+    status = 502
+    code = "download_failed"
+    exit_code = 8
+
+
+class DownloadsDisabled(ServiceError):
+    """The download route is off (no API key set and no --voice-downloads)."""
+
+    status = 403
+    code = "downloads_disabled"
+    exit_code = 2
+
+
 class ReplicaFailed(RetryLater):
     """Behind Ray Serve: the replica a request went to stopped before it answered (the
     proxy's own answer; another replica takes the retry)."""

@@ -4,6 +4,7 @@ loop, admit it to the scheduler. HTTP, WebSocket, OpenAI and Wyoming all go thro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -11,16 +12,24 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from tts_service.config import Settings
+from tts_service.downloads import Downloader, VoiceDownloads
 from tts_service.engine import SynthesisOptions, Voice
 from tts_service.errors import (
     AudioTooLong,
+    DeadlineExceeded,
     InvalidRequest,
     ShuttingDown,
+    SpeakerNotFound,
     TextTooLong,
     ValidationFailed,
+    VoiceUnavailable,
 )
+from tts_service.piper_catalog import CatalogSource
 from tts_service.scheduler import Job, Priority, Scheduler, SchedulerObserver, audio_limit_message
-from tts_service.voices import VoiceCatalog, discover, resolve_speaker
+from tts_service.voice_defaults import DefaultsBook, VoiceDefaults
+from tts_service.voice_folders import VoiceFolders
+from tts_service.voice_lookup import VoiceLookup
+from tts_service.voices import VoiceCatalog, resolve_speaker
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +48,14 @@ class SpeechRequest:
     voice: str | None = None
     speaker: str | int | None = None
     length_scale: float | None = None
+    speed: float | None = None
+    """A speed factor relative to the voice's default pace (OpenAI's `speed`); an explicit
+    length_scale wins over it."""
     noise_scale: float | None = None
     noise_w_scale: float | None = None
-    volume: float = 1.0
-    sentence_silence: float = 0.0
+    volume: float | None = None
+    """None (here and above): the voice's defaults, then the server's, then 1.0 / 0 s."""
+    sentence_silence: float | None = None
     priority: str = "normal"
     timeout: float | None = None
     client: str = ""
@@ -84,13 +97,27 @@ class TTSService:
         observer: SchedulerObserver | None = None,
     ) -> None:
         self.settings = settings
+        self.folders = VoiceFolders(
+            settings.voice_folders, settings.rescan_interval, quiet=[settings.download_dir]
+        )
         self.catalog = catalog or VoiceCatalog(
-            discover(settings.voices_dir),
+            self.folders.last.voices,
             threads_per_session=settings.threads_per_worker,
             max_loaded=settings.max_loaded_voices,
             spin=settings.worker_count * settings.threads_per_worker <= settings.core_count,
             solo_threads=settings.solo_threads,
         )
+        self.defaults = DefaultsBook(settings.voice_defaults)
+        if catalog is None:  # a catalog handed in (tests) is kept as it is
+            self.folders.bind(self.catalog, self.defaults)
+        else:
+            self.defaults.use_files(self.folders.last.defaults)
+        self.published = CatalogSource(settings.catalog, settings.download_dir)
+        self.downloads = VoiceDownloads(Downloader(settings.voices_url), settings.download_dir)
+        self.lookup = VoiceLookup(
+            settings, self.catalog, self.folders, self.published, self.downloads
+        )
+        self._watch: asyncio.Task[None] | None = None
         self.scheduler = Scheduler(
             workers=settings.worker_count,
             policy=settings.policy,
@@ -110,16 +137,23 @@ class TTSService:
         self.scheduler.start()
         loop = asyncio.get_running_loop()
         for name in dict.fromkeys([self.settings.default_voice, *self.settings.preload_voices]):
-            voice = await self.catalog.get(name)
+            # By any name a request may use; with download_missing, fetched now if needed.
+            voice = await self.lookup.voice(name)
             # One sentence now: the first request does not pay onnxruntime's first-run
             # cost, the voice knows its pace for the audio cap's estimate, and admission
             # starts from a measured synthesis speed instead of a guess.
             ids, seconds = await loop.run_in_executor(None, warm_up, voice)
             self.scheduler.learn_speed(voice, ids, seconds)
+        self._watch = asyncio.create_task(self.folders.watch(), name="watch voice folders")
         self.ready = True
 
     async def stop(self) -> None:
         self.ready = False
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        self.downloads.close()
         await asyncio.get_running_loop().run_in_executor(None, self.scheduler.stop)
         self._phonemizer.shutdown(wait=False, cancel_futures=True)
 
@@ -142,17 +176,49 @@ class TTSService:
                 param="text",
             )
 
-    async def resolve(self, request: SpeechRequest) -> tuple[Voice, SynthesisOptions]:
-        voice = await self.catalog.get(request.voice or self.settings.default_voice)
-        options = SynthesisOptions(
-            speaker_id=resolve_speaker(voice.info, request.speaker),
-            length_scale=request.length_scale,
-            noise_scale=_first(request.noise_scale, self.settings.noise_scale),
-            noise_w_scale=_first(request.noise_w_scale, self.settings.noise_w_scale),
-            volume=request.volume,
-            sentence_silence=request.sentence_silence,
+    async def resolve(
+        self, request: SpeechRequest, within: float | None = None
+    ) -> tuple[Voice, SynthesisOptions]:
+        """The voice (found, or downloaded within `within` seconds) and how it speaks."""
+        voice, _ = await self.lookup.find(request.voice or self.settings.default_voice, within)
+        return voice, self.options_for(voice, request)
+
+    def options_for(self, voice: Voice, request: SpeechRequest) -> SynthesisOptions:
+        """The request's values, else the voice's defaults, else the server's."""
+        defaults = self.defaults.for_voice(voice.info.name)
+        return SynthesisOptions(
+            speaker_id=self._speaker(voice, request.speaker, defaults),
+            length_scale=_first(request.length_scale, self._paced(voice, request.speed)),
+            noise_scale=_first(
+                request.noise_scale, defaults.noise_scale, self.settings.noise_scale
+            ),
+            noise_w_scale=_first(
+                request.noise_w_scale, defaults.noise_w_scale, self.settings.noise_w_scale
+            ),
+            volume=_or(1.0, request.volume, defaults.volume),
+            sentence_silence=_or(0.0, request.sentence_silence, defaults.sentence_silence),
         )
-        return voice, options
+
+    def _paced(self, voice: Voice, speed: float | None) -> float | None:
+        """The length scale for `speed` relative to the voice's default pace (its defaults'
+        length_scale, else its config's); without a speed, its defaults' length_scale."""
+        given = self.defaults.for_voice(voice.info.name).length_scale
+        if speed is None:
+            return given
+        base = given if given is not None else voice.default_length_scale
+        return base / speed
+
+    @staticmethod
+    def _speaker(voice: Voice, requested: str | int | None, defaults: VoiceDefaults) -> int | None:
+        if requested is not None and requested != "":
+            return resolve_speaker(voice.info, requested)
+        try:
+            return resolve_speaker(voice.info, defaults.speaker)
+        except SpeakerNotFound as error:
+            raise VoiceUnavailable(
+                f"voice '{voice.info.name}' is unavailable: its defaults name a speaker it "
+                f"does not have ({error.message})"
+            ) from None
 
     def check_audio_length(
         self, voice: Voice, sentences: list[list[int]], options: SynthesisOptions
@@ -171,17 +237,25 @@ class TTSService:
                 limit_seconds=limit,
             )
 
-    def _timeout(self, requested: float | None) -> float:
-        """A request may shorten the server's deadline, never extend it."""
-        if requested is None:
-            return self.settings.request_timeout
-        return min(requested, self.settings.request_timeout)
+    def _timeout(self, requested: float | None, waited: float = 0.0) -> float:
+        """A request may shorten the server's deadline, never extend it; time it already
+        `waited` (for its voice to download) counts against it."""
+        limit = self.settings.request_timeout
+        if requested is not None:
+            limit = min(requested, limit)
+        if waited <= 0:
+            return limit
+        if waited >= limit:
+            raise DeadlineExceeded(f"the request waited past its {limit:g} s deadline")
+        return limit - waited
 
     async def submit(self, request: SpeechRequest, label: str = "") -> Admitted:
         """Validate fully, phonemize, admit. Raises a ServiceError before any audio exists."""
         self.check_text(request.text)
         priority = _priority(request.priority)
-        voice, options = await self.resolve(request)
+        name = request.voice or self.settings.default_voice
+        voice, waited = await self.lookup.find(name, self._timeout(request.timeout))
+        options = self.options_for(voice, request)
         sentences = await self.phonemize(voice, request.text)
         if not sentences:
             raise ValidationFailed("text contains nothing that can be spoken", param="text")
@@ -191,7 +265,7 @@ class TTSService:
             sentences,
             options,
             priority=priority,
-            timeout=self._timeout(request.timeout),
+            timeout=self._timeout(request.timeout, waited),
             label=label,
             client=request.client,
             max_seconds=self.settings.max_audio_seconds,
@@ -207,7 +281,7 @@ class TTSService:
         _priority(request.priority)
         if self.scheduler.draining or self.scheduler.stopped:
             raise ShuttingDown("the server is shutting down and takes no new requests")
-        voice, options = await self.resolve(request)
+        voice, options = await self.resolve(request, self._timeout(request.timeout))
         return OpenStream(request, voice, options, label)
 
     async def add_text(self, stream: OpenStream, text: str, close: bool = False) -> None:
@@ -279,6 +353,11 @@ def speakable(text: str) -> str:
 
 def _first(*values: float | None) -> float | None:
     return next((value for value in values if value is not None), None)
+
+
+def _or(fallback: float, *values: float | None) -> float:
+    found = _first(*values)
+    return fallback if found is None else found
 
 
 def _priority(name: str) -> Priority:

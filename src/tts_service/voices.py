@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 BUNDLED_VOICE = "en_US-joe-medium"
 
 # A voice name is looked up in the catalog, never joined into a path; the pattern only
-# keeps junk out of error messages and logs.
-_VOICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
+# keeps junk out of error messages and logs. Letters of any script: one published voice
+# is `pt_PT-tugão-medium`.
+_VOICE_NAME = re.compile(r"^[^\W_][\w.+-]{0,127}\Z")
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,8 @@ class VoiceCatalog:
         cached = self._described.get(name)
         if cached is not None and cached[0] == stamp:
             return cached[1]
+        if cached is not None:  # its config changed on disk: the next request reloads it
+            self._loaded.pop(name, None)
         try:
             described: VoiceInfo | str = read_info(files)
         except VoiceUnavailable as error:
@@ -191,6 +194,16 @@ class VoiceCatalog:
 
     def is_loaded(self, name: str) -> bool:
         return name in self._loaded
+
+    def update(self, files: dict[str, VoiceFiles], changed: Iterable[str] = ()) -> None:
+        """Take a new scan of the voice folders: a voice that is gone, or whose files
+        `changed`, leaves memory (requests holding it finish with it) and the next request
+        for it loads its files afresh."""
+        stale = {name for name in self._loaded if name not in files} | set(changed)
+        self._files = files
+        for name in stale:
+            self._loaded.pop(name, None)
+            self._described.pop(name, None)
 
     def _lookup(self, name: str) -> VoiceFiles:
         validate_voice_name(name)

@@ -61,11 +61,12 @@ from tts_service.errors import (
     InvalidRequest,
     ServiceError,
     TextTooLong,
-    VoiceNotFound,
 )
+from tts_service.piper_catalog import CatalogVoice, PiperCatalog
 from tts_service.scheduler import Job
 from tts_service.sentences import SentenceSplitter
 from tts_service.service import Admitted, OpenStream, SpeechRequest, TTSService
+from tts_service.voice_names import language_key
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +110,24 @@ def _audio_chunk(pcm: bytes, rate: int, samples_before: int) -> Event:
     ).event()
 
 
-def _describe_voice(info: VoiceInfo) -> str:
+def _describe_voice(info: VoiceInfo, published: PiperCatalog | None) -> str:
+    """`Joe, English (United States), medium` for a published voice; a custom one gets its
+    dataset, quality and (when a published voice shares its code) language name."""
+    entry = published.get(info.name) if published is not None else None
+    if entry is not None and entry.name == info.name:
+        return entry.description
     base = info.dataset or info.name
-    return f"{base} ({info.quality})" if info.quality else base
+    text = f"{base} ({info.quality})" if info.quality else base
+    language = _language_name(info.language, published)
+    return f"{text}, {language}" if language else text
+
+
+def _language_name(code: str, published: PiperCatalog | None) -> str | None:
+    wanted = language_key(code)
+    for entry in published or ():
+        if language_key(entry.language.code) == wanted:
+            return entry.language.description
+    return None
 
 
 def _speakers(info: VoiceInfo) -> list[TtsVoiceSpeaker] | None:
@@ -123,8 +139,38 @@ def _speakers(info: VoiceInfo) -> list[TtsVoiceSpeaker] | None:
     return [TtsVoiceSpeaker(name=str(sid)) for sid in range(info.num_speakers)]
 
 
-def build_info(voices: Sequence[VoiceInfo]) -> Info:
-    """The `info` answer: one TTS program listing every installed voice."""
+def _installed_voice(info: VoiceInfo, published: PiperCatalog | None) -> TtsVoice:
+    return TtsVoice(
+        name=info.name,
+        description=_describe_voice(info, published),
+        attribution=PIPER,
+        installed=True,
+        version=None,
+        languages=[info.language],
+        speakers=_speakers(info),
+    )
+
+
+def _downloadable_voice(entry: CatalogVoice) -> TtsVoice:
+    return TtsVoice(
+        name=entry.name,
+        description=f"{entry.description} (downloaded on first use)",
+        attribution=PIPER,
+        installed=False,
+        version=None,
+        languages=[entry.language.code],
+    )
+
+
+def build_info(
+    voices: Sequence[VoiceInfo],
+    published: PiperCatalog | None = None,
+    downloadable: Sequence[CatalogVoice] = (),
+) -> Info:
+    """The `info` answer: one TTS program listing every installed voice (`installed`), then
+    the published voices that a request would download (`downloadable`), not installed."""
+    listed = [_installed_voice(info, published) for info in sorted(voices, key=lambda i: i.name)]
+    listed += [_downloadable_voice(entry) for entry in downloadable]
     return Info(
         tts=[
             TtsProgram(
@@ -133,42 +179,10 @@ def build_info(voices: Sequence[VoiceInfo]) -> Info:
                 attribution=PIPER,
                 installed=True,
                 version=__version__,
-                voices=[
-                    TtsVoice(
-                        name=info.name,
-                        description=_describe_voice(info),
-                        attribution=PIPER,
-                        installed=True,
-                        version=None,
-                        languages=[info.language],
-                        speakers=_speakers(info),
-                    )
-                    for info in sorted(voices, key=lambda info: info.name)
-                ],
+                voices=listed,
                 supports_synthesize_streaming=True,
             )
         ]
-    )
-
-
-def _language_key(code: str) -> str:
-    return code.strip().lower().replace("-", "_")
-
-
-def voice_for_language(voices: Sequence[VoiceInfo], default: str, language: str) -> str:
-    """A voice for a request that names only a language: the default voice if it speaks
-    it, else the first by name; an exact match (en_US) before a family match (en)."""
-    wanted = _language_key(language)
-    ordered = sorted(voices, key=lambda info: (info.name != default, info.name))
-    family = wanted.split("_")[0]
-    for exact in (True, False):
-        for info in ordered:
-            code = _language_key(info.language)
-            if code == wanted if exact else code.split("_")[0] == family:
-                return info.name
-    raise VoiceNotFound(
-        f"no installed voice speaks '{language}'",
-        available=sorted({info.language for info in voices}),
     )
 
 
@@ -385,8 +399,7 @@ class WyomingHandler(AsyncEventHandler):
     async def _dispatch(self, event: Event) -> None:
         kind, data = event.type, event.data
         if Describe.is_type(kind):
-            info = build_info(self.service.catalog.infos()).event()
-            self._reply(partial(self._send, info))
+            self._reply(partial(self._send, await self._describe()))
         elif Ping.is_type(kind):
             self._reply(partial(self._send, Pong(text=data.get("text")).event()))
         elif SynthesizeStart.is_type(kind):
@@ -398,6 +411,18 @@ class WyomingHandler(AsyncEventHandler):
         elif Synthesize.is_type(kind) and self._stream is None:
             await self._synthesize(data)
         # Anything else (and a synthesize inside a stream) is dropped, as the protocol asks.
+
+    async def _describe(self) -> Event:
+        service = self.service
+        await service.folders.rescan()  # a voice just copied in is offered
+        published = service.published.current()
+        installed = set(service.catalog.names)
+        downloadable = (
+            [entry for entry in published if entry.name not in installed]
+            if service.settings.download_missing
+            else []
+        )
+        return build_info(service.catalog.infos(), published, downloadable).event()
 
     def _reply(self, reply: Reply) -> None:
         self._replies.put_nowait(reply)
@@ -421,9 +446,7 @@ class WyomingHandler(AsyncEventHandler):
     def _request(self, text: str, voice: SynthesizeVoice | None) -> SpeechRequest:
         name = voice.name if voice is not None else None
         if voice is not None and name is None and voice.language:
-            name = voice_for_language(
-                self.service.catalog.infos(), self.service.settings.default_voice, voice.language
-            )
+            name = voice.language  # the best installed voice for it (voice_names)
         speaker = voice.speaker if voice is not None else None
         return SpeechRequest(
             text=text, voice=name, speaker=speaker, priority="normal", client=self.client

@@ -27,6 +27,9 @@ ORIGIN = "https://app.example"
 # Every route the API documents, with a concrete path and a body that succeeds with a key.
 PROTECTED: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
     ("GET", "/voices"): ("/voices", None),
+    ("GET", "/voices/catalog"): ("/voices/catalog", None),
+    # Downloads are on with a key; the bundled voice is the published one: nothing to fetch.
+    ("POST", "/voices/{name}/download"): ("/voices/en_US-joe-medium/download", None),
     ("POST", "/synthesize"): ("/synthesize", {"text": "Hi."}),
     ("POST", "/synthesize/binary"): ("/synthesize/binary", {"text": "Hi."}),
     ("GET", "/v1/models"): ("/v1/models", None),

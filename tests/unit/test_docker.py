@@ -70,3 +70,14 @@ def test_dockerignore_keeps_the_build_inputs() -> None:
     }
     assert {".venv", ".git", "tests"} <= ignored
     assert not ignored & {"src", "pyproject.toml", "README.md", "*.md", "*"}
+
+
+def test_downloaded_voices_go_to_a_writable_volume() -> None:
+    assert "/data" in json.loads(args_of("VOLUME")[0])
+    assert any("TTS_DOWNLOAD_DIR=/data" in env for env in args_of("ENV"))
+    assert any("chown" in run and "/data" in run for run in args_of("RUN"))  # the user writes
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    service = compose["services"]["tts-service"]
+    writable = [v for v in service["volumes"] if v.split(":")[1] == "/data"]
+    assert writable and not writable[0].endswith(":ro")
+    assert service["environment"]["TTS_DOWNLOAD_DIR"] == "/data"

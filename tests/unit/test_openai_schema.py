@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -17,11 +16,12 @@ from tts_service.api.openai import (
     ModelNotFound,
     SpeechBody,
     check_model,
+    mapped_voice,
     openai_error_body,
     openai_error_response,
-    resolve_voice,
     sse_stream,
     voice_aliases,
+    voice_not_found,
 )
 from tts_service.config import OPENAI_VOICE_NAMES, Settings
 from tts_service.engine import SynthesisOptions
@@ -93,20 +93,13 @@ def test_invalid_fields_name_the_param(field: str, value: Any) -> None:
     assert openai_error_body(raised.value)["error"]["param"] == field
 
 
-def test_speed_scales_the_voices_own_length() -> None:
-    @dataclass
-    class Info:
-        name: str = "slow-voice"
-
-    @dataclass
-    class FakeVoice:
-        info: Info
-        default_length_scale: float = 1.2
-
+def test_speed_goes_to_the_service_as_a_factor() -> None:
+    """The service turns it into a length scale relative to the voice's default pace
+    (tests/unit/test_voice_defaults.py checks that on a real voice)."""
     body = validate(SpeechBody, {"input": "Hi.", "speed": 2.0, "speaker": "bob"})
-    request = body.to_request(FakeVoice(Info()))  # type: ignore[arg-type]
+    request = body.to_request("slow-voice")
     assert request.voice == "slow-voice"
-    assert request.length_scale == pytest.approx(0.6)
+    assert request.speed == 2.0 and request.length_scale is None
     assert request.speaker == "bob"
     assert request.text == "Hi."
 
@@ -154,25 +147,30 @@ def test_overloaded_tells_when_to_retry() -> None:
 def test_openai_voices_map_to_the_default_voice() -> None:
     config = settings()
     for name in OPENAI_VOICE_NAMES:
-        assert resolve_voice(config, INSTALLED, name) == "en_US-joe-medium"
-    assert resolve_voice(config, INSTALLED, None) == "en_US-joe-medium"
-    assert resolve_voice(config, INSTALLED, "tiny-multi") == "tiny-multi"
+        assert mapped_voice(config, name) == "en_US-joe-medium"
+    assert mapped_voice(config, None) == "en_US-joe-medium"
+    assert mapped_voice(config, "tiny-multi") == "tiny-multi"
 
 
 def test_configured_map_wins_and_a_missing_target_is_named() -> None:
     config = settings(openai_voice_map={"nova": "tiny-multi", "sage": "gone"})
-    assert resolve_voice(config, INSTALLED, "nova") == "tiny-multi"
-    with pytest.raises(VoiceNotFound) as raised:
-        resolve_voice(config, INSTALLED, "sage")
-    assert "'sage' maps to 'gone'" in raised.value.message
+    assert mapped_voice(config, "nova") == "tiny-multi"
+    assert mapped_voice(config, "sage") == "gone"
+    error = voice_not_found("sage", "gone", VoiceNotFound("voice 'gone' is not installed"))
+    assert "'sage' maps to 'gone'" in error.message and error.details["param"] == "voice"
     assert voice_aliases(config)["nova"] == "tiny-multi"
     assert voice_aliases(config)["alloy"] == "en_US-joe-medium"
 
 
+def test_a_piper_name_keeps_the_lookups_reason() -> None:
+    reason = "voice 'de_DE-thorsten-low' is not installed; it is in the voice catalog"
+    error = voice_not_found("de_DE-thorsten-low", "de_DE-thorsten-low", VoiceNotFound(reason))
+    assert error.message.startswith(reason) and "/v1/audio/voices" in error.message
+
+
 def test_unknown_voice_echo_is_bounded() -> None:
-    with pytest.raises(VoiceNotFound) as raised:
-        resolve_voice(settings(), INSTALLED, "x" * 10_000)
-    assert len(raised.value.message) < 200
+    error = voice_not_found("x" * 10_000, "y" * 10_000, VoiceNotFound("voice is not installed"))
+    assert len(error.message) < 250
 
 
 def test_models() -> None:

@@ -12,6 +12,7 @@ from wyoming.info import Info
 
 from tts_service.engine import VoiceInfo
 from tts_service.errors import InvalidRequest, VoiceNotFound
+from tts_service.voice_names import voice_for_language
 from tts_service.wyoming_server import (
     SAMPLES_PER_CHUNK,
     _server_for,
@@ -19,7 +20,6 @@ from tts_service.wyoming_server import (
     parse_voice,
     pcm_pieces,
     read_event,
-    voice_for_language,
 )
 
 # --------------------------------------------------------------------- audio pieces

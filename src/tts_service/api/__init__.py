@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from tts_service import __version__
-from tts_service.api import docs, metrics_route, native, ops, ui
+from tts_service.api import docs, metrics_route, native, ops, ui, voice_catalog
 from tts_service.api.access_log import AccessLogMiddleware
 from tts_service.api.auth import ApiKeyMiddleware
 from tts_service.api.errors import install_error_handlers
@@ -22,6 +22,26 @@ from tts_service.config import Settings
 from tts_service.metrics import HttpMetricsMiddleware, Metrics, RouteLabels
 from tts_service.service import TTSService
 from tts_service.wyoming_server import WyomingServer
+from tts_service.zeroconf_service import ZeroconfAnnouncer, announce
+
+
+@asynccontextmanager
+async def home_assistant(settings: Settings, service: TTSService) -> AsyncIterator[None]:
+    """Wyoming on the same loop, voices and scheduler, announced by zeroconf if asked."""
+    if not settings.wyoming_uri:
+        yield
+        return
+    wyoming = WyomingServer(service, settings.wyoming_uri)
+    await wyoming.start()
+    announcer: ZeroconfAnnouncer | None = None
+    try:
+        if settings.zeroconf:  # so Home Assistant finds it by itself
+            announcer = await announce(settings.zeroconf, settings.wyoming_uri)
+        yield
+    finally:
+        if announcer is not None:
+            await announcer.stop()
+        await wyoming.stop()
 
 
 def create_app(
@@ -34,15 +54,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await service.start()
-        wyoming: WyomingServer | None = None
         try:
-            if settings.wyoming_uri:  # Home Assistant: same loop, voices and scheduler
-                wyoming = WyomingServer(service, settings.wyoming_uri)
-                await wyoming.start()
-            yield
+            async with home_assistant(settings, service):
+                yield
         finally:
-            if wyoming is not None:
-                await wyoming.stop()
             await service.stop()
 
     app = FastAPI(
@@ -56,6 +71,7 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics
     install_error_handlers(app)
+    app.include_router(voice_catalog.router)  # before ops: /voices/catalog is no voice
     app.include_router(ops.router)
     app.include_router(metrics_route.router)
     app.include_router(native.router)

@@ -25,7 +25,6 @@ from tts_service.api.schemas import AUDIO_CONTENT, AUDIO_HEADERS, AudioFormat
 from tts_service.api.streaming import JobStreamingResponse, encoded_stream
 from tts_service.audio import content_type, output_rate
 from tts_service.config import OPENAI_VOICE_NAMES, Settings
-from tts_service.engine import Voice
 from tts_service.errors import (
     InvalidRequest,
     ServiceError,
@@ -34,6 +33,7 @@ from tts_service.errors import (
     VoiceNotFound,
 )
 from tts_service.service import Admitted, SpeechRequest, TTSService
+from tts_service.voices import validate_voice_name
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -103,13 +103,14 @@ class SpeechBody(BaseModel):
     def voice_name(self) -> str | None:
         return self.voice.id if isinstance(self.voice, VoiceRef) else self.voice
 
-    def to_request(self, voice: Voice, client: str = "") -> SpeechRequest:
+    def to_request(self, voice: str, client: str = "") -> SpeechRequest:
         return SpeechRequest(
             text=self.input,
-            voice=voice.info.name,
+            voice=voice,
             speaker=self.speaker,
-            # Relative to the voice's own pace, so speed 1.0 is exactly the voice's default.
-            length_scale=voice.default_length_scale / self.speed,
+            # Relative to the voice's own pace (its defaults, else its config), so speed
+            # 1.0 is exactly how the voice speaks by default.
+            speed=self.speed,
             client=client,
         )
 
@@ -196,18 +197,21 @@ def check_model(model: str | None) -> None:
         )
 
 
-def resolve_voice(settings: Settings, installed: list[str], requested: str | None) -> str:
-    """The Piper voice for a requested name; OpenAI names go through the configured map."""
+def mapped_voice(settings: Settings, requested: str | None) -> str:
+    """The Piper voice name for a requested one; OpenAI names go through the configured map
+    (the default voice unless mapped), other names pass unchanged."""
     if requested is None or requested == "":
         return settings.default_voice
-    name = settings.openai_voice(requested)
-    if name in installed:
-        return name
-    if name != requested:
-        message = f"voice '{requested}' maps to '{_echo(name)}', which is not installed"
+    return settings.openai_voice(requested)
+
+
+def voice_not_found(requested: str | None, name: str, error: VoiceNotFound) -> VoiceNotFound:
+    """The lookup's refusal in OpenAI's words: an OpenAI name says what it maps to."""
+    if requested is not None and requested != name:
+        message = f"voice '{_echo(requested)}' maps to '{_echo(name)}', which is not installed"
     else:
-        message = f"voice '{_echo(requested)}' is not installed"
-    raise VoiceNotFound(f"{message}; GET /v1/audio/voices lists the voices", param="voice")
+        message = error.message
+    return VoiceNotFound(f"{message}; GET /v1/audio/voices lists the voices", param="voice")
 
 
 async def admit(request: Request) -> tuple[SpeechBody, Admitted]:
@@ -216,10 +220,17 @@ async def admit(request: Request) -> tuple[SpeechBody, Admitted]:
     check_model(body.model)
     service = get_service(request)
     service.check_text(body.input)  # before a voice load an empty text would not need
-    name = resolve_voice(service.settings, service.catalog.names, body.voice_name)
-    voice = await service.catalog.get(name)
-    speech = body.to_request(voice, client=client_address(request))
-    admitted = await service.submit(speech, label=request.url.path)
+    name = mapped_voice(service.settings, body.voice_name)
+    speech = body.to_request(name, client=client_address(request))
+    try:
+        validate_voice_name(name)  # OpenAI's clients get "no such voice" for any odd name
+    except InvalidRequest:
+        missing = VoiceNotFound(f"voice '{_echo(name)}' is not installed")
+        raise voice_not_found(body.voice_name, name, missing) from None
+    try:
+        admitted = await service.submit(speech, label=request.url.path)
+    except VoiceNotFound as error:
+        raise voice_not_found(body.voice_name, name, error) from None
     request.state.admitted = admitted  # for the access log
     return body, admitted
 
@@ -391,6 +402,7 @@ async def list_voices(request: Request) -> dict[str, Any]:
     Open WebUI reads).
     """
     service = get_service(request)
+    await service.folders.rescan()  # a voice just copied in is listed
     infos = service.catalog.infos()
     installed = [
         {"id": info.name, "name": info.name, "alias_of": None, **info.to_dict()} for info in infos

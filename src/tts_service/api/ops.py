@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from tts_service.api.native import get_service
+from tts_service.api.voice_catalog import voice_extras
 
 router = APIRouter(tags=["operations"])
 
@@ -30,6 +31,13 @@ class VoiceDescription(BaseModel):
     speakers: dict[str, int] = Field(description="Speaker name -> id, for multi-speaker voices.")
     dataset: str | None
     loaded: bool = Field(description="In memory now (the first request to others loads them).")
+    available: bool = Field(description="False: its files are broken (see `error`).")
+    error: str | None = Field(None, description="Why it cannot speak, when it cannot.")
+    aliases: list[str] = Field([], description="Published aliases that also name it.")
+    language_name: str | None = Field(None, description="e.g. English (United States).")
+    defaults: dict[str, float | int | str] = Field(
+        {}, description="How it speaks when a request does not say (per-voice defaults)."
+    )
 
 
 class VoiceList(BaseModel):
@@ -72,11 +80,14 @@ async def health(request: Request) -> JSONResponse:
 
 @router.get("/voices", response_model=None, responses={200: {"model": VoiceList}})
 async def voices(request: Request) -> dict[str, Any]:
-    """Every installed voice: name, language, sample rate, quality, speakers.
+    """Every installed voice: name, language, sample rate, quality, speakers, aliases,
+    per-voice defaults. The voice folders are scanned again first (at most once per
+    rescan_interval), so a voice copied in or removed shows at once.
 
     A voice whose files are broken is listed too, with `available: false` and the `error`
     a request for it would get, so one bad file never hides the others."""
     service = get_service(request)
+    await service.folders.rescan()  # a voice just copied in is listed
     catalog = service.catalog
     infos = {info.name: info for info in catalog.infos()}
     problems = catalog.problems()
@@ -84,7 +95,12 @@ async def voices(request: Request) -> dict[str, Any]:
     for name in catalog.names:
         if name in infos:
             listed.append(
-                {**infos[name].to_dict(), "loaded": catalog.is_loaded(name), "available": True}
+                {
+                    **infos[name].to_dict(),
+                    "loaded": catalog.is_loaded(name),
+                    "available": True,
+                    **voice_extras(service, name),
+                }
             )
         elif name in problems:
             listed.append(

@@ -37,11 +37,20 @@ class _SpeechFields(BaseModel):
     )
     voice: StrictStr | None = Field(None, description="Voice name; default voice if omitted.")
     speaker: StrictStr | int | None = Field(None, description="Speaker name or id.")
-    length_scale: float | None = Field(None, gt=0.05, le=20, description="> 1 is slower.")
+    length_scale: float | None = Field(
+        None, gt=0.05, le=20, description="> 1 is slower; default: the voice's defaults."
+    )
     noise_scale: float | None = Field(None, ge=0, le=2)
     noise_w_scale: float | None = Field(None, ge=0, le=2)
-    volume: float = Field(1.0, ge=0, le=10)
-    sentence_silence: float = Field(0.0, ge=0, le=10, description="Seconds after each sentence.")
+    volume: float | None = Field(
+        None, ge=0, le=10, description="Gain; default: the voice's defaults, else 1."
+    )
+    sentence_silence: float | None = Field(
+        None,
+        ge=0,
+        le=10,
+        description="Seconds after each sentence; default: the voice's defaults, else 0.",
+    )
     priority: Literal["high", "normal", "low"] = "normal"
     timeout: float | None = Field(
         None, gt=0, le=3600, description="Max queue wait in seconds (may only lower the server's)."
