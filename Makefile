@@ -15,8 +15,9 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 
+# The Ray extra too: its tests (tests/rayserve) run in CI like every other suite.
 install-test: $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,ray]"
 
 serve: install
 	$(BIN)/tts-service serve $(ARGS)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from tts_service.config import ZEROCONF_DEFAULT_NAME, Settings
+from tts_service.config import ZEROCONF_DEFAULT_NAME, RaySettings, Settings
 from tts_service.errors import InvalidRequest, ServiceError
 from tts_service.logs import setup_logging
 from tts_service.voices_cli import add_voice_commands, run_voices
@@ -26,6 +26,7 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="bind address (default 127.0.0.1; 0.0.0.0 to expose)")
     parser.add_argument("--port", type=int, help="port (default 3002)")
     _voice_flags(parser)
+    parser.add_argument("--cores", type=int, help="CPUs to plan for (default: detected)")
     parser.add_argument("--workers", type=int, help="inference threads (default cores/threads)")
     parser.add_argument("--threads-per-worker", type=int, help="onnxruntime threads per run")
     parser.add_argument(
@@ -70,6 +71,7 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
         help=f"announce Wyoming on the local network (default name {ZEROCONF_DEFAULT_NAME})",
     )
     _catalog_flags(parser)
+    _ray_flags(parser)
 
 
 def _catalog_flags(parser: argparse.ArgumentParser) -> None:
@@ -91,6 +93,32 @@ def _catalog_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rescan-interval", type=float, help="least seconds between voice folder scans"
     )
+
+
+RAY_FLAGS = {  # flag -> RaySettings field (the rest: TTS_RAY_* environment variables)
+    "--ray-address": ("address", str, "Ray cluster to join (default: start a local Ray)"),
+    "--ray-num-cpus": ("num_cpus", int, "CPUs of the local Ray (default: cores)"),
+    "--ray-cpus-per-replica": ("cpus_per_replica", int, "CPUs (and workers) per replica"),
+    "--ray-min-replicas": ("min_replicas", int, "fewest replicas (default 1)"),
+    "--ray-max-replicas": ("max_replicas", int, "most replicas (default: CPUs / per replica)"),
+    "--ray-initial-replicas": ("initial_replicas", int, "replicas at start"),
+    "--ray-max-queued-requests": ("max_queued_requests", int, "queue at the proxy; past it 503"),
+}
+
+
+def _ray_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ray", action="store_true", help="run on Ray Serve (needs tts-service[ray])"
+    )
+    for flag, (field, kind, text) in RAY_FLAGS.items():
+        parser.add_argument(flag, dest=f"ray_{field}", type=kind, help=text)
+
+
+def ray_settings_from(args: argparse.Namespace) -> RaySettings:
+    """`RaySettings` from the environment, then the `--ray-*` flags that were given."""
+    fields = (field for field, _, _ in RAY_FLAGS.values())
+    given = {f: getattr(args, f"ray_{f}") for f in fields if getattr(args, f"ray_{f}") is not None}
+    return RaySettings(**given)
 
 
 def _voice_flags(parser: argparse.ArgumentParser) -> None:
@@ -130,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="measure serial Piper vs fifo vs fair")
     bench.add_argument("--quick", action="store_true", help="smaller workload")
+    bench.add_argument(
+        "--ray", action="store_true", help="the Ray Serve path against the direct server"
+    )
     bench.add_argument("--output", type=Path, default=Path("bench-results/bench.json"))
     bench.add_argument("--workers", type=int)
     bench.add_argument("--threads-per-worker", type=int)
@@ -166,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_logging(settings.log_level, json_lines=settings.log_json)
     try:
+        if args.command == "serve" and args.ray:
+            return _serve_on_ray(settings, args)
         if args.command == "serve":
             from tts_service.server import serve
 
@@ -174,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_say(settings, args))
         if args.command == "voices":
             return run_voices(settings, args)
+        if args.command == "bench" and args.ray:
+            from tts_service.rayserve.bench import run_ray_bench
+
+            return run_ray_bench(settings, args)
         if args.command == "bench":
             from tts_service.bench import run_bench
 
@@ -182,6 +219,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tts-service: {error.message}", file=sys.stderr)
         return error.exit_code
     return 2
+
+
+def _serve_on_ray(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        ray_settings = ray_settings_from(args)
+    except ValidationError as exc:
+        print(f"tts-service: invalid Ray configuration:\n{exc}", file=sys.stderr)
+        return 2
+    try:
+        import ray.serve  # noqa: F401  (an optional extra)
+    except ImportError as exc:
+        print(
+            f"tts-service: --ray needs Ray Serve ({exc}): pip install 'tts-service[ray]'",
+            file=sys.stderr,
+        )
+        return 2
+    from tts_service.rayserve.launch import serve_on_ray
+    from tts_service.rayserve.plan import PlanError
+
+    try:
+        return serve_on_ray(settings, ray_settings)
+    except PlanError as exc:
+        print(f"tts-service: {exc}", file=sys.stderr)
+        return 2
 
 
 async def _say(settings: Settings, args: argparse.Namespace) -> int:

@@ -152,6 +152,13 @@ class Settings(BaseSettings):
     )
 
     # --- inference
+    cores: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="CPUs this server may use; default: detected (affinity, cgroup quota). "
+        "A Ray Serve replica sets it to the CPUs Ray gives the replica.",
+    )
     workers: int | None = Field(
         None, ge=1, le=64, description="Inference threads; default cores // threads_per_worker."
     )
@@ -277,13 +284,19 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _default_workers(self) -> Settings:
         if self.workers is None:
-            self.workers = max(1, available_cores() // self.threads_per_worker)
+            # Through __dict__: `model_fields_set` keeps telling a chosen count from this one.
+            self.__dict__["workers"] = max(1, self.core_count // self.threads_per_worker)
         return self
+
+    @property
+    def core_count(self) -> int:
+        """The CPUs this server plans for: `cores` if given, else what the process may use."""
+        return self.cores if self.cores is not None else available_cores()
 
     @property
     def solo_threads(self) -> int | None:
         """Threads of the all-cores session, or None when solo first sentences are off."""
-        cores = available_cores()
+        cores = self.core_count
         enabled = self.solo_first_sentence
         if enabled is None:
             enabled = self.threads_per_worker < cores and self.policy != "fifo"
@@ -312,3 +325,58 @@ class Settings(BaseSettings):
         if name in OPENAI_VOICE_NAMES:
             return self.default_voice
         return name
+
+
+class RaySettings(BaseSettings):
+    """How `tts-service serve --ray` runs the service on Ray Serve (env `TTS_RAY_*`).
+
+    Each replica is today's whole service; these settings size the replicas and tell Serve
+    how to route, queue, scale and stop them (`tts_service.rayserve.plan` derives Serve's
+    options from them and from the replica's own `Settings`)."""
+
+    model_config = SettingsConfigDict(env_prefix="TTS_RAY_", extra="forbid")
+
+    address: str | None = Field(
+        None,
+        description="Ray cluster to join ('auto', 'HOST:PORT' or 'ray://HOST:10001'); "
+        "none: RAY_ADDRESS if set, else start a new local Ray on this machine.",
+    )
+    num_cpus: int | None = Field(
+        None, ge=1, le=4096, description="CPUs of the local Ray this command starts (default: all)."
+    )
+    cpus_per_replica: int = Field(
+        1, ge=1, le=256, description="CPUs Ray reserves for each replica; its workers follow."
+    )
+    min_replicas: int = Field(1, ge=1, le=10_000)
+    max_replicas: int | None = Field(
+        None, ge=1, le=10_000, description="Default: the cluster's CPUs ÷ cpus_per_replica."
+    )
+    initial_replicas: int | None = Field(None, ge=1, le=10_000)
+    target_ongoing_per_worker: float = Field(
+        2.0,
+        gt=0,
+        le=1000,
+        description="Autoscaling target: ongoing requests per worker of a replica.",
+    )
+    queued_per_worker: int = Field(
+        3,
+        ge=0,
+        le=1000,
+        description="Requests a replica admits beyond one per worker, per worker (unless "
+        "TTS_MAX_QUEUED_REQUESTS is set); its admission capacity is Serve's "
+        "max_ongoing_requests.",
+    )
+    max_queued_requests: int = Field(
+        64,
+        ge=1,
+        le=100_000,
+        description="Requests waiting at Serve's proxy for a replica with room; past it 503.",
+    )
+    retry_after: float = Field(
+        2.0, ge=0, le=3600, description="Retry-After (seconds) of the proxy's 503 when full."
+    )
+    upscale_delay: float = Field(30.0, ge=0, le=3600)
+    downscale_delay: float = Field(600.0, ge=0, le=86_400)
+    health_check_period: float = Field(5.0, gt=0, le=3600)
+    health_check_timeout: float = Field(30.0, gt=0, le=3600)
+    app_name: str = Field("tts-service", min_length=1, max_length=100)

@@ -186,3 +186,11 @@ class DownloadsDisabled(ServiceError):
     status = 403
     code = "downloads_disabled"
     exit_code = 2
+
+
+class ReplicaFailed(RetryLater):
+    """Behind Ray Serve: the replica a request went to stopped before it answered (the
+    proxy's own answer; another replica takes the retry)."""
+
+    status = 502
+    code = "replica_failed"

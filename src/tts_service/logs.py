@@ -79,15 +79,23 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_logging(
-    level: str = "info", json_lines: bool = False, stream: TextIO | None = None
+    level: str = "info",
+    json_lines: bool = False,
+    stream: TextIO | None = None,
+    logger: str = "",
 ) -> None:
-    """Configure the root logger once; uvicorn's loggers propagate to it (see server.py)."""
+    """Configure the root logger once; uvicorn's loggers propagate to it (see server.py).
+
+    `logger` names another logger to configure instead (a Ray Serve replica configures
+    only `tts_service`, leaving the root to Ray); that one stops propagating."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter(TEXT_FORMAT))
     handler.addFilter(RequestIdFilter())
     handler.addFilter(RedactKeysFilter())
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(TRACE if level.lower() == "trace" else level.upper())
+    target = logging.getLogger(logger or None)
+    for old in list(target.handlers):
+        target.removeHandler(old)
+    target.addHandler(handler)
+    target.setLevel(TRACE if level.lower() == "trace" else level.upper())
+    if logger:
+        target.propagate = False

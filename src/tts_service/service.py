@@ -11,7 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from tts_service.config import Settings, available_cores
+from tts_service.config import Settings
 from tts_service.downloads import Downloader, VoiceDownloads
 from tts_service.engine import SynthesisOptions, Voice, pieces_with_offsets
 from tts_service.errors import (
@@ -119,7 +119,7 @@ class TTSService:
             self.folders.last.voices,
             threads_per_session=settings.threads_per_worker,
             max_loaded=settings.max_loaded_voices,
-            spin=settings.worker_count * settings.threads_per_worker <= available_cores(),
+            spin=settings.worker_count * settings.threads_per_worker <= settings.core_count,
             solo_threads=settings.solo_threads,
             alignments=settings.word_timestamps,
         )
