@@ -233,13 +233,13 @@ def cases(draw: st.DrawFn, drops: bool) -> Case:
     return case
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(cases(drops=False))
 def test_every_word_is_placed_exactly_where_espeak_said_it(case: Case) -> None:
     check_exact(case)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(cases(drops=True))
 def test_words_stay_in_order_whatever_espeak_drops(case: Case) -> None:
     placed = flat(case.planned())
