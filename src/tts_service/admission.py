@@ -19,7 +19,7 @@ from typing import Protocol, TypeVar
 
 # Admit only what the estimate says starts within this share of its deadline: sentence
 # times vary (length, contention), and a request admitted must not then miss it.
-DEADLINE_SHARE = 0.8
+DEADLINE_SHARE = 0.6
 MAX_RETRY_AFTER = 60
 
 
@@ -61,7 +61,7 @@ class SpeedEstimate:
             return
         sample = seconds / ids
         if not self.measured:  # the first measurement replaces the guess outright
-            self.mean, self.deviation, self.measured = sample, sample / 2, True
+            self.mean, self.deviation, self.measured = sample, sample / 4, True
             return
         self.deviation += self.weight * (abs(sample - self.mean) - self.deviation)
         self.mean += self.weight * (sample - self.mean)

@@ -1,4 +1,4 @@
-"""Admission by predicted wait on the shared server (2 workers, default limits): a burst
+"""Admission by predicted wait on a server of its own (2 workers, default limits): a burst
 the server can finish inside the deadline is admitted whole, and with a deliberately tiny
 deadline the requests that could not start in time are refused at once, before any
 synthesis, while every admitted one meets it."""
@@ -7,14 +7,25 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
+import pytest
 
 from audiocheck import piper_pcm, wav_pcm
-from conftest import ServerProcess
+from conftest import DETERMINISTIC, ServerProcess
 
 BURST = 300
-TEXT = "Hi there. Bye now."  # two short sentences
+TEXT = "Hi. Bye."  # two short sentences
+
+
+@pytest.fixture(scope="module")
+def server(logs_dir: Path) -> Iterator[ServerProcess]:
+    """Fresh, so that its speed estimate comes from its warm-up and this burst alone."""
+    proc = ServerProcess(logs_dir, "--workers", "2", "--threads-per-worker", "1", *DETERMINISTIC)
+    yield proc
+    proc.stop()
 
 
 async def burst(server: ServerProcess, body: dict[str, object]) -> list[httpx.Response]:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from tts_service.admission import DEADLINE_SHARE
 from tts_service.engine import SynthesisOptions
 from tts_service.errors import (
     AudioTooLong,
@@ -899,8 +900,8 @@ async def test_a_request_that_cannot_start_before_its_deadline_is_refused_at_onc
     running = scheduler.submit(voice, sentences(A, 1), OPTIONS)
     await voice.wait_held()
     # The running sentence and each unstarted request ahead add 0.1 s: with a deadline of
-    # 0.9375 s (0.75 s usable) the 7th waiting one starts in time, the 8th would not.
-    timeout = 0.75 / 0.8
+    # 0.75 s usable the 7th waiting one starts in time, the 8th would not.
+    timeout = 0.75 / DEADLINE_SHARE
     admitted = [
         scheduler.submit(voice, sentences(B, 1), OPTIONS, timeout=timeout) for _ in range(7)
     ]
