@@ -99,3 +99,12 @@ def setup_logging(
     target.setLevel(TRACE if level.lower() == "trace" else level.upper())
     if logger:
         target.propagate = False
+        return
+    # uvicorn's loggers reach the root only if nothing (an earlier dictConfig, a library
+    # such as Ray) has given them handlers, levels or propagate=False of their own.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        uvicorn_logger = logging.getLogger(name)
+        for old in list(uvicorn_logger.handlers):
+            uvicorn_logger.removeHandler(old)
+        uvicorn_logger.setLevel(logging.NOTSET)
+        uvicorn_logger.propagate = True

@@ -298,7 +298,12 @@ def ray_driver(address: str) -> Any:
     """This test process joins the fleet's cluster as a second driver."""
     import ray
 
-    ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+    ray.init(
+        address=address,
+        logging_level="WARNING",
+        log_to_driver=False,
+        _node_ip_address="127.0.0.1",  # loopback only, like the fleet
+    )
     return ray
 
 

@@ -49,6 +49,9 @@ def serve_on_ray(settings: Settings, ray_settings: RaySettings) -> int:
         num_cpus=(ray_settings.num_cpus or settings.core_count) if local else None,
         include_dashboard=False if local else None,
         logging_level=logging.WARNING,
+        # A local Ray talks to itself over loopback only, never the machine's network
+        # address; a cluster across machines is started with `ray start` and named.
+        _node_ip_address="127.0.0.1" if local else None,
     )
     try:
         announce(f"Ray cluster at {ray.get_runtime_context().gcs_address}")
