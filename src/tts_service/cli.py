@@ -21,6 +21,9 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="bind address (default 127.0.0.1; 0.0.0.0 to expose)")
     parser.add_argument("--port", type=int, help="port (default 3002)")
     _voice_flags(parser)
+    parser.add_argument(
+        "--memory-budget", help="most memory for loaded voices, e.g. 600M or 1.5G (default: none)"
+    )
     parser.add_argument("--workers", type=int, help="inference threads (default cores/threads)")
     parser.add_argument("--threads-per-worker", type=int, help="onnxruntime threads per run")
     parser.add_argument(

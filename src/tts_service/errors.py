@@ -163,3 +163,9 @@ class ReaderStalled(ServiceError):
     status = 408
     code = "reader_stalled"
     exit_code = 5
+
+
+class VoiceMemoryFull(Overloaded):
+    """Voices that requests are using fill the memory budget: another cannot load now."""
+
+    code = "memory_budget_full"

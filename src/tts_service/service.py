@@ -8,7 +8,9 @@ import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
+from tts_service.admission import retry_after
 from tts_service.config import Settings, available_cores
 from tts_service.engine import SynthesisOptions, Voice
 from tts_service.errors import (
@@ -18,6 +20,7 @@ from tts_service.errors import (
     TextTooLong,
     ValidationFailed,
 )
+from tts_service.memory import IdleTrimmer, seconds_since_process_start
 from tts_service.scheduler import Job, Priority, Scheduler, SchedulerObserver, audio_limit_message
 from tts_service.voices import VoiceCatalog, discover, resolve_speaker
 
@@ -27,7 +30,6 @@ log = logging.getLogger(__name__)
 # length_scale 1; a tiny test voice far less): the lower bound uses this share of the least
 # the voice itself has produced so far, so it never refuses what would have fitted.
 SPEECH_BOUND_SHARE = 0.5
-WARM_UP_TEXT = "Ready."
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,8 @@ class TTSService:
             max_loaded=settings.max_loaded_voices,
             spin=settings.worker_count * settings.threads_per_worker <= available_cores(),
             solo_threads=settings.solo_threads,
+            memory_budget=settings.memory_budget,
+            retry_after=lambda: retry_after(self.scheduler.stats()["predicted_wait_seconds"]),
         )
         self.scheduler = Scheduler(
             workers=settings.worker_count,
@@ -103,20 +107,31 @@ class TTSService:
         )
         # espeak-ng is process-global behind Piper's lock: one thread is all it can use.
         self._phonemizer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="phonemizer")
+        self.trimmer = IdleTrimmer(self.scheduler.idle, self._activity)
         self.ready = False
+        self.ready_seconds: float | None = None
+        """From the process's start to readiness (default voice loaded and warm)."""
+
+    def _activity(self) -> int:
+        """Grows with every sentence and load: work that leaves freed memory behind."""
+        return int(self.scheduler.totals["sentences"]) + self.catalog.loads
 
     async def start(self) -> None:
         self.scheduler.start()
+        self.trimmer.start()
         loop = asyncio.get_running_loop()
         for name in dict.fromkeys([self.settings.default_voice, *self.settings.preload_voices]):
             voice = await self.catalog.get(name)
             # One sentence now: the first request does not pay onnxruntime's first-run
             # cost, and the voice knows its pace for the audio cap's estimate.
-            await loop.run_in_executor(None, warm_up, voice)
+            await loop.run_in_executor(None, voice.warm_up)
         self.ready = True
+        self.ready_seconds = seconds_since_process_start()
+        log.info("ready in %.2f s after the process started", self.ready_seconds)
 
     async def stop(self) -> None:
         self.ready = False
+        self.trimmer.stop()
         await asyncio.get_running_loop().run_in_executor(None, self.scheduler.stop)
         self._phonemizer.shutdown(wait=False, cancel_futures=True)
 
@@ -139,10 +154,21 @@ class TTSService:
                 param="text",
             )
 
-    async def resolve(self, request: SpeechRequest) -> tuple[Voice, SynthesisOptions]:
-        voice = await self.catalog.get(request.voice or self.settings.default_voice)
+    async def resolve(
+        self, request: SpeechRequest, hold: bool = False
+    ) -> tuple[Voice, SynthesisOptions]:
+        """The request's voice and options. `hold`: the voice stays loaded until
+        `catalog.release(voice)` (submit hands that to the job's end)."""
+        name = request.voice or self.settings.default_voice
+        voice = await (self.catalog.acquire(name) if hold else self.catalog.get(name))
+        try:
+            speaker_id = resolve_speaker(voice.info, request.speaker)
+        except BaseException:
+            if hold:
+                self.catalog.release(voice)
+            raise
         options = SynthesisOptions(
-            speaker_id=resolve_speaker(voice.info, request.speaker),
+            speaker_id=speaker_id,
             length_scale=request.length_scale,
             noise_scale=_first(request.noise_scale, self.settings.noise_scale),
             noise_w_scale=_first(request.noise_w_scale, self.settings.noise_w_scale),
@@ -178,21 +204,26 @@ class TTSService:
         """Validate fully, phonemize, admit. Raises a ServiceError before any audio exists."""
         self.check_text(request.text)
         priority = _priority(request.priority)
-        voice, options = await self.resolve(request)
-        sentences = await self.phonemize(voice, request.text)
-        if not sentences:
-            raise ValidationFailed("text contains nothing that can be spoken", param="text")
-        self.check_audio_length(voice, sentences, options)
-        job = self.scheduler.submit(
-            voice,
-            sentences,
-            options,
-            priority=priority,
-            timeout=self._timeout(request.timeout),
-            label=label,
-            client=request.client,
-            max_seconds=self.settings.max_audio_seconds,
-        )
+        voice, options = await self.resolve(request, hold=True)
+        try:  # the job releases the voice when it is over; until then, this does
+            sentences = await self.phonemize(voice, request.text)
+            if not sentences:
+                raise ValidationFailed("text contains nothing that can be spoken", param="text")
+            self.check_audio_length(voice, sentences, options)
+            job = self.scheduler.submit(
+                voice,
+                sentences,
+                options,
+                priority=priority,
+                timeout=self._timeout(request.timeout),
+                label=label,
+                client=request.client,
+                max_seconds=self.settings.max_audio_seconds,
+                on_done=partial(self.catalog.release, voice),
+            )
+        except BaseException:
+            self.catalog.release(voice)
+            raise
         return Admitted(job, voice, len(sentences), len(request.text))
 
     async def open_stream(self, request: SpeechRequest, label: str = "") -> OpenStream:
@@ -210,19 +241,32 @@ class TTSService:
     async def add_text(self, stream: OpenStream, text: str, close: bool = False) -> None:
         """Add text to a stream; `close` ends it. The first sentence admits its job (which may
         raise Overloaded); a stream closed before any sentence is admitted never."""
+        if stream.admitted is None and text.strip():
+            await self._admit_first_text(stream, text, close)
+            return
         sentences = await self.phonemize(stream.voice, text) if text.strip() else []
         stream.characters += len(text)
         if stream.admitted is not None:
             stream.admitted.sentences += len(sentences)
             stream.admitted.characters += len(text)
             self.scheduler.add_sentences(stream.admitted.job, sentences, close=close)
-        elif sentences:
-            stream.admitted = Admitted(
-                self._admit_stream(stream, sentences, closed=close),
-                stream.voice,
-                len(sentences),
-                stream.characters,
-            )
+        stream.closed = close
+
+    async def _admit_first_text(self, stream: OpenStream, text: str, close: bool) -> None:
+        """A silent open stream holds no voice (the cache may evict it meanwhile): the
+        first text takes the voice again and holds it for the job."""
+        stream.voice = await self.catalog.acquire(stream.voice.info.name)
+        try:
+            sentences = await self.phonemize(stream.voice, text)
+            stream.characters += len(text)
+            if sentences:
+                job = self._admit_stream(stream, sentences, closed=close)
+                stream.admitted = Admitted(job, stream.voice, len(sentences), stream.characters)
+        except BaseException:
+            self.catalog.release(stream.voice)
+            raise
+        if stream.admitted is None:  # only unspeakable text so far: nothing holds it
+            self.catalog.release(stream.voice)
         stream.closed = close
 
     def _admit_stream(self, stream: OpenStream, sentences: list[list[int]], closed: bool) -> Job:
@@ -239,6 +283,7 @@ class TTSService:
             label=stream.label,
             client=request.client,
             max_seconds=self.settings.max_audio_seconds,
+            on_done=partial(self.catalog.release, stream.voice),
         )
 
 
@@ -258,11 +303,6 @@ def least_audio_seconds(
     pace = voice.least_seconds_per_id or 0.0
     speech = ids * SPEECH_BOUND_SHARE * pace * length_scale
     return speech + len(sentences) * options.sentence_silence
-
-
-def warm_up(voice: Voice) -> None:
-    for sentence in voice.phonemize(WARM_UP_TEXT):
-        voice.synthesize(sentence, SynthesisOptions(noise_scale=0.0, noise_w_scale=0.0))
 
 
 def speakable(text: str) -> str:
