@@ -172,6 +172,8 @@ class Voice:
         (a lower bound for the audio cap's estimate); None until it has spoken."""
         self.memory_bytes = 0
         """What loading it added to the process (measured by the catalog when it loads)."""
+        self.memory_measured = True
+        """False when the server was busy as it loaded: `memory_bytes` is an estimate."""
 
     @classmethod
     def load(

@@ -296,6 +296,11 @@ class Scheduler:
         return self._idle
 
     @property
+    def working(self) -> bool:
+        """A request is admitted or a sentence still runs (a cancelled one's may)."""
+        return not self._idle.is_set() or self._busy > 0
+
+    @property
     def live_workers(self) -> int:
         """Worker threads alive (a worker survives any error; tests check this)."""
         return sum(t.is_alive() for t in self._threads if t.name.startswith("tts-worker"))

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
+from tts_service import memory
 from tts_service.admission import retry_after
 from tts_service.config import Settings, available_cores
 from tts_service.engine import SynthesisOptions, Voice
@@ -22,6 +23,7 @@ from tts_service.errors import (
 )
 from tts_service.memory import IdleTrimmer, seconds_since_process_start
 from tts_service.scheduler import Job, Priority, Scheduler, SchedulerObserver, audio_limit_message
+from tts_service.voice_memory import LoadMeter
 from tts_service.voices import VoiceCatalog, discover, resolve_speaker
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,7 @@ class TTSService:
             spin=settings.worker_count * settings.threads_per_worker <= available_cores(),
             solo_threads=settings.solo_threads,
             memory_budget=settings.memory_budget,
+            meter=LoadMeter(quiet=self._quiet),
             retry_after=lambda: retry_after(self.scheduler.stats()["predicted_wait_seconds"]),
         )
         self.scheduler = Scheduler(
@@ -111,6 +114,10 @@ class TTSService:
         self.ready = False
         self.ready_seconds: float | None = None
         """From the process's start to readiness (default voice loaded and warm)."""
+
+    def _quiet(self) -> int | None:
+        """None while synthesis runs; else a count that changes when it has run."""
+        return None if self.scheduler.working else self._activity()
 
     def _activity(self) -> int:
         """Grows with every sentence and load: work that leaves freed memory behind."""
@@ -134,6 +141,17 @@ class TTSService:
         self.trimmer.stop()
         await asyncio.get_running_loop().run_in_executor(None, self.scheduler.stop)
         self._phonemizer.shutdown(wait=False, cancel_futures=True)
+
+    def memory_report(self) -> dict[str, int | None]:
+        """The process's memory now, what loaded voices take (measured as each loaded)
+        and the budget they keep to."""
+        return {
+            "resident_bytes": memory.resident_bytes(),
+            "peak_resident_bytes": memory.peak_resident_bytes(),
+            "voices_bytes": self.catalog.memory_bytes,
+            "budget_bytes": self.settings.memory_budget,
+            "idle_trims": self.trimmer.trims,
+        }
 
     @property
     def accepting(self) -> bool:

@@ -55,19 +55,34 @@ class VoiceHolds(Generic[T]):
 
 class LoadMeter:
     """Measures what a load adds to the process: one load at a time, heap trimmed on
-    both sides so garbage from earlier work does not count."""
+    both sides so garbage from earlier work does not count.
 
-    def __init__(self, resident: Callable[[], int] = memory.resident_bytes) -> None:
+    `quiet()` says whether anything else that allocates is going on: None while busy,
+    else a token that changes when work happens. A load during which the process was
+    not quiet has no trustworthy size (a sentence in flight holds ~100 MB for a moment):
+    `measure` then answers None and the caller estimates instead."""
+
+    def __init__(
+        self,
+        resident: Callable[[], int] = memory.resident_bytes,
+        quiet: Callable[[], object | None] = lambda: 0,
+    ) -> None:
         self._resident = resident
+        self.quiet = quiet
         self._lock = threading.Lock()
 
-    def measure(self, load: Callable[[], T]) -> tuple[T, int]:
+    def measure(self, load: Callable[[], T]) -> tuple[T, int | None]:
         with self._lock:
+            before_work = self.quiet()
             memory.trim()
             before = self._resident()
             loaded = load()
             memory.trim()
-            return loaded, max(0, self._resident() - before)
+            added = max(0, self._resident() - before)
+            after_work = self.quiet()
+        if before_work is None or after_work is None or before_work != after_work:
+            return loaded, None
+        return loaded, added
 
 
 @dataclass

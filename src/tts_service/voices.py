@@ -34,6 +34,8 @@ from tts_service.voice_memory import LoadMeter, MemoryBudget, VoiceHolds, megaby
 log = logging.getLogger(__name__)
 
 BUNDLED_VOICE = "en_US-joe-medium"
+# A voice adds its all-cores session after this long without synthesis.
+QUIET_SECONDS = 1.0
 
 # A voice name is looked up in the catalog, never joined into a path; the pattern only
 # keeps junk out of error messages and logs.
@@ -312,12 +314,18 @@ class VoiceCatalog:
             raise VoiceUnavailable(message) from error
         finally:
             self._reserved.pop(files.name, None)
+        model_bytes = _file_size(files.model)
         weights = getattr(voice, "weights", None)
-        voice.memory_bytes = max(added, weights.shared_bytes if weights is not None else 0)
-        self.budget.learn(voice.memory_bytes, _file_size(files.model), 1)
+        floor = weights.shared_bytes if weights is not None else 0
+        if added is None:  # measured while busy: what the model and one session should take
+            voice.memory_bytes = self.budget.estimate(model_bytes, 1)
+            voice.memory_measured = False
+        else:
+            voice.memory_bytes = max(added, floor)
+            self.budget.learn(voice.memory_bytes, model_bytes, 1)
         self.loads += 1
         self._remember(files.name, voice)
-        log.info("loaded voice %s (%s)", files.name, megabytes(voice.memory_bytes))
+        log.info("loaded voice %s (%s)", files.name, _size_note(voice))
         if self._solo_threads is not None:
             task = asyncio.create_task(self._add_solo(files.name, voice, self._solo_threads))
             self._background.add(task)
@@ -325,7 +333,9 @@ class VoiceCatalog:
         return voice
 
     async def _add_solo(self, name: str, voice: Voice, threads: int) -> None:
-        """Give a loaded voice its all-cores session, measured like a load."""
+        """Give a loaded voice its all-cores session, measured like a load, when the server
+        is quiet: building it takes a core for a moment, and busy it could not be measured."""
+        await self._quiet_moment()
         if self._loaded.get(name) is not voice:
             return  # evicted meanwhile
         loop = asyncio.get_running_loop()
@@ -335,9 +345,27 @@ class VoiceCatalog:
         except Exception as error:  # the voice still speaks, on its worker session
             log.warning("voice %s has no all-cores session: %s", name, error)
             return
-        voice.memory_bytes += added
-        self.budget.learn(added, 0, 1)
+        if added is None:
+            voice.memory_bytes += self.budget.session_bytes
+            voice.memory_measured = False
+        else:
+            voice.memory_bytes += added
+            self.budget.learn(added, 0, 1)
+        log.info("voice %s has its all-cores session (%s)", name, _size_note(voice))
         self._evict()
+
+    async def _quiet_moment(self) -> None:
+        """Until no synthesis has run for QUIET_SECONDS (the server's own start-up, such as
+        uvicorn importing its protocols, is over by then too)."""
+        token, since = None, 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            now = self._meter.quiet()
+            if now is None or now != token:
+                token, since = now, loop.time()
+            elif loop.time() - since >= QUIET_SECONDS:
+                return
+            await asyncio.sleep(QUIET_SECONDS / 4)
 
     async def settled(self) -> None:
         """Wait for background work (all-cores sessions being added)."""
@@ -360,6 +388,11 @@ class VoiceCatalog:
             self._evict()
         finally:
             self._holds.release(voice)
+
+
+def _size_note(voice: Voice) -> str:
+    how = "measured" if voice.memory_measured else "estimated: the server was busy"
+    return f"{megabytes(voice.memory_bytes)}, {how}"
 
 
 def _file_size(path: Path) -> int:

@@ -49,6 +49,8 @@ _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
 _MODEL_GRAPH, _GRAPH_INITIALIZER = 7, 5
 _DIMS, _DATA_TYPE, _NAME, _RAW_DATA, _EXTERNAL_DATA, _DATA_LOCATION = 1, 2, 8, 9, 13, 14
 _EXTERNAL = 1
+# Where a model loaded from bytes finds its external data: the model file's own folder.
+_EXTERNAL_FOLDER = "session.model_external_initializers_file_folder_path"
 
 
 class ModelFormatError(ValueError):
@@ -247,22 +249,16 @@ class SharedWeights:
     def session(
         self, options: onnxruntime.SessionOptions, providers: list[str]
     ) -> onnxruntime.InferenceSession:
-        """A session on the shared tensors. onnxruntime may still read a few of them while
-        it optimizes the graph: it gets the file mapped for that, and copies what it keeps."""
+        """A session on the shared tensors. onnxruntime checks (and may read a few of) the
+        external tensors while it optimizes the graph: it finds them in the model file."""
         if self.model is None:
             return onnxruntime.InferenceSession(
                 str(self.path), sess_options=options, providers=providers
             )
         for name, value in self._values.items():
             options.add_initializer(name, value)
-        with open(self.path, "rb") as handle, _mapped(handle.fileno()) as data:
-            if self._values:
-                options.add_external_initializers_from_files_in_memory(
-                    [self.location], [data], [len(data)]
-                )
-            return onnxruntime.InferenceSession(
-                self.model, sess_options=options, providers=providers
-            )
+        options.add_session_config_entry(_EXTERNAL_FOLDER, str(self.path.parent))
+        return onnxruntime.InferenceSession(self.model, sess_options=options, providers=providers)
 
 
 def _mapped(fileno: int) -> mmap.mmap:

@@ -13,12 +13,24 @@ from tts_service.api.native import get_service
 router = APIRouter(tags=["operations"])
 
 
+class MemoryReport(BaseModel):
+    resident_bytes: int = Field(description="The process's resident memory now (RSS).")
+    peak_resident_bytes: int = Field(description="The most it has had resident.")
+    voices_bytes: int = Field(description="What the loaded voices take, measured as each loaded.")
+    budget_bytes: int | None = Field(description="--memory-budget for loaded voices, or null.")
+    idle_trims: int = Field(description="Times freed memory went back to the system when idle.")
+
+
 class HealthReport(BaseModel):
     """Readiness and the scheduler's figures (queue depth, totals; more fields may come)."""
 
     status: Literal["ok", "starting", "draining"]
     default_voice: str
     loaded_voices: list[str]
+    ready_seconds: float | None = Field(
+        description="From the process's start to ready (default voice loaded and warm)."
+    )
+    memory: MemoryReport
 
 
 class VoiceDescription(BaseModel):
@@ -30,11 +42,26 @@ class VoiceDescription(BaseModel):
     speakers: dict[str, int] = Field(description="Speaker name -> id, for multi-speaker voices.")
     dataset: str | None
     loaded: bool = Field(description="In memory now (the first request to others loads them).")
+    memory_bytes: int | None = Field(
+        None, description="What the loaded voice takes, measured when it loaded; null if not."
+    )
+    memory_measured: bool | None = Field(
+        None, description="False if the server was busy as it loaded: memory_bytes estimated."
+    )
+    sessions: int | None = Field(
+        None, description="ONNX sessions of the loaded voice: 2 with its all-cores session."
+    )
+
+
+class VoicesMemory(BaseModel):
+    voices_bytes: int = Field(description="What the loaded voices take together.")
+    budget_bytes: int | None = Field(description="--memory-budget, or null.")
 
 
 class VoiceList(BaseModel):
     default: str
     voices: list[VoiceDescription]
+    memory: VoicesMemory
 
 
 @router.get("/ping")
@@ -65,6 +92,8 @@ async def health(request: Request) -> JSONResponse:
         "status": status,
         "default_voice": service.settings.default_voice,
         "loaded_voices": [n for n in service.catalog.names if service.catalog.is_loaded(n)],
+        "ready_seconds": service.ready_seconds,
+        "memory": service.memory_report(),
         **stats,
     }
     return JSONResponse(body, status_code=200 if status == "ok" else 503)
@@ -80,14 +109,24 @@ async def voices(request: Request) -> dict[str, Any]:
     catalog = service.catalog
     infos = {info.name: info for info in catalog.infos()}
     problems = catalog.problems()
+    loaded = catalog.loaded()
     listed: list[dict[str, Any]] = []
     for name in catalog.names:
         if name in infos:
+            voice = loaded.get(name)
             listed.append(
-                {**infos[name].to_dict(), "loaded": catalog.is_loaded(name), "available": True}
+                {
+                    **infos[name].to_dict(),
+                    "loaded": voice is not None,
+                    "available": True,
+                    "memory_bytes": voice.memory_bytes if voice is not None else None,
+                    "memory_measured": voice.memory_measured if voice is not None else None,
+                    "sessions": voice.sessions if voice is not None else None,
+                }
             )
         elif name in problems:
             listed.append(
                 {"name": name, "loaded": False, "available": False, "error": problems[name]}
             )
-    return {"default": service.settings.default_voice, "voices": listed}
+    memory = {"voices_bytes": catalog.memory_bytes, "budget_bytes": catalog.budget.limit}
+    return {"default": service.settings.default_voice, "voices": listed, "memory": memory}
