@@ -221,7 +221,10 @@ class SharedWeights:
 
     def __init__(self, model_path: Path) -> None:
         self.path = model_path
-        self.location = model_path.name
+        # onnxruntime resolves links and refuses external data outside the model's folder:
+        # name the file where it really lies (a voice folder may link to models elsewhere).
+        self._real = model_path.resolve()
+        self.location = self._real.name
         self.model: bytes | None = None
         self._arrays: dict[str, np.ndarray] = {}
         if sys.byteorder == "little":
@@ -257,7 +260,7 @@ class SharedWeights:
             )
         for name, value in self._values.items():
             options.add_initializer(name, value)
-        options.add_session_config_entry(_EXTERNAL_FOLDER, str(self.path.parent))
+        options.add_session_config_entry(_EXTERNAL_FOLDER, str(self._real.parent))
         return onnxruntime.InferenceSession(self.model, sess_options=options, providers=providers)
 
 

@@ -87,6 +87,22 @@ def test_a_session_on_shared_weights_computes_what_the_file_does(tmp_path: Path)
     assert np.allclose(shared, expected, atol=1e-4)
 
 
+def test_a_model_reached_through_a_link_shares_its_weights(tmp_path: Path) -> None:
+    """Voice folders often link to models kept elsewhere."""
+    elsewhere = tmp_path / "store"
+    elsewhere.mkdir()
+    tensors = write_matmul_model(elsewhere / "real.onnx")
+    folder = tmp_path / "voices"
+    folder.mkdir()
+    (folder / "linked.onnx").symlink_to(elsewhere / "real.onnx")
+    weights = SharedWeights(folder / "linked.onnx")
+    assert weights.shared_bytes == tensors["big"].nbytes
+    x = np.ones((1, 48), dtype=np.float32)
+    expected = (x @ tensors["big"] + tensors["small"]) * tensors["listed"]
+    got = weights.session(options(), PROVIDERS).run(None, {"x": x})[0]
+    assert np.allclose(got, expected, atol=1e-4)
+
+
 def test_the_bundled_voice_is_almost_all_shared_weights() -> None:
     stripped, shared = split_model(MODEL.read_bytes(), MODEL.name)
     weight_bytes = sum(tensor.length for tensor in shared)
