@@ -86,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="measure serial Piper vs fifo vs fair")
     bench.add_argument("--quick", action="store_true", help="smaller workload")
     bench.add_argument("--output", type=Path, default=Path("bench-results/bench.json"))
+    bench.add_argument(
+        "--no-memory", action="store_true", help="skip the memory rows (RSS, soak, start-up)"
+    )
+    bench.add_argument(
+        "--sizing", action="store_true", help="only the sizing table: cores, workers, voices"
+    )
     bench.add_argument("--workers", type=int)
     bench.add_argument("--threads-per-worker", type=int)
     bench.add_argument(
