@@ -143,14 +143,20 @@ def with_output(model: bytes, tensor: str) -> bytes:
 def load_aligned(model_path: Path) -> AlignedModel:
     """The model, patched to report per-id durations when it can be; a model that cannot
     (not a Piper VITS graph, unreadable as protobuf) is loaded as it is and says why."""
-    data = model_path.read_bytes()
+    return aligned(model_path.read_bytes(), model_path.name)
+
+
+def aligned(data: bytes, name: str) -> AlignedModel:
+    """`load_aligned` for a model already read (`name` is for the log). Only the graph's
+    nodes and outputs are read: a model whose weights are external (weights.py) works the
+    same, and the patch leaves its tensors as they are."""
     try:
         tensor, present, reason = duration_tensor(data)
     except (WireError, UnicodeDecodeError) as error:
         reason = f"its graph could not be read ({error})"
-        log.warning("voice model %s: no word timestamps: %s", model_path.name, reason)
+        log.warning("voice model %s: no word timestamps: %s", name, reason)
         return AlignedModel(data, False, reason)
     if tensor is None:
-        log.info("voice model %s: no word timestamps: %s", model_path.name, reason)
+        log.info("voice model %s: no word timestamps: %s", name, reason)
         return AlignedModel(data, False, reason)
     return AlignedModel(data if present else with_output(data, tensor), True)

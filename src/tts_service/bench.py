@@ -645,9 +645,10 @@ def _client(base_url: str) -> httpx.AsyncClient:
     )
 
 
-async def synthesize(client: httpx.AsyncClient, text: str) -> float:
+async def synthesize(client: httpx.AsyncClient, text: str, voice: str | None = None) -> float:
     """One non-streamed WAV request; returns its audio seconds."""
-    response = await client.post(SYNTH_PATH, json={"text": text})
+    body = {"text": text} if voice is None else {"text": text, "voice": voice}
+    response = await client.post(SYNTH_PATH, json=body)
     if response.status_code != 200:
         raise BenchError(f"server answered {response.status_code}: {response.text[:300]}")
     duration = float(response.headers["X-Duration"])
@@ -771,6 +772,8 @@ class BenchReport:
     meta: dict[str, Any]
     words: WordCost | None = None
     """What word timestamps add to synthesis."""
+    memory: str = ""
+    """The memory rows, rendered (bench_memory.py); their figures are in meta["memory"]."""
 
     def throughput_ratio(self, name: str) -> float | None:
         """Median of the per-round ratios: one round hit by an outside burst can't swing it."""
@@ -1053,6 +1056,8 @@ def render(report: BenchReport) -> str:
             "voice as it is and with durations taking turns):",
             format_table(["", "time", "/ synthesis", "goal", ""], word_rows(report.words)),
         ]
+    if report.memory:
+        parts.append(report.memory)
     return "\n\n".join(parts)
 
 
@@ -1129,8 +1134,11 @@ def measure(settings: Settings, args: argparse.Namespace, targets: Sequence[Targ
     with running_servers(config, targets) as servers:
         meter.pids = [server.proc.pid for server in servers]
         results = asyncio.run(run_targets(workload, serial, servers, meter))
+    memory = _memory_phase(settings, args) if not getattr(args, "no_memory", False) else None
     meta["machine"]["loadavg_end"] = list(os.getloadavg())
     serial_result = results.pop(SERIAL)
+    if memory is not None:
+        meta["memory"] = memory[0]
     return BenchReport(
         serial=serial_result,
         policies=results,
@@ -1140,7 +1148,19 @@ def measure(settings: Settings, args: argparse.Namespace, targets: Sequence[Targ
         phonemize_s=serial.phonemize_seconds(workload.stream_text),
         meta=meta,
         words=words,
+        memory=memory[1] if memory is not None else "",
     )
+
+
+def _memory_phase(settings: Settings, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """The memory rows (bench_memory.py), run after the other servers have stopped."""
+    from tts_service.bench_memory import measure_memory, render_memory
+
+    files = _voice_files(settings)
+    log_dir = Path(args.output).parent
+    serial, service, bursts = measure_memory(files, settings.voices_dir, log_dir, args.quick)
+    figures = {"bursts": bursts, "serial": serial.to_dict(), "service": service.to_dict()}
+    return figures, render_memory(serial, service, bursts)
 
 
 def run_bench(settings: Settings, args: argparse.Namespace) -> int:
@@ -1151,6 +1171,13 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
     except ImportError:
         print("tts-service bench: needs httpx (pip install httpx)", file=sys.stderr)
         return 2
+    if getattr(args, "sizing", False):
+        from tts_service.bench_memory import sizing
+
+        output = Path(args.output).parent
+        output.mkdir(parents=True, exist_ok=True)
+        print(sizing(_voice_files(settings), settings.voices_dir, output))
+        return 0
     try:
         targets = parse_targets(
             getattr(args, "policies", None),

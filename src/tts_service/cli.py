@@ -27,6 +27,9 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help="port (default 3002)")
     _voice_flags(parser)
     parser.add_argument("--cores", type=int, help="CPUs to plan for (default: detected)")
+    parser.add_argument(
+        "--memory-budget", help="most memory for loaded voices, e.g. 600M or 1.5G (default: none)"
+    )
     parser.add_argument("--workers", type=int, help="inference threads (default cores/threads)")
     parser.add_argument("--threads-per-worker", type=int, help="onnxruntime threads per run")
     parser.add_argument(
@@ -162,6 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--ray", action="store_true", help="the Ray Serve path against the direct server"
     )
     bench.add_argument("--output", type=Path, default=Path("bench-results/bench.json"))
+    bench.add_argument(
+        "--no-memory", action="store_true", help="skip the memory rows (RSS, soak, start-up)"
+    )
+    bench.add_argument(
+        "--sizing", action="store_true", help="only the sizing table: cores, workers, voices"
+    )
     bench.add_argument("--workers", type=int)
     bench.add_argument("--threads-per-worker", type=int)
     bench.add_argument(

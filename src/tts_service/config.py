@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -95,6 +96,20 @@ _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
 
 
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def parse_size(value: object) -> int:
+    """Bytes from `1500000`, `512M`, `1.5G`, `800MB` or `2GiB` (units of 1024)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    match = _SIZE.match(str(value)) if isinstance(value, str | float) else None
+    if match is None:
+        raise ValueError(f"{value!r} is not a size: use bytes or a size such as 512M or 1.5G")
+    return int(float(match[1]) * _SIZE_UNITS[match[2].lower()])
+
+
 def _split_list(value: object, separators: str = ",") -> object:
     """Accept "a,b" from the environment as a list (paths may also use os.pathsep)."""
     if isinstance(value, str):
@@ -149,6 +164,13 @@ class Settings(BaseSettings):
     voice_defaults: dict[str, VoiceDefaults] = Field(
         default_factory=dict,
         description="Voice name -> how it speaks when a request does not say.",
+    )
+    memory_budget: int | None = Field(
+        None,
+        ge=16 * 2**20,
+        description="Most memory the loaded voices may take together, in bytes or with a "
+        "unit (512M, 1.5G); the least recently used idle voice is unloaded to make room. "
+        "None: only max_loaded_voices limits them.",
     )
 
     # --- inference
@@ -269,6 +291,13 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("voices_url must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("memory_budget", mode="before")
+    @classmethod
+    def _size(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+            return None
+        return parse_size(value)
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -15,15 +15,19 @@ from typing import Any
 
 import numpy as np
 import onnxruntime
-from piper import PiperVoice
+from piper import PiperVoice, SynthesisConfig
 from piper.config import PhonemeType, PiperConfig
 from piper.const import BOS, EOS, PAD
 
 from tts_service import words
-from tts_service.alignment import load_aligned
+from tts_service.alignment import aligned
+from tts_service.weights import SharedWeights
 
 # Piper's own int16 conversion, so our bytes equal `PiperVoice.synthesize()`'s.
 _MAX_WAV_VALUE = 32767.0
+_PROVIDERS = ["CPUExecutionProvider"]
+# The all-cores session's first run (its one-time costs), when it is added.
+SOLO_WARM_UP_TEXT = "Ready."
 
 # espeak-ng holds the GIL while it phonemizes: feed it bounded pieces, cut where a
 # sentence ends (so cutting changes nothing), or at whitespace if a "sentence" is huge.
@@ -85,21 +89,32 @@ def read_voice_info(name: str, config_path: Path) -> VoiceInfo:
 
 
 def make_session(
-    model: Path | bytes, threads: int, spin: bool = True
+    model: Path | bytes,
+    threads: int,
+    spin: bool = True,
+    weights: SharedWeights | None = None,
+    arena: bool = True,
 ) -> onnxruntime.InferenceSession:
-    """One ONNX session per voice, shared by all workers; thread counts set explicitly
-    because onnxruntime's default ignores container CPU limits. `spin=False` stops idle
-    intra-op threads from busy-waiting, which matters when workers x threads > cores."""
+    """One ONNX session; thread counts set explicitly because onnxruntime's default ignores
+    container CPU limits. `spin=False` stops idle intra-op threads from busy-waiting, which
+    matters when workers x threads > cores. With `weights`, the session uses that one copy
+    of the model's tensors (a voice's sessions share it) instead of its own.
+
+    `arena=False` turns onnxruntime's memory arena off: it keeps, per session and for good,
+    the most memory its runs ever needed at once (~35 MB per second of the longest
+    sentence's audio); the server's heap instead goes back to the system when it is idle
+    (memory.py). Neither setting changes a single output bit."""
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.enable_cpu_mem_arena = arena
     if not spin:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if weights is not None:
+        return weights.session(options, providers=_PROVIDERS)
     source = model if isinstance(model, bytes) else str(model)
-    return onnxruntime.InferenceSession(
-        source, sess_options=options, providers=["CPUExecutionProvider"]
-    )
+    return onnxruntime.InferenceSession(source, sess_options=options, providers=_PROVIDERS)
 
 
 def _sentences(text: str) -> Iterator[str]:
@@ -159,6 +174,7 @@ class Voice:
     Optionally a second session using every core, for a sentence that has the machine to
     itself (the first sentence of a request on an idle server): one sentence runs ~1.5x
     faster on 2 threads than on 1, which is what a lone caller's first audio waits for.
+    Both sessions use one copy of the model's weights (`weights`).
     """
 
     def __init__(
@@ -167,15 +183,22 @@ class Voice:
         piper_voice: PiperVoice,
         solo_voice: PiperVoice | None = None,
         durations: bool = False,
+        weights: SharedWeights | None = None,
     ) -> None:
         self.info = info
         self._piper = piper_voice
         self._solo = solo_voice
         self._durations = durations
         """The model reports each phoneme id's frames (see alignment.py)."""
+        self.weights = weights
+        """Kept alive with the voice: its sessions use this memory in place."""
         self.least_seconds_per_id: float | None = None
         """The least speech per phoneme id, per unit of length scale, this voice has made
         (a lower bound for the audio cap's estimate); None until it has spoken."""
+        self.memory_bytes = 0
+        """What loading it added to the process (measured by the catalog when it loads)."""
+        self.memory_measured = True
+        """False when the server was busy as it loaded: `memory_bytes` is an estimate."""
 
     @classmethod
     def load(
@@ -192,16 +215,43 @@ class Voice:
         timestamps) when it can be; its audio is the same either way."""
         with open(config_path, encoding="utf-8") as handle:
             config = PiperConfig.from_dict(json.load(handle))
-        model: Path | bytes = model_path
+        weights = SharedWeights(model_path)
         durations = False
-        if alignments:
-            aligned = load_aligned(model_path)
-            model, durations = aligned.source, aligned.durations
-        piper_voice = PiperVoice(session=make_session(model, threads, spin), config=config)
+        if alignments:  # the patch adds an output: the sessions still share the tensors
+            patched = aligned(weights.graph(), model_path.name)
+            weights.use_graph(patched.source)
+            durations = patched.durations
+        session = make_session(model_path, threads, spin, weights, arena=False)
+        piper_voice = PiperVoice(session=session, config=config)
         solo_voice = None
         if solo_threads is not None and solo_threads > threads:
-            solo_voice = PiperVoice(session=make_session(model, solo_threads), config=config)
-        return cls(read_voice_info(name, config_path), piper_voice, solo_voice, durations)
+            solo_session = make_session(model_path, solo_threads, weights=weights, arena=False)
+            solo_voice = PiperVoice(session=solo_session, config=config)
+        info = read_voice_info(name, config_path)
+        return cls(info, piper_voice, solo_voice, durations, weights)
+
+    @property
+    def sessions(self) -> int:
+        return 1 if self._solo is None else 2
+
+    def add_solo_session(self, threads: int) -> None:
+        """Add the all-cores session (on the same weights and graph) and run it once, so
+        that its first solo sentence does not pay onnxruntime's first-run cost."""
+        if self._solo is not None:
+            return
+        solo = PiperVoice(
+            session=make_session(self._model_path(), threads, weights=self.weights, arena=False),
+            config=self._piper.config,
+        )
+        quiet = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+        for ids in self.phonemize(SOLO_WARM_UP_TEXT):
+            solo.phoneme_ids_to_audio(ids, quiet, include_alignments=self._durations)
+        self._solo = solo
+
+    def _model_path(self) -> Path:
+        if self.weights is None:
+            raise RuntimeError(f"voice {self.info.name} was not loaded from a file")
+        return self.weights.path
 
     def _learn_pace(self, ids: int, samples: int, length_scale: float | None) -> None:
         scale = length_scale or self.default_length_scale
@@ -284,8 +334,6 @@ class Voice:
 
         `solo=True` runs it on the all-cores session when the voice has one.
         """
-        from piper import SynthesisConfig
-
         config = SynthesisConfig(
             speaker_id=options.speaker_id,
             length_scale=options.length_scale,

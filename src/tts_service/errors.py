@@ -194,3 +194,9 @@ class ReplicaFailed(RetryLater):
 
     status = 502
     code = "replica_failed"
+
+
+class VoiceMemoryFull(Overloaded):
+    """Voices that requests are using fill the memory budget: another cannot load now."""
+
+    code = "memory_budget_full"

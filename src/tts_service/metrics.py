@@ -21,6 +21,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Histogram,
+    ProcessCollector,
     disable_created_metrics,
     generate_latest,
 )
@@ -195,6 +196,38 @@ class ServiceCollector:
         return float(sum(1 for name in catalog.names if catalog.is_loaded(name)))
 
 
+class MemoryCollector:
+    """Memory figures read at scrape time: each loaded voice's size (measured when it
+    loaded), the voice budget, the start-up time. The process's own resident memory is
+    prometheus_client's `process_resident_memory_bytes`."""
+
+    def __init__(self, service: TTSService) -> None:
+        self.service = service
+
+    def collect(self) -> Iterator[Metric]:
+        catalog = self.service.catalog
+        voices = GaugeMetricFamily(
+            "tts_voice_memory_bytes",
+            "Memory a loaded voice takes (weights and sessions), measured when it loaded.",
+            labels=["voice"],
+        )
+        for name, voice in catalog.loaded_voices().items():
+            voices.add_metric([name], float(voice.memory_bytes))
+        yield voices
+        if catalog.budget.limit is not None:
+            yield GaugeMetricFamily(
+                "tts_memory_budget_bytes",
+                "Most memory the loaded voices may take together (--memory-budget).",
+                value=float(catalog.budget.limit),
+            )
+        if self.service.ready_seconds is not None:
+            yield GaugeMetricFamily(
+                "tts_ready_seconds",
+                "From the process's start until it was ready (default voice loaded and warm).",
+                value=self.service.ready_seconds,
+            )
+
+
 class Metrics:
     """Everything `/metrics` shows for one app, in a registry of its own."""
 
@@ -225,6 +258,8 @@ class Metrics:
             return
         self._watched = True
         self.registry.register(ServiceCollector(service))
+        self.registry.register(MemoryCollector(service))
+        ProcessCollector(registry=self.registry)
         if type(service.scheduler.observer) is SchedulerObserver:
             service.scheduler.observer = self.observer
 

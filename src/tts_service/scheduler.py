@@ -22,7 +22,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -145,6 +145,9 @@ class Job:
     """Who asked; fairness and the per-client limit are between clients."""
     max_samples: int | None = None
     """Most audio the request may produce (the output cap), in samples."""
+    on_done: Callable[[], None] | None = None
+    """Called once when the job has finished and none of its sentences runs any more
+    (the voice cache may then evict its voice)."""
 
     id: int = 0
     seq: int = 0
@@ -294,6 +297,16 @@ class Scheduler:
             self._threads.append(reaper)
 
     @property
+    def idle(self) -> threading.Event:
+        """Set while no admitted request is unfinished."""
+        return self._idle
+
+    @property
+    def working(self) -> bool:
+        """A request is admitted or a sentence still runs (a cancelled one's may)."""
+        return not self._idle.is_set() or self._busy > 0
+
+    @property
     def live_workers(self) -> int:
         """Worker threads alive (a worker survives any error; tests check this)."""
         return sum(t.is_alive() for t in self._threads if t.name.startswith("tts-worker"))
@@ -338,9 +351,11 @@ class Scheduler:
         label: str = "",
         client: str = "",
         max_seconds: float | None = None,
+        on_done: Callable[[], None] | None = None,
     ) -> Job:
         """Admit a request or raise Overloaded / TooManyClientRequests / ShuttingDown /
-        TextTooLong. `max_seconds` caps the audio it may produce. Loop thread only."""
+        TextTooLong. `max_seconds` caps the audio it may produce; `on_done` is called once
+        the admitted job is over (never if this raises). Loop thread only."""
         loop = asyncio.get_running_loop()
         if len(sentences) > self.max_queued_sentences:
             raise TextTooLong(
@@ -357,6 +372,7 @@ class Scheduler:
             label=label,
             client=client,
             max_samples=None if max_seconds is None else int(max_seconds * voice.sample_rate),
+            on_done=on_done,
         )
         with self._cond:
             self._admit(job)
@@ -645,6 +661,7 @@ class Scheduler:
                 self.solo_sentences += 1
             self._cond.notify_all()
             if job.finished:
+                self._call_done(job)
                 return
             if error is not None:
                 self._fail(job, SynthesisFailed(f"synthesis failed: {error}"))
@@ -726,7 +743,20 @@ class Scheduler:
             self._latency.add(latency)
         self._safe.finished(state, latency)
         self._deliver(job, error if error is not None else _END)
+        self._call_done(job)
         self._cond.notify_all()
+
+    @staticmethod
+    def _call_done(job: Job) -> None:
+        """Under the lock, once the job is finished: its `on_done`, when nothing of it is
+        still being synthesized (a cancelled job's sentence in flight runs to its end)."""
+        if job.on_done is None or job.in_flight > 0:
+            return
+        on_done, job.on_done = job.on_done, None
+        try:
+            on_done()
+        except Exception:  # a hook must never take the scheduler down
+            log.exception("on_done hook of request %s failed", job.id)
 
     @staticmethod
     def _deliver(job: Job, item: object) -> None:

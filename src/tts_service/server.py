@@ -13,10 +13,16 @@ import uvicorn
 
 from tts_service.api import create_app
 from tts_service.config import Settings
+from tts_service.memory import tune_allocator
 from tts_service.metrics import Metrics
 from tts_service.service import TTSService
 
 log = logging.getLogger(__name__)
+
+# malloc arenas shared by all threads (glibc makes up to 8 per core): fewer arenas hold
+# less freed memory apart. Measured after 3 bursts of 16 (MB): 1 arena 219, 2 238, 16 270;
+# the peaks alike; 2 keeps two workers from contending for one.
+MALLOC_ARENAS = 2
 
 
 class DrainingServer(uvicorn.Server):
@@ -66,6 +72,7 @@ class DrainingServer(uvicorn.Server):
 
 
 def serve(settings: Settings) -> int:
+    tune_allocator(MALLOC_ARENAS)  # before any thread starts
     metrics = Metrics()
     service = TTSService(settings, observer=metrics.observer)
     app = create_app(settings, service, metrics)

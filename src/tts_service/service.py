@@ -10,7 +10,10 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
+from tts_service import memory
+from tts_service.admission import retry_after
 from tts_service.config import Settings
 from tts_service.downloads import Downloader, VoiceDownloads
 from tts_service.engine import SynthesisOptions, Voice, pieces_with_offsets
@@ -25,11 +28,13 @@ from tts_service.errors import (
     VoiceUnavailable,
     WordTimestampsUnavailable,
 )
+from tts_service.memory import IdleTrimmer, seconds_since_process_start
 from tts_service.piper_catalog import CatalogSource
 from tts_service.scheduler import Job, Priority, Scheduler, SchedulerObserver, audio_limit_message
 from tts_service.voice_defaults import DefaultsBook, VoiceDefaults
 from tts_service.voice_folders import VoiceFolders
 from tts_service.voice_lookup import VoiceLookup
+from tts_service.voice_memory import LoadMeter
 from tts_service.voices import VoiceCatalog, resolve_speaker
 from tts_service.words import PlannedWord, WordClock
 
@@ -122,6 +127,9 @@ class TTSService:
             spin=settings.worker_count * settings.threads_per_worker <= settings.core_count,
             solo_threads=settings.solo_threads,
             alignments=settings.word_timestamps,
+            memory_budget=settings.memory_budget,
+            meter=LoadMeter(quiet=self._quiet),
+            retry_after=lambda: retry_after(self.scheduler.stats()["predicted_wait_seconds"]),
         )
         self.defaults = DefaultsBook(settings.voice_defaults)
         if catalog is None:  # a catalog handed in (tests) is kept as it is
@@ -147,10 +155,22 @@ class TTSService:
         )
         # espeak-ng is process-global behind Piper's lock: one thread is all it can use.
         self._phonemizer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="phonemizer")
+        self.trimmer = IdleTrimmer(self.scheduler.idle, self._activity)
         self.ready = False
+        self.ready_seconds: float | None = None
+        """From the process's start to readiness (default voice loaded and warm)."""
+
+    def _quiet(self) -> int | None:
+        """None while synthesis runs; else a count that changes when it has run."""
+        return None if self.scheduler.working else self._activity()
+
+    def _activity(self) -> int:
+        """Grows with every sentence and load: work that leaves freed memory behind."""
+        return int(self.scheduler.totals["sentences"]) + self.catalog.loads
 
     async def start(self) -> None:
         self.scheduler.start()
+        self.trimmer.start()
         loop = asyncio.get_running_loop()
         for name in dict.fromkeys([self.settings.default_voice, *self.settings.preload_voices]):
             # By any name a request may use; with download_missing, fetched now if needed.
@@ -162,9 +182,12 @@ class TTSService:
             self.scheduler.learn_speed(voice, ids, seconds)
         self._watch = asyncio.create_task(self.folders.watch(), name="watch voice folders")
         self.ready = True
+        self.ready_seconds = seconds_since_process_start()
+        log.info("ready in %.2f s after the process started", self.ready_seconds)
 
     async def stop(self) -> None:
         self.ready = False
+        self.trimmer.stop()
         if self._watch is not None:
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -172,6 +195,17 @@ class TTSService:
         self.downloads.close()
         await asyncio.get_running_loop().run_in_executor(None, self.scheduler.stop)
         self._phonemizer.shutdown(wait=False, cancel_futures=True)
+
+    def memory_report(self) -> dict[str, int | None]:
+        """The process's memory now, what loaded voices take (measured as each loaded)
+        and the budget they keep to."""
+        return {
+            "resident_bytes": memory.resident_bytes(),
+            "peak_resident_bytes": memory.peak_resident_bytes(),
+            "voices_bytes": self.catalog.memory_bytes,
+            "budget_bytes": self.settings.memory_budget,
+            "idle_trims": self.trimmer.trims,
+        }
 
     @property
     def accepting(self) -> bool:
@@ -214,11 +248,18 @@ class TTSService:
             )
 
     async def resolve(
-        self, request: SpeechRequest, within: float | None = None
+        self, request: SpeechRequest, within: float | None = None, hold: bool = False
     ) -> tuple[Voice, SynthesisOptions]:
-        """The voice (found, or downloaded within `within` seconds) and how it speaks."""
-        voice, _ = await self.lookup.find(request.voice or self.settings.default_voice, within)
-        return voice, self.options_for(voice, request)
+        """The voice (found, or downloaded within `within` seconds) and how it speaks.
+        `hold`: the voice stays loaded until `catalog.release(voice)`."""
+        name = request.voice or self.settings.default_voice
+        voice, _ = await self.lookup.find(name, within, hold=hold)
+        try:
+            return voice, self.options_for(voice, request)
+        except BaseException:
+            if hold:
+                self.catalog.release(voice)
+            raise
 
     def options_for(self, voice: Voice, request: SpeechRequest) -> SynthesisOptions:
         """The request's values, else the voice's defaults, else the server's."""
@@ -291,7 +332,17 @@ class TTSService:
         self.check_text(request.text)
         priority = _priority(request.priority)
         name = request.voice or self.settings.default_voice
-        voice, waited = await self.lookup.find(name, self._timeout(request.timeout))
+        voice, waited = await self.lookup.find(name, self._timeout(request.timeout), hold=True)
+        try:  # the job releases the voice when it is over; until then, this does
+            job, sentences, plans = await self._admit(request, label, voice, waited, priority)
+        except BaseException:
+            self.catalog.release(voice)
+            raise
+        return Admitted(job, voice, len(sentences), len(request.text), request.text, plans)
+
+    async def _admit(
+        self, request: SpeechRequest, label: str, voice: Voice, waited: float, priority: Priority
+    ) -> tuple[Job, list[list[int]], list[list[PlannedWord]] | None]:
         options = self.options_for(voice, request)
         plans: list[list[PlannedWord]] | None = None
         if request.timestamps:
@@ -311,8 +362,9 @@ class TTSService:
             label=label,
             client=request.client,
             max_seconds=self.settings.max_audio_seconds,
+            on_done=partial(self.catalog.release, voice),
         )
-        return Admitted(job, voice, len(sentences), len(request.text), request.text, plans)
+        return job, sentences, plans
 
     async def open_stream(self, request: SpeechRequest, label: str = "") -> OpenStream:
         """Start a request whose text arrives in pieces (see `add_text`).
@@ -329,19 +381,32 @@ class TTSService:
     async def add_text(self, stream: OpenStream, text: str, close: bool = False) -> None:
         """Add text to a stream; `close` ends it. The first sentence admits its job (which may
         raise Overloaded); a stream closed before any sentence is admitted never."""
+        if stream.admitted is None and text.strip():
+            await self._admit_first_text(stream, text, close)
+            return
         sentences = await self.phonemize(stream.voice, text) if text.strip() else []
         stream.characters += len(text)
         if stream.admitted is not None:
             stream.admitted.sentences += len(sentences)
             stream.admitted.characters += len(text)
             self.scheduler.add_sentences(stream.admitted.job, sentences, close=close)
-        elif sentences:
-            stream.admitted = Admitted(
-                self._admit_stream(stream, sentences, closed=close),
-                stream.voice,
-                len(sentences),
-                stream.characters,
-            )
+        stream.closed = close
+
+    async def _admit_first_text(self, stream: OpenStream, text: str, close: bool) -> None:
+        """A silent open stream holds no voice (the cache may evict it meanwhile): the
+        first text takes the voice again and holds it for the job."""
+        stream.voice = await self.catalog.acquire(stream.voice.info.name)
+        try:
+            sentences = await self.phonemize(stream.voice, text)
+            stream.characters += len(text)
+            if sentences:
+                job = self._admit_stream(stream, sentences, closed=close)
+                stream.admitted = Admitted(job, stream.voice, len(sentences), stream.characters)
+        except BaseException:
+            self.catalog.release(stream.voice)
+            raise
+        if stream.admitted is None:  # only unspeakable text so far: nothing holds it
+            self.catalog.release(stream.voice)
         stream.closed = close
 
     def _admit_stream(self, stream: OpenStream, sentences: list[list[int]], closed: bool) -> Job:
@@ -358,6 +423,7 @@ class TTSService:
             label=stream.label,
             client=request.client,
             max_seconds=self.settings.max_audio_seconds,
+            on_done=partial(self.catalog.release, stream.voice),
         )
 
 

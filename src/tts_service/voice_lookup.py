@@ -50,13 +50,17 @@ class VoiceLookup:
             return entry.name
         return None
 
-    async def find(self, requested: str, within: float | None = None) -> tuple[Voice, float]:
+    async def find(
+        self, requested: str, within: float | None = None, hold: bool = False
+    ) -> tuple[Voice, float]:
         """The loaded voice for `requested`, and the seconds spent waiting for it to
-        download (which count against the request's deadline)."""
+        download (which count against the request's deadline). `hold`: the voice is not
+        evicted until `catalog.release(voice)`."""
         started = time.monotonic()
         name, downloaded = await self._name_for(requested, within)
         waited = time.monotonic() - started if downloaded else 0.0
-        return await self.catalog.get(name), waited
+        voice = await (self.catalog.acquire(name) if hold else self.catalog.get(name))
+        return voice, waited
 
     async def voice(self, requested: str, within: float | None = None) -> Voice:
         return (await self.find(requested, within))[0]

@@ -3,14 +3,22 @@ first audio); the rest runs on the 1-thread workers. The bytes prove which ran w
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 from piper import SynthesisConfig
 
-from audiocheck import _piper_voice, health, wav_pcm
+from audiocheck import _piper_voice, health, wait_for, wav_pcm
 from conftest import DETERMINISTIC, ServerProcess
 from tts_service.config import available_cores
 
 TEXT = "The first sentence runs alone. The second one shares. So does the third."
+
+
+def default_voice(server: ServerProcess) -> dict[str, Any]:
+    listed = httpx.get(f"{server.base_url}/voices", timeout=10).json()
+    voice: dict[str, Any] = next(v for v in listed["voices"] if v["name"] == listed["default"])
+    return voice
 
 
 def piper_sentences(threads: int) -> list[bytes]:
@@ -25,6 +33,8 @@ def test_lone_request_first_sentence_on_all_cores(start_server: type[ServerProce
     )  # fmt: skip
     before = health(server.base_url)
     assert before["solo_first_sentence"] is True
+    # The all-cores session is added in the background, once the server is quiet.
+    wait_for(lambda: default_voice(server)["sessions"] == 2, 60, "the all-cores session")
     response = httpx.post(f"{server.base_url}/synthesize/binary", json={"text": TEXT}, timeout=60)
     assert response.status_code == 200
     pcm = wav_pcm(response.content)
@@ -37,3 +47,4 @@ def test_lone_request_first_sentence_on_all_cores(start_server: type[ServerProce
 
 def test_solo_is_off_when_disabled(server: ServerProcess) -> None:
     assert health(server.base_url)["solo_first_sentence"] is False
+    assert default_voice(server)["sessions"] == 1  # and no second session takes memory

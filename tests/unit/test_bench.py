@@ -338,3 +338,34 @@ def test_word_cost_is_measured_on_both_voices(tmp_path: Path) -> None:
     assert cost.sentences == 2
     assert cost.synth_s > 0 and cost.synth_timed_s > 0  # (words_s, a difference of two
     # timings, may come out below zero on a text this short)
+
+
+# ------------------------------------------------------------------ memory rows
+
+
+def test_memory_rows_judge_the_service_and_show_the_soak() -> None:
+    from tts_service.bench_memory import MemoryResult, render_memory
+
+    serial = MemoryResult(rss_idle_mb=150, rss_after_mb=315, peak_mb=315, throughput=4.0)
+    service = MemoryResult(
+        rss_idle_mb=226, rss_after_mb=234, peak_mb=744, ready_s=2.5, throughput=10.0,
+        soak_mb={60: 250.0, 300: 245.0},
+    )  # fmt: skip
+    table = render_memory(serial, service, bursts=3)
+    assert re.search(r"RSS after 3 burst\(s\) of 16 +315 MB +234 MB PASS +<= 340 MB", table)
+    assert re.search(r"over serial Piper's +-81 MB", table)
+    assert re.search(r"ready after process start +2.50 s MISS +<= 1.5 s", table)
+    assert re.search(r"soak: RSS after 300 / after 60 requests +0.980 PASS", table)
+    heavy = MemoryResult(rss_after_mb=400, soak_mb={60: 250.0, 300: 300.0})
+    table = render_memory(serial, heavy, bursts=1)
+    assert "400 MB MISS" in table and "1.200 MISS" in table
+
+
+def test_burst_texts_are_fixed_two_sentence_texts() -> None:
+    from tts_service.bench_memory import BURST_CLIENTS, burst_texts
+
+    bursts = burst_texts(3)
+    assert bursts == burst_texts(3)  # the same in every run
+    assert len(bursts) == 3 and all(len(texts) == BURST_CLIENTS for texts in bursts)
+    assert all(sentence_count(text) == 2 for texts in bursts for text in texts)
+    assert len({text for texts in bursts for text in texts}) == 3 * BURST_CLIENTS

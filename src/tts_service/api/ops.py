@@ -14,12 +14,24 @@ from tts_service.api.voice_catalog import voice_extras
 router = APIRouter(tags=["operations"])
 
 
+class MemoryReport(BaseModel):
+    resident_bytes: int = Field(description="The process's resident memory now (RSS).")
+    peak_resident_bytes: int = Field(description="The most it has had resident.")
+    voices_bytes: int = Field(description="What the loaded voices take, measured as each loaded.")
+    budget_bytes: int | None = Field(description="--memory-budget for loaded voices, or null.")
+    idle_trims: int = Field(description="Times freed memory went back to the system when idle.")
+
+
 class HealthReport(BaseModel):
     """Readiness and the scheduler's figures (queue depth, totals; more fields may come)."""
 
     status: Literal["ok", "starting", "draining"]
     default_voice: str
     loaded_voices: list[str]
+    ready_seconds: float | None = Field(
+        description="From the process's start to ready (default voice loaded and warm)."
+    )
+    memory: MemoryReport
 
 
 class VoiceDescription(BaseModel):
@@ -41,11 +53,26 @@ class VoiceDescription(BaseModel):
     defaults: dict[str, float | int | str] = Field(
         {}, description="How it speaks when a request does not say (per-voice defaults)."
     )
+    memory_bytes: int | None = Field(
+        None, description="What the loaded voice takes, measured when it loaded; null if not."
+    )
+    memory_measured: bool | None = Field(
+        None, description="False if the server was busy as it loaded: memory_bytes estimated."
+    )
+    sessions: int | None = Field(
+        None, description="ONNX sessions of the loaded voice: 2 with its all-cores session."
+    )
+
+
+class VoicesMemory(BaseModel):
+    voices_bytes: int = Field(description="What the loaded voices take together.")
+    budget_bytes: int | None = Field(description="--memory-budget, or null.")
 
 
 class VoiceList(BaseModel):
     default: str
     voices: list[VoiceDescription]
+    memory: VoicesMemory
 
 
 @router.get("/ping")
@@ -76,6 +103,8 @@ async def health(request: Request) -> JSONResponse:
         "status": status,
         "default_voice": service.settings.default_voice,
         "loaded_voices": [n for n in service.catalog.names if service.catalog.is_loaded(n)],
+        "ready_seconds": service.ready_seconds,
+        "memory": service.memory_report(),
         **stats,
     }
     return JSONResponse(body, status_code=200 if status == "ok" else 503)
@@ -105,10 +134,14 @@ async def voices(request: Request) -> dict[str, Any]:
                     "available": True,
                     "word_timestamps": None if voice is None else voice.word_timestamps,
                     **voice_extras(service, name),
+                    "memory_bytes": voice.memory_bytes if voice is not None else None,
+                    "memory_measured": voice.memory_measured if voice is not None else None,
+                    "sessions": voice.sessions if voice is not None else None,
                 }
             )
         elif name in problems:
             listed.append(
                 {"name": name, "loaded": False, "available": False, "error": problems[name]}
             )
-    return {"default": service.settings.default_voice, "voices": listed}
+    memory = {"voices_bytes": catalog.memory_bytes, "budget_bytes": catalog.budget.limit}
+    return {"default": service.settings.default_voice, "voices": listed, "memory": memory}
