@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
@@ -20,6 +21,7 @@ class HealthReport(BaseModel):
     status: Literal["ok", "starting", "draining"]
     default_voice: str
     loaded_voices: list[str]
+    pid: int = Field(description="The process that answered (several processes or replicas).")
 
 
 class VoiceDescription(BaseModel):
@@ -76,6 +78,7 @@ async def health(request: Request) -> JSONResponse:
         "status": status,
         "default_voice": service.settings.default_voice,
         "loaded_voices": [n for n in service.catalog.names if service.catalog.is_loaded(n)],
+        "pid": os.getpid(),
         **stats,
     }
     return JSONResponse(body, status_code=200 if status == "ok" else 503)
