@@ -142,6 +142,12 @@ def decoded_seconds(data: bytes) -> float:
     return sum(frame.samples for frame in frames) / frames[0].sample_rate
 
 
+def test_a_local_ray_keeps_to_loopback(fleet: Fleet) -> None:
+    """Ray left to itself announces the machine's network address; the local fleet's
+    cluster is on 127.0.0.1."""
+    assert fleet.address.startswith("127.0.0.1:"), fleet.address
+
+
 def test_the_readmes_curl_examples_work_through_the_proxy(fleet: Fleet, tmp_path: Path) -> None:
     for command in README_CURLS:
         assert command in README, f"not the README's example any more: {command}"
