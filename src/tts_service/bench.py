@@ -464,7 +464,7 @@ def measure_encoding(serial: SerialPiper, text: str, sentences: int, repeats: in
 # ------------------------------------------------------------------ CPU noise
 
 
-def _machine_busy_seconds() -> float | None:
+def machine_busy_seconds() -> float | None:
     """CPU seconds all processes have used since boot (Linux); None elsewhere."""
     try:
         with open("/proc/stat", encoding="ascii") as handle:
@@ -495,7 +495,7 @@ class CpuMeter:
     def sample(self) -> CpuSample:
         times = os.times()
         own = times.user + times.system + sum(_process_cpu_seconds(pid) for pid in self.pids)
-        return CpuSample(time.monotonic(), _machine_busy_seconds(), own)
+        return CpuSample(time.monotonic(), machine_busy_seconds(), own)
 
     async def measure(self, work: Awaitable[T], noise: list[float]) -> tuple[T, float | None]:
         """Await `work`; also return (and note in `noise`) the foreign CPU share meanwhile."""
@@ -563,7 +563,7 @@ class Server:
         return self.target.name
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -596,12 +596,12 @@ def running_servers(config: ServerConfig, targets: Sequence[Target]) -> Iterator
     with ExitStack() as stack:
         servers = []
         for target in targets:
-            port = _free_port()
+            port = free_port()
             log_path = config.log_dir / f"server-{target.name}.log"
             log = stack.enter_context(open(log_path, "wb"))
             command = _serve_command(config, target, port)
             proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-            stack.callback(_stop, proc)
+            stack.callback(stop_process, proc)
             servers.append(Server(target, f"http://127.0.0.1:{port}", proc, log_path))
         for server in servers:
             _wait_ready(server)
@@ -624,17 +624,20 @@ def _wait_ready(server: Server) -> None:
     raise BenchError(f"the {server.name} server was not ready after 120 s")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop_process(
+    proc: subprocess.Popen[bytes], sig: int = signal.SIGINT, timeout: float = 20.0
+) -> None:
+    """Ask a server to stop (it drains), then kill it if it has not within `timeout`."""
     if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
 
 
-def _client(base_url: str) -> httpx.AsyncClient:
+def bench_client(base_url: str) -> httpx.AsyncClient:
     import httpx
 
     return httpx.AsyncClient(
@@ -685,13 +688,18 @@ async def wait_all_idle(clients: dict[str, httpx.AsyncClient]) -> None:
     await asyncio.gather(*(wait_idle(client) for client in clients.values()))
 
 
-async def throughput_round(client: httpx.AsyncClient, requests: list[list[str]]) -> Sample:
-    """All clients at once, each sending its texts in turn."""
+async def throughput_round(
+    client: httpx.AsyncClient,
+    requests: list[list[str]],
+    settle: Callable[[httpx.AsyncClient], Awaitable[None]] = wait_idle,
+) -> Sample:
+    """All clients at once, each sending its texts in turn, once `settle` says the server
+    is quiet."""
 
     async def one_client(texts: list[str]) -> float:
         return sum([await synthesize(client, text) for text in texts])
 
-    await wait_idle(client)
+    await settle(client)
     started = time.perf_counter()
     audio = await asyncio.gather(*(one_client(texts) for texts in requests))
     return Sample(time.perf_counter() - started, sum(audio), None)
@@ -854,7 +862,7 @@ class BenchReport:
 @asynccontextmanager
 async def _clients(servers: Sequence[Server]) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
     async with AsyncExitStack() as stack:
-        yield {s.name: await stack.enter_async_context(_client(s.url)) for s in servers}
+        yield {s.name: await stack.enter_async_context(bench_client(s.url)) for s in servers}
 
 
 async def _throughput_phase(
@@ -867,7 +875,7 @@ async def _throughput_phase(
     """Each round, every target gets the same requests; who goes first rotates."""
     rounds = workload.throughput_rounds
     for round_no, requests in enumerate(rounds):
-        _progress(f"throughput round {round_no + 1}/{len(rounds)}")
+        progress(f"throughput round {round_no + 1}/{len(rounds)}")
         for name in rotation(list(results), round_no):
             target = results[name]
             await wait_all_idle(clients)
@@ -920,11 +928,11 @@ async def run_targets(
         serial.synthesize_all(workload.short_texts[:1])
         await _throughput_phase(workload, serial, clients, results, meter)
         for name, client in clients.items():
-            _progress(f"mixed load, {name}")
+            progress(f"mixed load, {name}")
             target = results[name]
             (latencies, done), _ = await meter.measure(mixed_load(client, workload), target.noise)
             target.short_latencies_s, target.long_requests_done = latencies, done
-        _progress("time to first audio")
+        progress("time to first audio")
         await _first_audio_phase(workload, serial, clients, results)
     return results
 
@@ -1105,7 +1113,7 @@ def _meta(settings: Settings, args: argparse.Namespace, workload: Workload) -> d
 _STARTED = time.monotonic()
 
 
-def _progress(message: str) -> None:
+def progress(message: str) -> None:
     print(f"[bench {time.monotonic() - _STARTED:6.1f} s] {message}", file=sys.stderr, flush=True)
 
 
@@ -1113,12 +1121,12 @@ def measure(settings: Settings, args: argparse.Namespace, targets: Sequence[Targ
     workload = build_workload(args.quick)
     meta = _meta(settings, args, workload)
     cores = available_cores()
-    _progress(f"serial Piper with {cores} onnxruntime threads; encoders")
+    progress(f"serial Piper with {cores} onnxruntime threads; encoders")
     serial = SerialPiper(_voice_files(settings), threads=cores)
     encode = measure_encoding(
         serial, workload.stream_text, workload.encode_sentences, repeats=1 if args.quick else 3
     )
-    _progress("word timestamps: the voice with and without durations")
+    progress("word timestamps: the voice with and without durations")
     words = measure_word_cost(
         _voice_files(settings),
         workload.stream_text,
@@ -1129,7 +1137,7 @@ def measure(settings: Settings, args: argparse.Namespace, targets: Sequence[Targ
     config = ServerConfig(settings.default_voice, settings.voices_dir, Path(args.output).parent)
     meter = CpuMeter(cores)
     sizes = ", ".join(f"{t.name} {t.workers}x{t.threads_per_worker}" for t in targets)
-    _progress(f"servers: {sizes}")
+    progress(f"servers: {sizes}")
     meta["targets"] = [vars(target) for target in targets]
     with running_servers(config, targets) as servers:
         meter.pids = [server.proc.pid for server in servers]

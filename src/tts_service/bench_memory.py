@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -33,11 +34,12 @@ from typing import TYPE_CHECKING, Any
 from tts_service.bench import (
     BenchError,
     Goal,
-    _client,
-    _free_port,
-    _progress,
+    bench_client,
     format_table,
+    free_port,
     make_text,
+    progress,
+    stop_process,
     synthesize,
 )
 from tts_service.memory import process_resident_bytes
@@ -151,7 +153,7 @@ def _clean_env() -> dict[str, str]:
 @contextmanager
 def running(spec: ServerSpec, log_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """A `tts-service serve` with nothing but `spec` set; its URL and process."""
-    port = _free_port()
+    port = free_port()
     command = [
         *(sys.executable, "-m", "tts_service", "serve", "--host", "127.0.0.1"),
         *("--port", str(port), "--log-level", "warning", "--no-ui"),
@@ -173,12 +175,7 @@ def running(spec: ServerSpec, log_path: Path) -> Iterator[tuple[str, subprocess.
         try:
             yield f"http://127.0.0.1:{port}", proc
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, signal.SIGTERM)
 
 
 async def _health(client: httpx.AsyncClient) -> dict[str, Any]:
@@ -266,7 +263,7 @@ async def measure_service(
     with (the default voice if empty)."""
     result = MemoryResult()
     with running(spec, log_path) as (url, proc):
-        async with _client(url) as client:
+        async with bench_client(url) as client:
             health = await _until(client, _ready, "ready", within=600)
             result.ready_s = health.get("ready_seconds")
             await _until(client, _voices_settled, "settled (voices' sessions)")
@@ -342,9 +339,9 @@ def measure_memory(
 ) -> tuple[MemoryResult, MemoryResult, int]:
     """The memory row: serial Piper, then the service with its defaults."""
     bursts = burst_texts(1 if quick else 3)
-    _progress("memory: serial Piper in its own process")
+    progress("memory: serial Piper in its own process")
     serial = serial_piper(files, bursts)
-    _progress("memory: the service with its defaults")
+    progress("memory: the service with its defaults")
     spec = ServerSpec(voices_dir, files.name)
     service = asyncio.run(
         measure_service(
@@ -382,7 +379,7 @@ def sizing(files: VoiceFiles, voices_dir: Sequence[Path], log_dir: Path) -> str:
     rows: list[list[str]] = []
     for label, cpus, flags in sizes:
         for count in (1, 2, 4):
-            _progress(f"sizing: {label}, {count} voice(s)")
+            progress(f"sizing: {label}, {count} voice(s)")
             with twin_voices(files, count - 1) as (folder, twins):
                 spec = ServerSpec(
                     [*voices_dir, folder],

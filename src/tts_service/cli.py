@@ -236,6 +236,9 @@ def _serve_on_ray(settings: Settings, args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"tts-service: invalid Ray configuration:\n{exc}", file=sys.stderr)
         return 2
+    from tts_service.rayserve.launch import ray_environment
+
+    ray_environment(settings, ray_settings)  # before Ray is imported: it reads some at import
     try:
         import ray.serve  # noqa: F401  (an optional extra)
     except ImportError as exc:

@@ -12,11 +12,9 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from wyoming.client import AsyncTcpClient
-from wyoming.info import Describe, Info
 
 from audiocheck import DEFAULT_VOICE, RATE, seconds, wav_pcm
-from conftest import ServerProcess, free_port
+from conftest import ServerProcess
 from voicegen import tiny_voice_config, write_tiny_voice
 
 TINY_RATE = 16000
@@ -45,17 +43,7 @@ def voices(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(logs_dir: Path, voices: Path) -> Iterator[ServerProcess]:
-    wyoming_port = free_port()
-    proc = ServerProcess(
-        logs_dir,
-        "--workers",
-        "1",
-        "--voices-dir",
-        str(voices),
-        "--wyoming-uri",
-        f"tcp://127.0.0.1:{wyoming_port}",
-    )
-    proc.wyoming_port = wyoming_port
+    proc = ServerProcess(logs_dir, "--workers", "1", "--voices-dir", str(voices), wyoming=True)
     yield proc
     proc.stop()
 
@@ -131,11 +119,5 @@ def test_openai_lists_the_healthy_voices_and_refuses_a_broken_one(
 
 
 async def test_wyoming_describe_lists_the_healthy_voices(server: ServerProcess) -> None:
-    assert server.wyoming_port is not None
-    client = AsyncTcpClient("127.0.0.1", server.wyoming_port, connect_timeout=10, read_timeout=60)
-    async with client:
-        await client.write_event(Describe().event())
-        event = await client.read_event()
-    assert event is not None and Info.is_type(event.type)
-    (program,) = Info.from_event(event).tts
+    (program,) = (await server.wyoming_info()).tts
     assert {voice.name for voice in program.voices} == {DEFAULT_VOICE, "good", CORRUPT_MODEL}

@@ -23,7 +23,7 @@ from wyoming.ping import Ping
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeVoice
 
 from audiocheck import eventually, health, sentences, wait_for
-from conftest import DETERMINISTIC, ServerProcess, free_port
+from conftest import ServerProcess, standard_server
 
 IDLE = 2.0  # seconds: --idle-timeout
 STALL = 1.0  # seconds: --stall-timeout
@@ -33,26 +33,13 @@ IDLE_CONNECTIONS = 100  # of each kind
 
 @pytest.fixture(scope="module")
 def impatient(logs_dir: Path, tiny_voices: Path) -> Iterator[ServerProcess]:
-    wyoming_port = free_port()
-    proc = ServerProcess(
+    proc = standard_server(
         logs_dir,
-        "--workers",
-        "2",
-        "--threads-per-worker",
-        "1",
-        "--voices-dir",
-        str(tiny_voices),
-        "--idle-timeout",
-        str(IDLE),
-        "--stall-timeout",
-        str(STALL),
-        "--max-audio-seconds",  # the tiny voice speaks faster than the cap's estimate allows
-        "3600",
-        "--wyoming-uri",
-        f"tcp://127.0.0.1:{wyoming_port}",
-        *DETERMINISTIC,
+        tiny_voices,
+        *("--idle-timeout", str(IDLE), "--stall-timeout", str(STALL)),
+        # the tiny voice speaks faster than the cap's estimate allows
+        *("--max-audio-seconds", "3600"),
     )
-    proc.wyoming_port = wyoming_port
     yield proc
     proc.stop()
 

@@ -16,11 +16,10 @@ import httpx
 import pytest
 from wyoming.audio import AudioChunk, AudioStop
 from wyoming.client import AsyncTcpClient
-from wyoming.info import Describe, Info
 from wyoming.tts import Synthesize, SynthesizeVoice
 
 from audiocheck import piper_pcm, seconds, sentences, wait_for, wav_pcm
-from conftest import DETERMINISTIC, ServerProcess, free_port
+from conftest import DETERMINISTIC, ServerProcess
 from tts_service.engine import SynthesisOptions, Voice
 from voicegen import write_tiny_voice
 
@@ -45,20 +44,12 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def watching(logs_dir: Path, folder: Path) -> Iterator[ServerProcess]:
-    wyoming_port = free_port()
     proc = ServerProcess(
         logs_dir,
-        "--workers",
-        "2",
-        "--voices-dir",
-        str(folder),
-        "--rescan-interval",
-        "0.2",
-        "--wyoming-uri",
-        f"tcp://127.0.0.1:{wyoming_port}",
+        *("--workers", "2", "--voices-dir", str(folder), "--rescan-interval", "0.2"),
         *DETERMINISTIC,
+        wyoming=True,
     )
-    proc.wyoming_port = wyoming_port
     yield proc
     proc.stop()
 
@@ -187,19 +178,9 @@ def wyoming_pcm(server: ServerProcess, text: str) -> bytes:
 def test_wyoming_describe_names_languages_and_says_what_is_installed(
     watching: ServerProcess, folder: Path, sources: Path
 ) -> None:
-    async def describe() -> Info:
-        assert watching.wyoming_port is not None
-        async with AsyncTcpClient("127.0.0.1", watching.wyoming_port) as client:
-            await client.write_event(Describe().event())
-            while True:
-                event = await asyncio.wait_for(client.read_event(), 30)
-                assert event is not None
-                if Info.is_type(event.type):
-                    return Info.from_event(event)
-
     copy_in(sources, folder, "tiny-late", as_name="tiny-described")
     wait_for(lambda: "tiny-described" in listed(watching), 30, "the voice is listed")
-    info = asyncio.run(describe())
+    info = asyncio.run(watching.wyoming_info())
     voices = {voice.name: voice for voice in info.tts[0].voices}
     assert voices[JOE].installed and voices[JOE].languages == ["en_US"]
     assert voices[JOE].description == "Joe, English (United States), medium"

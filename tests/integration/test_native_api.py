@@ -87,6 +87,7 @@ def test_ping_and_health(server: ServerProcess) -> None:
     body = health.json()
     assert body["status"] == "ok" and body["workers"] == 2 and body["policy"] == "fair"
     assert DEFAULT_VOICE in body["loaded_voices"]
+    assert body["pid"] == server.proc.pid
 
 
 # ------------------------------------------------------------------ bad requests

@@ -18,11 +18,9 @@ from typing import Any
 
 import httpx
 import pytest
-from wyoming.client import AsyncTcpClient
-from wyoming.info import Describe, Info
 
 from audiocheck import piper_pcm, wait_for, wav_pcm
-from conftest import DETERMINISTIC, ROOT, ServerProcess, free_port
+from conftest import DETERMINISTIC, ROOT, ServerProcess
 from tts_service.engine import SynthesisOptions, Voice
 from tts_service.piper_catalog import CATALOG_FILE_NAME, PACKAGED_CATALOG, CatalogSource
 from voicegen import write_tiny_voice
@@ -89,11 +87,8 @@ def admin(
 ) -> Iterator[ServerProcess]:
     """A server with a key (so downloads are on), download on first use, the test catalog,
     and Wyoming on `proc.wyoming_port`."""
-    wyoming_port = free_port()
     proc = ServerProcess(
         logs_dir,
-        "--wyoming-uri",
-        f"tcp://127.0.0.1:{wyoming_port}",
         "--workers",
         "2",
         "--api-key",
@@ -106,8 +101,8 @@ def admin(
         "--download-dir",
         str(downloads),
         *DETERMINISTIC,
+        wyoming=True,
     )
-    proc.wyoming_port = wyoming_port
     yield proc
     proc.stop()
 
@@ -345,17 +340,7 @@ def test_the_cli_refreshes_the_catalog_from_the_voice_repository(
 
 
 def test_wyoming_describe_offers_what_a_request_would_download(admin: ServerProcess) -> None:
-    async def describe() -> Info:
-        assert admin.wyoming_port is not None
-        async with AsyncTcpClient("127.0.0.1", admin.wyoming_port) as client:
-            await client.write_event(Describe().event())
-            while True:
-                event = await asyncio.wait_for(client.read_event(), 30)
-                assert event is not None
-                if Info.is_type(event.type):
-                    return Info.from_event(event)
-
-    voices = {voice.name: voice for voice in asyncio.run(describe()).tts[0].voices}
+    voices = {voice.name: voice for voice in asyncio.run(admin.wyoming_info()).tts[0].voices}
     assert voices["en_US-joe-medium"].installed
     remote = voices[BAD["missing"]]  # published in the test catalog, never installed
     assert not remote.installed and remote.languages == ["fr_FR"]

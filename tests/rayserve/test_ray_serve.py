@@ -3,12 +3,14 @@ Serve's proxy and 2 replicas of 1 worker each; everything goes through the proxy
 
 One fleet for the whole module (starting Ray costs tens of seconds). Its limits are small on
 purpose: each replica admits 2 requests (1 worker + 1 queued) and Serve's proxy queues 24, so
-a burst fills it. The tests run in file order; the one that kills a replica comes last.
+a burst fills it. The tests run in file order: the one that kills a replica runs next to last,
+the one that stops the fleet last.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -138,6 +140,12 @@ def decoded_seconds(data: bytes) -> float:
     with av.open(io.BytesIO(data)) as container:
         frames = [frame for frame in container.decode(audio=0)]
     return sum(frame.samples for frame in frames) / frames[0].sample_rate
+
+
+def test_a_local_ray_keeps_to_loopback(fleet: Fleet) -> None:
+    """Ray left to itself announces the machine's network address; the local fleet's
+    cluster is on 127.0.0.1."""
+    assert fleet.address.startswith("127.0.0.1:"), fleet.address
 
 
 def test_the_readmes_curl_examples_work_through_the_proxy(fleet: Fleet, tmp_path: Path) -> None:
@@ -271,17 +279,35 @@ async def test_the_websocket_route_works_through_the_proxy(fleet: Fleet) -> None
             assert pcm == piper_pcm(text)
 
 
+async def read_all(chunks: AsyncIterator[bytes], first: bytes) -> bytes:
+    return first + b"".join([part async for part in chunks])
+
+
 async def test_a_full_fleet_answers_503_with_retry_after_never_a_hang_or_500(
     fleet: Fleet,
 ) -> None:
-    """4 requests fit in the replicas and 24 wait at the proxy: a burst of 48 gets 200s and
-    503s (the proxy's own, as JSON, with Retry-After), each answered."""
+    """4 long streams fill the replicas (2 each); then a burst of 48 short requests: 24 wait
+    at the proxy and the rest get the proxy's own 503 at once, as JSON with Retry-After.
+    Every one is answered, and every 200 is exact."""
     limits = httpx.Limits(max_connections=100)
-    async with httpx.AsyncClient(base_url=fleet.base_url, timeout=120, limits=limits) as client:
-        body = {"text": "A short burst."}
-        responses = await asyncio.gather(
-            *(client.post("/synthesize/binary", json=body) for _ in range(48))
-        )
+    long_text = sentences(16, start=300)
+    body = {"text": "A short burst."}
+    async with httpx.AsyncClient(base_url=fleet.base_url, timeout=180, limits=limits) as client:
+        async with contextlib.AsyncExitStack() as stack:
+            readers = []
+            for _ in range(4):  # one at a time: each is in a replica before the next is sent
+                request = client.stream(
+                    "POST", "/synthesize/binary", json={"text": long_text, "stream": True}
+                )
+                response = await stack.enter_async_context(request)
+                assert response.status_code == 200
+                chunks = response.aiter_raw()
+                first = await anext(chunks)
+                readers.append(asyncio.create_task(read_all(chunks, first)))
+            responses = await asyncio.gather(
+                *(client.post("/synthesize/binary", json=body) for _ in range(48))
+            )
+            streamed = await asyncio.gather(*readers)
         statuses = Counter(response.status_code for response in responses)
         assert set(statuses) == {200, 503}, statuses
         for response in responses:
@@ -290,8 +316,67 @@ async def test_a_full_fleet_answers_503_with_retry_after_never_a_hang_or_500(
                 assert response.json()["error"]["code"] == "overloaded"
             else:
                 assert wav_pcm(response.content) == piper_pcm(body["text"])
+        assert all(wav_pcm(data) == piper_pcm(long_text) for data in streamed)
         after = await client.post("/synthesize/binary", json=body)
         assert after.status_code == 200
+
+
+async def test_killing_a_replica_mid_burst(fleet: Fleet) -> None:
+    """The process of a replica serving a stream dies (SIGKILL) while a burst is in flight:
+    its stream is cut (not ended cleanly), requests it had admitted but not started end as
+    502 `replica_failed` with Retry-After, none is retried by Serve; every later request
+    succeeds on the other replica; Serve starts a new replica and its /health is ok."""
+    limits = httpx.Limits(max_connections=50)
+    async with httpx.AsyncClient(base_url=fleet.base_url, timeout=120, limits=limits) as client:
+        pids = {name: (await replica_health(client, name))["pid"] for name in fleet.replicas}
+        body = {"text": sentences(20, start=400), "stream": True}
+        async with client.stream("POST", "/synthesize/binary", json=body) as doomed:
+            victim = doomed.headers["x-replica"]
+            chunks = doomed.aiter_raw()  # kept: dropping the iterator would hang up
+            await anext(chunks)
+            burst = [
+                asyncio.create_task(client.post("/synthesize/binary", json={"text": TEXTS[n % 4]}))
+                for n in range(12)
+            ]
+            await asyncio.sleep(0.2)
+            os.kill(pids[victim], signal.SIGKILL)
+            with pytest.raises(httpx.RemoteProtocolError):  # cut, not ended cleanly
+                async for _ in chunks:
+                    pass
+        outcomes = await asyncio.gather(*burst)
+        for response in outcomes:
+            assert response.status_code in (200, 502), response.text
+            if response.status_code == 502:
+                assert response.json()["error"]["code"] == "replica_failed"
+                assert int(response.headers["retry-after"]) >= 1
+            else:
+                assert wav_pcm(response.content)
+
+        later = [await client.post("/synthesize/binary", json={"text": t}) for t in TEXTS * 2]
+        assert [r.status_code for r in later] == [200] * 8
+        assert all(r.headers["x-replica"] != victim for r in later)
+
+        for _ in range(600):  # Serve notices the dead actor and starts a replacement
+            names = await serving_replicas(client)
+            if len(names) == 2 and victim not in names:
+                break
+            await asyncio.sleep(0.2)
+        else:
+            raise AssertionError(f"Serve did not replace replica {victim}:\n{fleet.log()[-3000:]}")
+        (newcomer,) = names - fleet.replicas
+        health = await replica_health(client, newcomer)
+        assert health["status"] == "ok" and health["totals"]["failed"] == 0
+        assert health["pid"] != pids[victim]
+
+
+async def serving_replicas(client: httpx.AsyncClient, asks: int = 40) -> set[str]:
+    """The replicas the proxy routes to now (an idle fleet routes each request to either)."""
+    names = set()
+    for _ in range(asks):
+        response = await client.get("/health")
+        if response.status_code == 200:
+            names.add(response.headers["x-replica"])
+    return names
 
 
 async def test_stopping_drains_admitted_work_and_refuses_new(fleet: Fleet) -> None:

@@ -20,8 +20,7 @@ from tts_service.errors import DownloadFailed
 from tts_service.piper_catalog import MODEL_CARD, CatalogVoice, parse_catalog
 from tts_service.progress import TextProgress
 from tts_service.voice_folders import scan
-from voicegen import write_tiny_voice
-from voicemirror import VoiceMirror, published, running_mirror, voice_files
+from voicemirror import VoiceMirror, published, running_mirror, tiny_voice_files
 
 NAME = "en_US-tiny-x_low"
 CARD = b"# Model card\nA tone, not a voice.\n"
@@ -30,8 +29,7 @@ CARD = b"# Model card\nA tone, not a voice.\n"
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     folder = tmp_path_factory.mktemp("source")
-    write_tiny_voice(folder, NAME, num_speakers=1)
-    return voice_files(folder, NAME)
+    return tiny_voice_files(folder, NAME)
 
 
 @pytest.fixture

@@ -18,7 +18,14 @@ from tts_service.errors import DeadlineExceeded, InvalidRequest, VoiceNotFound
 from tts_service.service import SpeechRequest, TTSService
 from tts_service.voice_names import is_language, voice_for_language
 from voicegen import write_tiny_voice
-from voicemirror import VoiceMirror, published, running_mirror, voice_files, write_catalog
+from voicemirror import (
+    VoiceMirror,
+    published,
+    running_mirror,
+    tiny_voice_files,
+    voice_files,
+    write_catalog,
+)
 
 INSTALLED = "en_US-tiny-x_low"  # installed, published with an alias
 REMOTE = "en_GB-tiny-x_low"  # published, only on the mirror
@@ -68,8 +75,7 @@ def test_what_counts_as_a_language() -> None:
 @pytest.fixture(scope="module")
 def remote_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     folder = tmp_path_factory.mktemp("remote")
-    write_tiny_voice(folder, REMOTE, num_speakers=1)
-    return voice_files(folder, REMOTE)
+    return tiny_voice_files(folder, REMOTE)
 
 
 @pytest.fixture

@@ -41,6 +41,10 @@ def _asset_url(request: Request, name: str) -> str:
     return f"{request.scope.get('root_path', '')}{ASSETS_URL}/{name}"
 
 
+def _openapi_url(request: Request) -> str:
+    return f"{request.scope.get('root_path', '')}{request.app.openapi_url}"
+
+
 def _local_only(page: HTMLResponse) -> HTMLResponse:
     page.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     return page
@@ -51,7 +55,7 @@ async def swagger_ui(request: Request) -> HTMLResponse:
     """Interactive documentation; its "Try it out" calls go to this same server."""
     return _local_only(
         get_swagger_ui_html(
-            openapi_url=f"{request.scope.get('root_path', '')}{request.app.openapi_url}",
+            openapi_url=_openapi_url(request),
             title=f"{request.app.title} - API",
             swagger_js_url=_asset_url(request, "swagger-ui-bundle.js"),
             swagger_css_url=_asset_url(request, "swagger-ui.css"),
@@ -67,7 +71,7 @@ async def redoc(request: Request) -> HTMLResponse:
     """The same document as a readable reference."""
     return _local_only(
         get_redoc_html(
-            openapi_url=f"{request.scope.get('root_path', '')}{request.app.openapi_url}",
+            openapi_url=_openapi_url(request),
             title=f"{request.app.title} - API reference",
             redoc_js_url=_asset_url(request, "redoc.standalone.js"),
             redoc_favicon_url=_asset_url(request, "favicon.png"),

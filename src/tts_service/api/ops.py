@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
@@ -32,6 +33,7 @@ class HealthReport(BaseModel):
         description="From the process's start to ready (default voice loaded and warm)."
     )
     memory: MemoryReport
+    pid: int = Field(description="The process that answered (several processes or replicas).")
 
 
 class VoiceDescription(BaseModel):
@@ -105,6 +107,7 @@ async def health(request: Request) -> JSONResponse:
         "loaded_voices": [n for n in service.catalog.names if service.catalog.is_loaded(n)],
         "ready_seconds": service.ready_seconds,
         "memory": service.memory_report(),
+        "pid": os.getpid(),
         **stats,
     }
     return JSONResponse(body, status_code=200 if status == "ok" else 503)

@@ -41,21 +41,24 @@ from tts_service.bench import (
     ServerConfig,
     Target,
     Workload,
-    _free_port,
-    _machine_busy_seconds,
-    _progress,
+    bench_client,
     build_workload,
     foreign_share,
     format_percent,
     format_ratio,
     format_seconds,
     format_table,
+    free_port,
+    machine_busy_seconds,
     percentile,
+    progress,
     ratio,
     rotation,
     running_servers,
+    stop_process,
     synthesize,
     throughput,
+    throughput_round,
 )
 from tts_service.config import Settings, available_cores
 
@@ -125,13 +128,13 @@ def tree_cpu_seconds(root: int) -> float:
 
 def cpu_sample() -> CpuSample:
     """The machine's busy CPU and this process tree's (the servers it started included)."""
-    return CpuSample(time.monotonic(), _machine_busy_seconds(), tree_cpu_seconds(os.getpid()))
+    return CpuSample(time.monotonic(), machine_busy_seconds(), tree_cpu_seconds(os.getpid()))
 
 
 @contextmanager
 def serve_fleet(fleet: Fleet, log_dir: Path) -> Iterator[str]:
     """`tts-service serve --ray` with a local 2-CPU Ray; yields its URL."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TTS_", "RAY_"))}
     env.update(
         RAY_USAGE_STATS_ENABLED="0",
@@ -151,7 +154,7 @@ def serve_fleet(fleet: Fleet, log_dir: Path) -> Iterator[str]:
             _wait_serving(proc, log_path)
             yield f"http://127.0.0.1:{port}"
         finally:
-            _stop(proc)
+            stop_process(proc, signal.SIGTERM, timeout=90)  # Serve drains, then Ray stops
 
 
 def _wait_serving(proc: subprocess.Popen[bytes], log_path: Path) -> None:
@@ -163,27 +166,6 @@ def _wait_serving(proc: subprocess.Popen[bytes], log_path: Path) -> None:
             return
         time.sleep(0.5)  # a subprocess's readiness: nothing to wait on but its log
     raise BenchError(f"the Serve fleet was not ready after 300 s; see {log_path}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _client(base_url: str) -> httpx.AsyncClient:
-    import httpx
-
-    return httpx.AsyncClient(
-        base_url=base_url,
-        timeout=httpx.Timeout(3600.0, connect=10.0),
-        limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
-        trust_env=False,
-    )
 
 
 async def settle(client: httpx.AsyncClient) -> None:
@@ -214,16 +196,6 @@ async def single(client: httpx.AsyncClient, text: str) -> float:
     sent = time.perf_counter()
     await synthesize(client, text)
     return time.perf_counter() - sent
-
-
-async def throughput_round(client: httpx.AsyncClient, requests: list[list[str]]) -> Sample:
-    async def one_client(texts: list[str]) -> float:
-        return sum([await synthesize(client, text) for text in texts])
-
-    await settle(client)
-    started = time.perf_counter()
-    audio = await asyncio.gather(*(one_client(texts) for texts in requests))
-    return Sample(time.perf_counter() - started, sum(audio), None)
 
 
 async def mixed_load(client: httpx.AsyncClient, workload: Workload) -> list[float]:
@@ -259,7 +231,7 @@ async def mixed_load(client: httpx.AsyncClient, workload: Workload) -> list[floa
 async def run_phase(urls: dict[str, str], workload: Workload, repeats: int) -> dict[str, Figures]:
     """Every measurement on every target, the targets taking turns in rotating order."""
     figures = {name: Figures() for name in urls}
-    clients = {name: _client(url) for name, url in urls.items()}
+    clients = {name: bench_client(url) for name, url in urls.items()}
     single_text = workload.short_texts[0] + " " + workload.short_texts[1]
     try:
         for client in clients.values():  # first requests pay for connections: not measured
@@ -273,7 +245,8 @@ async def run_phase(urls: dict[str, str], workload: Workload, repeats: int) -> d
                 figures[name].single_s.append(await single(clients[name], single_text))
         for turn, requests in enumerate(workload.throughput_rounds):
             for name in rotation(names, turn):
-                figures[name].rounds.append(await throughput_round(clients[name], requests))
+                round_ = await throughput_round(clients[name], requests, settle)
+                figures[name].rounds.append(round_)
         for name in rotation(names, 1):
             figures[name].short_s = await mixed_load(clients[name], workload)
     finally:
@@ -380,9 +353,9 @@ def measure(settings: Settings, args: argparse.Namespace) -> RayBenchReport:
     with running_servers(config, [Target(DIRECT, "fair", 2, 1)]) as (server,):
         for fleet in PHASES:
             size = f"{fleet.replicas} replica(s) of {fleet.cpus_per_replica} CPU(s)"
-            _progress(f"starting {fleet.name}: {size}")
+            progress(f"starting {fleet.name}: {size}")
             with serve_fleet(fleet, log_dir) as url:
-                _progress(f"measuring {DIRECT} and {fleet.name}")
+                progress(f"measuring {DIRECT} and {fleet.name}")
                 urls = {DIRECT: server.url, fleet.name: url}
                 before = cpu_sample()
                 phases[fleet.name] = asyncio.run(run_phase(urls, workload, repeats))

@@ -25,33 +25,45 @@ log = logging.getLogger(__name__)
 PROXY_CALLBACK_ENV = "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"
 
 
-def ray_environment(settings: Settings) -> None:
-    """What a Ray started from here inherits: no usage reports, our proxy middleware and
-    the stall timeout it enforces."""
+# Ray resolves a node address of 127.0.0.1 to the machine's network address, except where
+# it believes it runs a single-machine cluster (its Windows and macOS default), which this
+# switch selects: a local Ray then talks to itself over loopback only.
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def ray_address(ray_settings: RaySettings) -> str:
+    """The cluster to join; "local" starts a new Ray even where a `ray start` cluster runs
+    on this machine."""
+    return ray_settings.address or os.environ.get("RAY_ADDRESS") or "local"
+
+
+def ray_environment(settings: Settings, ray_settings: RaySettings) -> None:
+    """What Ray reads from the environment, set before it is first imported (it reads some
+    at import): no usage reports, our proxy middleware and the stall timeout it enforces,
+    and for a local Ray, loopback only. A cluster across machines is started with
+    `ray start` and joined by address."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault(PROXY_CALLBACK_ENV, PROXY_CALLBACK)
     os.environ["TTS_STALL_TIMEOUT"] = str(settings.stall_timeout)
+    if ray_address(ray_settings) == "local":
+        os.environ.setdefault(LOOPBACK_ENV, "0")
 
 
 def serve_on_ray(settings: Settings, ray_settings: RaySettings) -> int:
     replica_settings(settings, ray_settings)  # a PlanError before Ray starts, not after
-    ray_environment(settings)
+    ray_environment(settings, ray_settings)
     import ray
     from ray import serve
 
     from tts_service.rayserve.deployment import application, cluster_cpus
 
-    # "local" starts a new Ray even where a `ray start` cluster runs on this machine.
-    address = ray_settings.address or os.environ.get("RAY_ADDRESS") or "local"
+    address = ray_address(ray_settings)
     local = address == "local"
     ray.init(
         address=address,
         num_cpus=(ray_settings.num_cpus or settings.core_count) if local else None,
         include_dashboard=False if local else None,
         logging_level=logging.WARNING,
-        # A local Ray talks to itself over loopback only, never the machine's network
-        # address; a cluster across machines is started with `ray start` and named.
-        _node_ip_address="127.0.0.1" if local else None,
     )
     try:
         announce(f"Ray cluster at {ray.get_runtime_context().gcs_address}")
