@@ -30,6 +30,11 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--memory-budget", help="most memory for loaded voices, e.g. 600M or 1.5G (default: none)"
     )
+    parser.add_argument(
+        "--device",
+        choices=["cpu", "cuda", "auto"],
+        help="where voices run (default cpu; cuda needs the gpu extra; auto: cuda if it works)",
+    )
     parser.add_argument("--workers", type=int, help="inference threads (default cores/threads)")
     parser.add_argument("--threads-per-worker", type=int, help="onnxruntime threads per run")
     parser.add_argument(

@@ -21,11 +21,11 @@ from piper.const import BOS, EOS, PAD
 
 from tts_service import words
 from tts_service.alignment import aligned
+from tts_service.devices import CPU, Device, check_session
 from tts_service.weights import SharedWeights
 
 # Piper's own int16 conversion, so our bytes equal `PiperVoice.synthesize()`'s.
 _MAX_WAV_VALUE = 32767.0
-_PROVIDERS = ["CPUExecutionProvider"]
 # The all-cores session's first run (its one-time costs), when it is added.
 SOLO_WARM_UP_TEXT = "Ready."
 
@@ -94,6 +94,7 @@ def make_session(
     spin: bool = True,
     weights: SharedWeights | None = None,
     arena: bool = True,
+    device: Device = CPU,
 ) -> onnxruntime.InferenceSession:
     """One ONNX session; thread counts set explicitly because onnxruntime's default ignores
     container CPU limits. `spin=False` stops idle intra-op threads from busy-waiting, which
@@ -103,7 +104,9 @@ def make_session(
     `arena=False` turns onnxruntime's memory arena off: it keeps, per session and for good,
     the most memory its runs ever needed at once (~35 MB per second of the longest
     sentence's audio); the server's heap instead goes back to the system when it is idle
-    (memory.py). Neither setting changes a single output bit."""
+    (memory.py). Neither setting changes a single output bit.
+
+    On CUDA, a session onnxruntime could only put on the CPU is a DeviceUnavailable."""
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -112,9 +115,14 @@ def make_session(
     if not spin:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if weights is not None:
-        return weights.session(options, providers=_PROVIDERS)
-    source = model if isinstance(model, bytes) else str(model)
-    return onnxruntime.InferenceSession(source, sess_options=options, providers=_PROVIDERS)
+        session = weights.session(options, providers=device.providers)
+    else:
+        source = model if isinstance(model, bytes) else str(model)
+        session = onnxruntime.InferenceSession(
+            source, sess_options=options, providers=device.providers
+        )
+    check_session(session, device)
+    return session
 
 
 def _sentences(text: str) -> Iterator[str]:
@@ -210,21 +218,29 @@ class Voice:
         spin: bool = True,
         solo_threads: int | None = None,
         alignments: bool = True,
+        device: Device = CPU,
     ) -> Voice:
         """`alignments`: load the model patched to report phoneme durations (for word
-        timestamps) when it can be; its audio is the same either way."""
+        timestamps) when it can be; its audio is the same either way. On a GPU there is
+        no solo session: every run has the device, not a share of the cores."""
         with open(config_path, encoding="utf-8") as handle:
             config = PiperConfig.from_dict(json.load(handle))
-        weights = SharedWeights(model_path)
+        # On a GPU each session copies the weights to the device: a host copy to share
+        # would only cost memory (and there is no all-cores session to share it with).
+        weights = SharedWeights(model_path) if device.active == "cpu" else None
+        model: Path | bytes = model_path
         durations = False
         if alignments:  # the patch adds an output: the sessions still share the tensors
-            patched = aligned(weights.graph(), model_path.name)
-            weights.use_graph(patched.source)
+            patched = aligned(weights.graph() if weights else model_path.read_bytes(), name)
             durations = patched.durations
-        session = make_session(model_path, threads, spin, weights, arena=False)
+            if weights is not None:
+                weights.use_graph(patched.source)
+            else:
+                model = patched.source
+        session = make_session(model, threads, spin, weights, arena=False, device=device)
         piper_voice = PiperVoice(session=session, config=config)
         solo_voice = None
-        if solo_threads is not None and solo_threads > threads:
+        if solo_threads is not None and solo_threads > threads and weights is not None:
             solo_session = make_session(model_path, solo_threads, weights=weights, arena=False)
             solo_voice = PiperVoice(session=solo_session, config=config)
         info = read_voice_info(name, config_path)
@@ -250,7 +266,7 @@ class Voice:
 
     def _model_path(self) -> Path:
         if self.weights is None:
-            raise RuntimeError(f"voice {self.info.name} was not loaded from a file")
+            raise RuntimeError(f"voice {self.info.name} has no shared weights (a CPU voice has)")
         return self.weights.path
 
     def _learn_pace(self, ids: int, samples: int, length_scale: float | None) -> None:
@@ -266,6 +282,11 @@ class Voice:
     def word_timestamps(self) -> bool:
         """It can time words: its model reports durations and espeak phonemizes it."""
         return self._durations and self._piper.config.phoneme_type == PhonemeType.ESPEAK
+
+    @property
+    def provider(self) -> str:
+        """The onnxruntime provider its session runs on (CUDAExecutionProvider, ...)."""
+        return str(self._piper.session.get_providers()[0])
 
     @property
     def has_solo_session(self) -> bool:

@@ -200,3 +200,11 @@ class VoiceMemoryFull(Overloaded):
     """Voices that requests are using fill the memory budget: another cannot load now."""
 
     code = "memory_budget_full"
+
+
+class DeviceUnavailable(ServiceError):
+    """The device asked for (`--device cuda`) cannot be used: the server does not start."""
+
+    status = 500
+    code = "device_unavailable"
+    exit_code = 9

@@ -15,6 +15,7 @@ from functools import partial
 from tts_service import memory
 from tts_service.admission import retry_after
 from tts_service.config import Settings
+from tts_service.devices import choose_device
 from tts_service.downloads import Downloader, VoiceDownloads
 from tts_service.engine import SynthesisOptions, Voice, pieces_with_offsets
 from tts_service.errors import (
@@ -117,6 +118,9 @@ class TTSService:
         observer: SchedulerObserver | None = None,
     ) -> None:
         self.settings = settings
+        self.device = choose_device(settings.device)  # DeviceUnavailable: no start
+        # A GPU run has the device to itself: no all-cores session for first sentences.
+        solo_threads = settings.solo_threads if self.device.active == "cpu" else None
         self.folders = VoiceFolders(
             settings.voice_folders, settings.rescan_interval, quiet=[settings.download_dir]
         )
@@ -125,11 +129,12 @@ class TTSService:
             threads_per_session=settings.threads_per_worker,
             max_loaded=settings.max_loaded_voices,
             spin=settings.worker_count * settings.threads_per_worker <= settings.core_count,
-            solo_threads=settings.solo_threads,
+            solo_threads=solo_threads,
             alignments=settings.word_timestamps,
             memory_budget=settings.memory_budget,
             meter=LoadMeter(quiet=self._quiet),
             retry_after=lambda: retry_after(self.scheduler.stats()["predicted_wait_seconds"]),
+            device=self.device,
         )
         self.defaults = DefaultsBook(settings.voice_defaults)
         if catalog is None:  # a catalog handed in (tests) is kept as it is
@@ -149,7 +154,7 @@ class TTSService:
             max_queued_sentences=settings.max_queued_sentences,
             max_sentences_ahead=settings.max_sentences_ahead,
             observer=observer,
-            solo_first=settings.solo_threads is not None,
+            solo_first=solo_threads is not None,
             max_client_requests=settings.max_client_requests,
             stall_timeout=settings.stall_timeout,
         )
@@ -169,6 +174,7 @@ class TTSService:
         return int(self.scheduler.totals["sentences"]) + self.catalog.loads
 
     async def start(self) -> None:
+        log.info("voices run on the %s (%s)", self.device.active, self.device.reason)
         self.scheduler.start()
         self.trimmer.start()
         loop = asyncio.get_running_loop()

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from piper.config import PiperConfig
 
+from tts_service.devices import CPU, Device
 from tts_service.engine import Voice, VoiceInfo, read_voice_info
 from tts_service.errors import (
     InvalidRequest,
@@ -156,13 +157,16 @@ class VoiceCatalog:
         memory_budget: int | None = None,
         meter: LoadMeter | None = None,
         retry_after: Callable[[], int] = lambda: 1,
+        device: Device = CPU,
     ) -> None:
         self._files = files
         self._threads = threads_per_session
         self._max_loaded = max_loaded
         self._executor = executor
         self._loader = loader or (
-            lambda f, t: Voice.load(f.name, f.model, f.config, t, spin, alignments=alignments)
+            lambda f, t: Voice.load(
+                f.name, f.model, f.config, t, spin, alignments=alignments, device=device
+            )
         )
         solo = solo_threads is not None and solo_threads > threads_per_session
         self._solo_threads = solo_threads if solo else None

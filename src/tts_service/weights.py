@@ -19,12 +19,14 @@ from __future__ import annotations
 import mmap
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnxruntime
+
+from tts_service.devices import Provider
 
 # Smaller tensors stay in the graph: onnxruntime reads shape constants while it optimizes.
 MIN_SHARED_BYTES = 4096
@@ -260,7 +262,7 @@ class SharedWeights:
         return sum(array.nbytes for array in self._arrays.values())
 
     def session(
-        self, options: onnxruntime.SessionOptions, providers: list[str]
+        self, options: onnxruntime.SessionOptions, providers: Sequence[Provider]
     ) -> onnxruntime.InferenceSession:
         """A session on the shared tensors. onnxruntime checks (and may read a few of) the
         external tensors while it optimizes the graph: it finds them in the model file."""

