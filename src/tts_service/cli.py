@@ -36,6 +36,12 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
         help="first sentence on all cores when idle (default: on if threads < cores)",
     )
     parser.add_argument("--policy", choices=["fair", "round_robin", "fifo"])
+    parser.add_argument(
+        "--batch-size", type=int, help="sentences per model run, for GPUs (default 1: off)"
+    )
+    parser.add_argument(
+        "--batch-wait-ms", type=float, help="most a batch waits for company (default 5)"
+    )
     parser.add_argument("--max-queued-requests", type=int)
     parser.add_argument("--max-queued-sentences", type=int)
     parser.add_argument("--request-timeout", type=float, help="max queue wait, seconds")
