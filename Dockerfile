@@ -1,6 +1,12 @@
 # tts-service: a small CPU image. Build: docker build -t tts-service .
 # Run:   docker run -p 3002:3002 -v "$PWD/voices:/voices:ro" -v tts-data:/data tts-service
+# GPU:   docker build --build-arg DEVICE=cuda -t tts-service:cuda .
+#        docker run --gpus all -p 3002:3002 tts-service:cuda   (NVIDIA Container Toolkit)
 FROM python:3.11-slim
+
+# cpu, or cuda: onnxruntime's GPU build with NVIDIA's CUDA and cuDNN wheels (the host
+# gives only its driver), and the server refusing to start where CUDA does not work.
+ARG DEVICE=cpu
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -14,7 +20,11 @@ WORKDIR /app
 # so the slim image needs no compiler and no apt packages.
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install . && rm -rf build src/*.egg-info
+# Both onnxruntime builds install the same module: the GPU one replaces the CPU one.
+RUN pip install . && rm -rf build src/*.egg-info \
+    && if [ "$DEVICE" = "cuda" ]; then \
+         pip uninstall -y onnxruntime && pip install "onnxruntime-gpu[cuda,cudnn]>=1.21"; \
+       elif [ "$DEVICE" != "cpu" ]; then echo "DEVICE must be cpu or cuda" >&2; exit 1; fi
 
 # A fixed numeric non-root user, so Kubernetes' runAsNonRoot can verify it.
 RUN groupadd --system --gid 10001 tts \
@@ -26,7 +36,8 @@ RUN groupadd --system --gid 10001 tts \
 # Downloaded voices (tts-service voices download, --download-missing) and a refreshed
 # catalog go to /data, which must stay writable.
 ENV TTS_VOICES_DIR=/voices \
-    TTS_DOWNLOAD_DIR=/data
+    TTS_DOWNLOAD_DIR=/data \
+    TTS_DEVICE=${DEVICE}
 VOLUME ["/voices", "/data"]
 
 EXPOSE 3002

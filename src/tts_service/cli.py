@@ -27,6 +27,11 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help="port (default 3002)")
     _voice_flags(parser)
     parser.add_argument("--cores", type=int, help="CPUs to plan for (default: detected)")
+    parser.add_argument(
+        "--device",
+        choices=["cpu", "cuda", "auto"],
+        help="where voices run (default cpu; cuda needs the gpu extra; auto: cuda if it works)",
+    )
     parser.add_argument("--workers", type=int, help="inference threads (default cores/threads)")
     parser.add_argument("--threads-per-worker", type=int, help="onnxruntime threads per run")
     parser.add_argument(

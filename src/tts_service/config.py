@@ -172,6 +172,11 @@ class Settings(BaseSettings):
     )
     noise_scale: float | None = Field(None, ge=0.0, le=2.0)
     noise_w_scale: float | None = Field(None, ge=0.0, le=2.0)
+    device: Literal["cpu", "cuda", "auto"] = Field(
+        "cpu",
+        description="Where voices run: cpu, cuda (onnxruntime-gpu; the server does not "
+        "start if CUDA cannot be used) or auto (cuda when it works, else cpu).",
+    )
     word_timestamps: bool = Field(
         True,
         description="Load voices so that they report phoneme durations (word timestamps "

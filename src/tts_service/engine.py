@@ -21,6 +21,7 @@ from piper.const import BOS, EOS, PAD
 
 from tts_service import words
 from tts_service.alignment import load_aligned
+from tts_service.devices import CPU, Device, check_session
 
 # Piper's own int16 conversion, so our bytes equal `PiperVoice.synthesize()`'s.
 _MAX_WAV_VALUE = 32767.0
@@ -85,11 +86,12 @@ def read_voice_info(name: str, config_path: Path) -> VoiceInfo:
 
 
 def make_session(
-    model: Path | bytes, threads: int, spin: bool = True
+    model: Path | bytes, threads: int, spin: bool = True, device: Device = CPU
 ) -> onnxruntime.InferenceSession:
     """One ONNX session per voice, shared by all workers; thread counts set explicitly
     because onnxruntime's default ignores container CPU limits. `spin=False` stops idle
-    intra-op threads from busy-waiting, which matters when workers x threads > cores."""
+    intra-op threads from busy-waiting, which matters when workers x threads > cores.
+    On CUDA, a session onnxruntime could only put on the CPU is a DeviceUnavailable."""
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -97,9 +99,9 @@ def make_session(
     if not spin:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     source = model if isinstance(model, bytes) else str(model)
-    return onnxruntime.InferenceSession(
-        source, sess_options=options, providers=["CPUExecutionProvider"]
-    )
+    session = onnxruntime.InferenceSession(source, sess_options=options, providers=device.providers)
+    check_session(session, device)
+    return session
 
 
 def _sentences(text: str) -> Iterator[str]:
@@ -188,9 +190,11 @@ class Voice:
         spin: bool = True,
         solo_threads: int | None = None,
         alignments: bool = True,
+        device: Device = CPU,
     ) -> Voice:
         """`alignments`: load the model patched to report phoneme durations (for word
-        timestamps) when it can be; its audio is the same either way."""
+        timestamps) when it can be; its audio is the same either way. On a GPU there is
+        no solo session: every run has the device, not a share of the cores."""
         with open(config_path, encoding="utf-8") as handle:
             config = PiperConfig.from_dict(json.load(handle))
         model: Path | bytes = model_path
@@ -198,9 +202,10 @@ class Voice:
         if alignments:
             aligned = load_aligned(model_path)
             model, durations = aligned.source, aligned.durations
-        piper_voice = PiperVoice(session=make_session(model, threads, spin), config=config)
+        session = make_session(model, threads, spin, device)
+        piper_voice = PiperVoice(session=session, config=config)
         solo_voice = None
-        if solo_threads is not None and solo_threads > threads:
+        if solo_threads is not None and solo_threads > threads and device.active == "cpu":
             solo_voice = PiperVoice(session=make_session(model, solo_threads), config=config)
         return cls(read_voice_info(name, config_path), piper_voice, solo_voice, durations)
 
@@ -217,6 +222,11 @@ class Voice:
     def word_timestamps(self) -> bool:
         """It can time words: its model reports durations and espeak phonemizes it."""
         return self._durations and self._piper.config.phoneme_type == PhonemeType.ESPEAK
+
+    @property
+    def provider(self) -> str:
+        """The onnxruntime provider its session runs on (CUDAExecutionProvider, ...)."""
+        return str(self._piper.session.get_providers()[0])
 
     @property
     def has_solo_session(self) -> bool:

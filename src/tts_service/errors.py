@@ -194,3 +194,11 @@ class ReplicaFailed(RetryLater):
 
     status = 502
     code = "replica_failed"
+
+
+class DeviceUnavailable(ServiceError):
+    """The device asked for (`--device cuda`) cannot be used: the server does not start."""
+
+    status = 500
+    code = "device_unavailable"
+    exit_code = 9

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from tts_service.config import Settings
+from tts_service.devices import choose_device
 from tts_service.downloads import Downloader, VoiceDownloads
 from tts_service.engine import SynthesisOptions, Voice, pieces_with_offsets
 from tts_service.errors import (
@@ -112,6 +113,9 @@ class TTSService:
         observer: SchedulerObserver | None = None,
     ) -> None:
         self.settings = settings
+        self.device = choose_device(settings.device)  # DeviceUnavailable: no start
+        # A GPU run has the device to itself: no all-cores session for first sentences.
+        solo_threads = settings.solo_threads if self.device.active == "cpu" else None
         self.folders = VoiceFolders(
             settings.voice_folders, settings.rescan_interval, quiet=[settings.download_dir]
         )
@@ -120,8 +124,9 @@ class TTSService:
             threads_per_session=settings.threads_per_worker,
             max_loaded=settings.max_loaded_voices,
             spin=settings.worker_count * settings.threads_per_worker <= settings.core_count,
-            solo_threads=settings.solo_threads,
+            solo_threads=solo_threads,
             alignments=settings.word_timestamps,
+            device=self.device,
         )
         self.defaults = DefaultsBook(settings.voice_defaults)
         if catalog is None:  # a catalog handed in (tests) is kept as it is
@@ -141,7 +146,7 @@ class TTSService:
             max_queued_sentences=settings.max_queued_sentences,
             max_sentences_ahead=settings.max_sentences_ahead,
             observer=observer,
-            solo_first=settings.solo_threads is not None,
+            solo_first=solo_threads is not None,
             max_client_requests=settings.max_client_requests,
             stall_timeout=settings.stall_timeout,
             batch=settings.batch_rule,
@@ -151,6 +156,7 @@ class TTSService:
         self.ready = False
 
     async def start(self) -> None:
+        log.info("voices run on the %s (%s)", self.device.active, self.device.reason)
         self.scheduler.start()
         loop = asyncio.get_running_loop()
         for name in dict.fromkeys([self.settings.default_voice, *self.settings.preload_voices]):

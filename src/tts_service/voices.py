@@ -21,6 +21,7 @@ from pathlib import Path
 
 from piper.config import PiperConfig
 
+from tts_service.devices import CPU, Device
 from tts_service.engine import Voice, VoiceInfo, read_voice_info
 from tts_service.errors import InvalidRequest, SpeakerNotFound, VoiceNotFound, VoiceUnavailable
 
@@ -141,13 +142,16 @@ class VoiceCatalog:
         spin: bool = True,
         solo_threads: int | None = None,
         alignments: bool = True,
+        device: Device = CPU,
     ) -> None:
         self._files = files
         self._threads = threads_per_session
         self._max_loaded = max_loaded
         self._executor = executor
         self._loader = loader or (
-            lambda f, t: Voice.load(f.name, f.model, f.config, t, spin, solo_threads, alignments)
+            lambda f, t: Voice.load(
+                f.name, f.model, f.config, t, spin, solo_threads, alignments, device
+            )
         )
         self._loaded: OrderedDict[str, Voice] = OrderedDict()
         self._loading: dict[str, asyncio.Task[Voice]] = {}

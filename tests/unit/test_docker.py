@@ -81,3 +81,16 @@ def test_downloaded_voices_go_to_a_writable_volume() -> None:
     writable = [v for v in service["volumes"] if v.split(":")[1] == "/data"]
     assert writable and not writable[0].endswith(":ro")
     assert service["environment"]["TTS_DOWNLOAD_DIR"] == "/data"
+
+
+def test_the_gpu_variant_is_a_build_argument_that_swaps_onnxruntime() -> None:
+    """`--build-arg DEVICE=cuda`: the GPU build replaces the CPU one (they install the same
+    module) and the server is told to use CUDA, so it refuses to start without it."""
+    assert args_of("ARG") == ["DEVICE=cpu"]
+    assert any("TTS_DEVICE=${DEVICE}" in env for env in args_of("ENV"))
+    (install,) = [run for run in args_of("RUN") if "pip install ." in run]
+    swap = install.index("pip uninstall -y onnxruntime")
+    assert '"$DEVICE" = "cuda"' in install[:swap]
+    assert install.index("onnxruntime-gpu[cuda,cudnn]", swap) > swap
+    choices = build_parser().parse_args(["serve", "--device", "cuda"])
+    assert choices.device == "cuda" and Settings(device="cuda").device == "cuda"

@@ -22,6 +22,10 @@ class HealthReport(BaseModel):
     default_voice: str
     loaded_voices: list[str]
     pid: int = Field(description="The process that answered (several processes or replicas).")
+    device: dict[str, str] = Field(
+        description="Where voices run: `requested` (cpu, cuda, auto), `active` (cpu or "
+        "cuda) and the `reason` for it."
+    )
 
 
 class VoiceDescription(BaseModel):
@@ -33,6 +37,9 @@ class VoiceDescription(BaseModel):
     speakers: dict[str, int] = Field(description="Speaker name -> id, for multi-speaker voices.")
     dataset: str | None
     loaded: bool = Field(description="In memory now (the first request to others loads them).")
+    provider: str | None = Field(
+        None, description="The onnxruntime provider it runs on; null until loaded."
+    )
     word_timestamps: bool | None = Field(
         None, description="Whether it can time words (timestamps, captions); null until loaded."
     )
@@ -79,6 +86,7 @@ async def health(request: Request) -> JSONResponse:
         "default_voice": service.settings.default_voice,
         "loaded_voices": [n for n in service.catalog.names if service.catalog.is_loaded(n)],
         "pid": os.getpid(),
+        "device": service.device.to_dict(),
         **stats,
     }
     return JSONResponse(body, status_code=200 if status == "ok" else 503)
@@ -106,6 +114,7 @@ async def voices(request: Request) -> dict[str, Any]:
                     **infos[name].to_dict(),
                     "loaded": voice is not None,
                     "available": True,
+                    "provider": None if voice is None else voice.provider,
                     "word_timestamps": None if voice is None else voice.word_timestamps,
                     **voice_extras(service, name),
                 }
