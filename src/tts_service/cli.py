@@ -178,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--policies",
         help="servers to measure, comma-separated (default fifo,fair,round_robin); "
-        "POLICY@WxT gives one its own workers x threads, e.g. fair,fair@1x2",
+        "POLICY@WxT gives one its own workers x threads, e.g. fair,fair@1x2; +bN batches "
+        "of up to N sentences, e.g. fair,fair+b4 (with a ratio to unbatched)",
     )
     _voice_flags(bench)
     return parser
