@@ -17,6 +17,10 @@ bit-for-bit deterministic.
 With ``alignments=True`` the model also has Piper's duration tensor (one ``Ceil`` node):
 phoneme id ``i`` lasts ``ceil(length_scale * (1 + i % 3))`` frames of 256 samples, and the
 tone lasts their sum, so the voice reports durations that add up to its audio exactly.
+With ``batch=True`` (durations included) it takes Piper's batch axis as the real voices
+do: ``input`` [B, N] padded, ``input_lengths`` [B], ``sid`` [B]; ids past a sentence's
+length last 0 frames, and each row of ``output`` [B, 1, 1, T] holds its sentence's tone
+followed by zeros up to the longest.
 ``espeak_voice`` picks the espeak-ng language (``en-us`` by default).
 
 Usage::
@@ -170,10 +174,13 @@ def tiny_voice_model(
     num_speakers: int = 3,
     sample_rate: int = 16000,
     alignments: bool = False,
+    batch: bool = False,
 ) -> onnx.ModelProto:
     """Build the tiny sine-tone ONNX model with Piper's input/output signature."""
     if num_speakers < 1:
         raise ValueError(f"num_speakers must be >= 1, got {num_speakers}")
+    if batch:
+        return _finish(_batched_graph(name, num_speakers, sample_rate))
     multi = num_speakers > 1
     f32, i64 = TensorProto.FLOAT, TensorProto.INT64
 
@@ -223,7 +230,10 @@ def tiny_voice_model(
         helper.make_node("Reshape", ["audio", "out_shape"], ["output"]),
     ]
 
-    graph = helper.make_graph(nodes, name, inputs, outputs)
+    return _finish(helper.make_graph(nodes, name, inputs, outputs))
+
+
+def _finish(graph: onnx.GraphProto) -> onnx.ModelProto:
     model = helper.make_model(
         graph,
         producer_name="tts_service-tests-voicegen",
@@ -232,6 +242,81 @@ def tiny_voice_model(
     model.ir_version = _IR_VERSION
     onnx.checker.check_model(model)
     return model
+
+
+def _batched_graph(name: str, num_speakers: int, sample_rate: int) -> onnx.GraphProto:
+    """The aligned tone model over a batch: every sentence as the one-sentence model makes
+    it, padded with zeros to the longest."""
+    f32, i64 = TensorProto.FLOAT, TensorProto.INT64
+    inputs = [
+        helper.make_tensor_value_info("input", i64, ["batch", "phonemes"]),
+        helper.make_tensor_value_info("input_lengths", i64, ["batch"]),
+        helper.make_tensor_value_info("scales", f32, [3]),
+    ]
+    if num_speakers > 1:
+        inputs.append(helper.make_tensor_value_info("sid", i64, ["batch"]))
+    outputs = [helper.make_tensor_value_info("output", f32, ["batch", 1, 1, "time"])]
+    omega = 2.0 * math.pi / sample_rate
+    node = helper.make_node
+    nodes = [
+        _const("one_i", 1, i64),
+        _const("zero_i", 0, i64),
+        _const("three_i", 3, i64),
+        _const("one_f", 1.0, f32),
+        _const("hop_f", float(HOP_LENGTH), f32),
+        _const("amplitude", AMPLITUDE, f32),
+        _const("axis0", [0], i64),
+        _const("axis1", [1], i64),
+        _const("axes12", [1, 2], i64),
+        _const("axes12_out", [1, 2], i64),
+        # mask[b, i] = i < input_lengths[b]
+        node("Shape", ["input"], ["in_shape"]),
+        node("Gather", ["in_shape", "one_i"], ["n_ids"], axis=0),
+        node("Range", ["zero_i", "n_ids", "one_i"], ["positions"]),
+        node("Unsqueeze", ["input_lengths", "axis1"], ["lengths_col"]),
+        node("Less", ["positions", "lengths_col"], ["mask"]),
+        node("Cast", ["mask"], ["mask_f"], to=f32),
+        # w_ceil[b, 0, i] = ceil(length_scale * (1 + id % 3) * mask)
+        node("Gather", ["scales", "one_i"], ["length_scale"], axis=0),
+        node("Mod", ["input", "three_i"], ["id_mod"]),
+        node("Cast", ["id_mod"], ["id_mod_f"], to=f32),
+        node("Add", ["id_mod_f", "one_f"], ["width"]),
+        node("Mul", ["width", "length_scale"], ["w_scaled"]),
+        node("Mul", ["w_scaled", "mask_f"], ["w_masked"]),
+        node("Unsqueeze", ["w_masked", "axis1"], ["w"]),
+        node("Ceil", ["w"], ["w_ceil"]),
+        # samples[b] = sum(w_ceil[b]) * hop; the output is as long as the longest
+        node("ReduceSum", ["w_ceil", "axes12"], ["frames"], keepdims=0),
+        node("Mul", ["frames", "hop_f"], ["len_f"]),
+        node("Cast", ["len_f"], ["num_samples"], to=i64),
+        node("ReduceMax", ["num_samples"], ["longest"], keepdims=0),
+        node("Range", ["zero_i", "longest", "one_i"], ["t_i"]),
+        node("Cast", ["t_i"], ["t_f"], to=f32),
+        node("Unsqueeze", ["t_f", "axis0"], ["t_row"]),
+        node("Unsqueeze", ["t_i", "axis0"], ["t_row_i"]),
+        node("Unsqueeze", ["num_samples", "axis1"], ["samples_col"]),
+        node("Less", ["t_row_i", "samples_col"], ["sounding"]),
+        node("Cast", ["sounding"], ["sounding_f"], to=f32),
+    ]
+    if num_speakers > 1:
+        nodes += [
+            _const("omega_base", omega * BASE_FREQUENCY_HZ, f32),
+            _const("omega_step", omega * FREQUENCY_STEP_HZ, f32),
+            node("Cast", ["sid"], ["sid_f"], to=f32),
+            node("Mul", ["sid_f", "omega_step"], ["omega_extra"]),
+            node("Add", ["omega_extra", "omega_base"], ["omega_row"]),
+            node("Unsqueeze", ["omega_row", "axis1"], ["omega"]),
+        ]
+    else:
+        nodes.append(_const("omega", omega * BASE_FREQUENCY_HZ, f32))
+    nodes += [
+        node("Mul", ["t_row", "omega"], ["phase"]),
+        node("Sin", ["phase"], ["wave"]),
+        node("Mul", ["wave", "amplitude"], ["loud"]),
+        node("Mul", ["loud", "sounding_f"], ["audio"]),
+        node("Unsqueeze", ["audio", "axes12_out"], ["output"]),
+    ]
+    return helper.make_graph(nodes, name, inputs, outputs)
 
 
 def _plain_length() -> list[onnx.NodeProto]:
@@ -271,6 +356,7 @@ def write_tiny_voice(
     sample_rate: int = 16000,
     espeak_voice: str = "en-us",
     alignments: bool = False,
+    batch: bool = False,
 ) -> pathlib.Path:
     """Write ``folder/NAME.onnx`` and ``folder/NAME.onnx.json``; return the .onnx path.
 
@@ -282,7 +368,7 @@ def write_tiny_voice(
     model_path = folder / f"{name}.onnx"
     config_path = folder / f"{name}.onnx.json"
 
-    model = tiny_voice_model(name, num_speakers, sample_rate, alignments)
+    model = tiny_voice_model(name, num_speakers, sample_rate, alignments, batch)
     model_path.write_bytes(model.SerializeToString())
     config = tiny_voice_config(name, num_speakers, sample_rate, espeak_voice)
     config_path.write_text(json.dumps(config, ensure_ascii=False, indent=2) + "\n", "utf-8")

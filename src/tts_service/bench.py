@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tts_service.audio import AUDIO_FORMATS, make_encoder
+from tts_service.batching import MAX_BATCH_SIZE
 from tts_service.bench_words import WordCost, measure_word_cost
 from tts_service.config import Settings, available_cores
 from tts_service.errors import VoiceNotFound
@@ -515,17 +516,22 @@ class Target:
     """One server to measure: a policy, and the workers x threads it runs with."""
 
     name: str
-    """As given on the command line: `fair`, or `fair@1x2` for 1 worker x 2 threads."""
+    """As given on the command line: `fair`, or `fair@1x2` for 1 worker x 2 threads, or
+    `fair+b4` for batches of up to 4 sentences."""
     policy: str
     workers: int
     threads_per_worker: int
+    batch_size: int = 1
 
 
-_TARGET = re.compile(r"^(?P<policy>[a-z_]+)(?:@(?P<workers>\d+)x(?P<threads>\d+))?$")
+_TARGET = re.compile(
+    r"^(?P<policy>[a-z_]+)(?:@(?P<workers>\d+)x(?P<threads>\d+))?(?:\+b(?P<batch>\d+))?$"
+)
 
 
 def parse_targets(spec: str | None, quick: bool, workers: int, threads: int) -> list[Target]:
-    """`fifo,fair,fair@2x2`: a policy alone gets the default `workers` x `threads`."""
+    """`fifo,fair,fair@2x2,fair+b4`: a policy alone gets the default `workers` x `threads`
+    and no batching."""
     names = spec.split(",") if spec else list(QUICK_POLICIES if quick else POLICIES)
     targets: dict[str, Target] = {}
     for raw in names:
@@ -534,13 +540,16 @@ def parse_targets(spec: str | None, quick: bool, workers: int, threads: int) -> 
         if match is None or match["policy"] not in POLICIES:
             raise BenchError(
                 f"unknown target {name!r}: use a policy ({', '.join(POLICIES)}), "
-                "optionally @WORKERSxTHREADS, e.g. fair@1x2"
+                "optionally @WORKERSxTHREADS and +bBATCH, e.g. fair@1x2 or fair+b4"
             )
         size = (int(match["workers"]), int(match["threads"])) if match["workers"] else None
         w, t = size or (workers, threads)
         if w < 1 or t < 1:
             raise BenchError(f"target {name!r} needs at least 1 worker and 1 thread")
-        targets[name] = Target(name, match["policy"], w, t)
+        batch = int(match["batch"]) if match["batch"] else 1
+        if not 1 <= batch <= MAX_BATCH_SIZE:
+            raise BenchError(f"target {name!r}: batches of 1 to {MAX_BATCH_SIZE} sentences")
+        targets[name] = Target(name, match["policy"], w, t, batch)
     return list(targets.values())
 
 
@@ -579,6 +588,7 @@ def _serve_command(config: ServerConfig, target: Target, port: int) -> list[str]
         *("--host", "127.0.0.1", "--port", str(port), "--policy", target.policy),
         *("--workers", str(target.workers)),
         *("--threads-per-worker", str(target.threads_per_worker)),
+        *("--batch-size", str(target.batch_size)),
         *("--default-voice", config.default_voice),
         *[arg for folder in config.voices_dir for arg in ("--voices-dir", str(folder))],
         # The fifo queue holds every client at once: nothing may time out or be refused.
@@ -795,6 +805,16 @@ class BenchReport:
         result = self.policies.get(name)
         return round_ratios(result.rounds, self.serial.rounds) if result else []
 
+    def batching_ratio(self, name: str) -> float | None:
+        """A batching target's throughput against the same target unbatched, as the median
+        of per-round ratios (None unless both ran)."""
+        base = name.split("+b")[0]
+        result, unbatched = self.policies.get(name), self.policies.get(base)
+        if base == name or result is None or unbatched is None:
+            return None
+        rounds = round_ratios(result.rounds, unbatched.rounds)
+        return statistics.median(rounds) if rounds else None
+
     def short_p95_ratio(self, name: str) -> float | None:
         result, fifo = self.policies.get(name), self.policies.get("fifo")
         return ratio(result.short_p95 if result else None, fifo.short_p95 if fifo else None)
@@ -835,6 +855,7 @@ class BenchReport:
                 **result.to_dict(),
                 "throughput_ratio": self.throughput_ratio(name),
                 "throughput_round_ratios": self.throughput_spread(name),
+                "throughput_ratio_to_unbatched": self.batching_ratio(name),
                 "short_p95_ratio_to_fifo": self.short_p95_ratio(name),
                 "first_audio_ratio": self.first_audio_ratio(name),
                 "mp3_first_byte_ratio": self.mp3_first_ratio(name),
@@ -973,6 +994,11 @@ def main_rows(report: BenchReport) -> list[list[str]]:
             GOAL_THROUGHPUT.describe(),
         ),
         row("  per-round ratios", "", lambda n: _spread(report.throughput_spread(n))),
+        row(
+            "  ratio to unbatched (median round)",
+            "",
+            lambda n: format_ratio(report.batching_ratio(n)) if "+b" in n else "",
+        ),
         row("short p50 under long load", "", lambda n: sec(policies[n].short_p50)),
         row("short p95 under long load", "", lambda n: sec(policies[n].short_p95)),
         row(

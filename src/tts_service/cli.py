@@ -44,6 +44,12 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
         help="first sentence on all cores when idle (default: on if threads < cores)",
     )
     parser.add_argument("--policy", choices=["fair", "round_robin", "fifo"])
+    parser.add_argument(
+        "--batch-size", type=int, help="sentences per model run, for GPUs (default 1: off)"
+    )
+    parser.add_argument(
+        "--batch-wait-ms", type=float, help="most a batch waits for company (default 5)"
+    )
     parser.add_argument("--max-queued-requests", type=int)
     parser.add_argument("--max-queued-sentences", type=int)
     parser.add_argument("--request-timeout", type=float, help="max queue wait, seconds")
@@ -181,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--policies",
         help="servers to measure, comma-separated (default fifo,fair,round_robin); "
-        "POLICY@WxT gives one its own workers x threads, e.g. fair,fair@1x2",
+        "POLICY@WxT gives one its own workers x threads, e.g. fair,fair@1x2; +bN batches "
+        "of up to N sentences, e.g. fair,fair+b4 (with a ratio to unbatched)",
     )
     _voice_flags(bench)
     return parser

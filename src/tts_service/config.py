@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from tts_service.batching import MAX_BATCH_SIZE, MAX_BATCH_WAIT, BatchRule
 from tts_service.piper_catalog import DEFAULT_BASE_URL
 from tts_service.voice_defaults import VoiceDefaults
 
@@ -206,6 +207,21 @@ class Settings(BaseSettings):
 
     # --- scheduling
     policy: Policy = "fair"
+    batch_size: int = Field(
+        1,
+        ge=1,
+        le=MAX_BATCH_SIZE,
+        description="Most sentences (of one voice, same scales, similar length, from any "
+        "requests) run as one batch of the model. For GPUs; 1 (off) on CPUs, where a batch "
+        "is slower than its sentences one by one.",
+    )
+    batch_wait_ms: float = Field(
+        5.0,
+        ge=0,
+        le=MAX_BATCH_WAIT * 1000,
+        description="Most milliseconds a batch waits for more sentences, and only while "
+        "other sentences are running (an idle server never waits).",
+    )
     max_queued_requests: int = Field(
         1024,
         ge=0,
@@ -346,6 +362,10 @@ class Settings(BaseSettings):
     def downloads_route(self) -> bool:
         """Whether POST /voices/{name}/download works (explicitly, or behind an API key)."""
         return self.voice_downloads if self.voice_downloads is not None else bool(self.api_key)
+
+    @property
+    def batch_rule(self) -> BatchRule:
+        return BatchRule(self.batch_size, self.batch_wait_ms / 1000)
 
     @property
     def worker_count(self) -> int:

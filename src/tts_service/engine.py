@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -204,6 +204,7 @@ class Voice:
         """The model reports each phoneme id's frames (see alignment.py)."""
         self.weights = weights
         """Kept alive with the voice: its sessions use this memory in place."""
+        self._batch_axis = has_batch_axis(piper_voice.session)
         self.least_seconds_per_id: float | None = None
         """The least speech per phoneme id, per unit of length scale, this voice has made
         (a lower bound for the audio cap's estimate); None until it has spoken."""
@@ -371,6 +372,73 @@ class Voice:
         )
         audio, samples_per_id = result if isinstance(result, tuple) else (result, None)
         assert isinstance(audio, np.ndarray)
+        return self._spoken(audio, samples_per_id, phoneme_ids, options)
+
+    @property
+    def can_batch(self) -> bool:
+        """Several sentences can run as one batch: the model takes a batch axis, and it
+        reports durations, without which each sentence's true length in the padded output
+        is unknown."""
+        return self._durations and self._batch_axis
+
+    def batch_key(self, options: SynthesisOptions) -> tuple[float, float, float] | None:
+        """What sentences must share to run in one batch (None: this voice never batches).
+
+        The model takes one `scales` tensor (noise, length, noise width) per run, not per
+        sentence; the speaker and the per-sentence options (volume, silence) are free."""
+        return self._scales(options) if self.can_batch else None
+
+    def synthesize_batch(
+        self, items: Sequence[tuple[list[int], SynthesisOptions]]
+    ) -> list[SentencePcm]:
+        """Several sentences in one run of the model, each as `synthesize` makes it alone
+        (up to the last bits: see `split_batch`). All must have the same `batch_key`."""
+        if len(items) == 1:
+            return [self.synthesize(*items[0])]
+        keys = {self.batch_key(options) for _, options in items}
+        if None in keys:
+            raise ValueError("this voice cannot run sentences in batches")
+        if len(keys) != 1:
+            raise ValueError("sentences in one batch must share noise and length scales")
+        scales = self._scales(items[0][1])
+        ids = [phoneme_ids for phoneme_ids, _ in items]
+        speakers = [self._speaker(options) for _, options in items]
+        inputs = batch_inputs(ids, scales, speakers)
+        outputs = self._piper.session.run(None, inputs)
+        hop = int(self._piper.config.hop_length)
+        parts = split_batch(outputs, [len(one) for one in ids], hop)
+        return [
+            self._spoken(audio, samples_per_id, phoneme_ids, options)
+            for (audio, samples_per_id), (phoneme_ids, options) in zip(parts, items, strict=True)
+        ]
+
+    def _scales(self, options: SynthesisOptions) -> tuple[float, float, float]:
+        """(noise, length, noise width) as Piper resolves them: the voice's own default for
+        what the request leaves out."""
+        config = self._piper.config
+        return (
+            float(config.noise_scale if options.noise_scale is None else options.noise_scale),
+            float(config.length_scale if options.length_scale is None else options.length_scale),
+            float(config.noise_w_scale if options.noise_w_scale is None else options.noise_w_scale),
+        )
+
+    def _speaker(self, options: SynthesisOptions) -> int | None:
+        """The speaker id Piper would feed the model (None: a single-speaker voice)."""
+        config = self._piper.config
+        if config.num_speakers <= 1:
+            return None
+        return config.default_speaker_id if options.speaker_id is None else options.speaker_id
+
+    def _spoken(
+        self,
+        audio: np.ndarray,
+        samples_per_id: np.ndarray | None,
+        phoneme_ids: list[int],
+        options: SynthesisOptions,
+    ) -> SentencePcm:
+        """The model's raw audio for one sentence to its PCM, as Piper finishes it (peak
+        normalised, then volume), with the request's silence after it; one sentence alone
+        or one of a batch alike."""
         peak = np.max(np.abs(audio)) if audio.size else 0.0
         audio = np.zeros_like(audio) if peak < 1e-8 else audio / peak
         if options.volume != 1.0:
@@ -385,6 +453,64 @@ class Voice:
         if samples_per_id is not None and len(samples_per_id) == len(phoneme_ids):
             spoken.samples_per_id = tuple(int(n) for n in samples_per_id)
         return spoken
+
+
+class BatchError(RuntimeError):
+    """The model's batch output does not add up (lengths past the padded audio)."""
+
+
+def has_batch_axis(session: onnxruntime.InferenceSession) -> bool:
+    """The model's `input` has a free first dimension (Piper's exports call it
+    `batch_size`); a model exported for one sentence at a time fixes it to 1."""
+    for model_input in session.get_inputs():
+        if model_input.name == "input":
+            first = model_input.shape[0] if model_input.shape else 1
+            return not isinstance(first, int)
+    return False
+
+
+def batch_inputs(
+    ids: Sequence[list[int]], scales: tuple[float, float, float], speakers: Sequence[int | None]
+) -> dict[str, np.ndarray]:
+    """The model's inputs for several sentences: ids padded to the longest (the model masks
+    past each `input_lengths`), one `scales`, one speaker each when the voice has several."""
+    longest = max(len(one) for one in ids)
+    padded = np.zeros((len(ids), longest), dtype=np.int64)
+    for row, one in enumerate(ids):
+        padded[row, : len(one)] = one
+    inputs: dict[str, np.ndarray] = {
+        "input": padded,
+        "input_lengths": np.array([len(one) for one in ids], dtype=np.int64),
+        "scales": np.array(scales, dtype=np.float32),
+    }
+    if any(speaker is not None for speaker in speakers):
+        inputs["sid"] = np.array([speaker or 0 for speaker in speakers], dtype=np.int64)
+    return inputs
+
+
+def split_batch(
+    outputs: Sequence[np.ndarray], lengths: Sequence[int], hop: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each sentence's audio and samples per phoneme id out of a batch run's padded output.
+
+    A sentence's true length is the sum of its ids' durations (frames) times the hop
+    length, as Piper's `phoneme_ids_to_audio(..., include_alignments=True)` counts them.
+    What follows it is padding. The vocoder is not masked, so the last few hundred
+    samples of a shorter sentence see the padding's zeros through its convolutions where
+    alone they would see the end of the signal: they may differ from a solo run by a few
+    units of the int16 scale (tests measure it)."""
+    if len(outputs) < 2:
+        raise BatchError("the model reports no durations: a batch cannot be split")
+    audio = np.asarray(outputs[0]).reshape(len(lengths), -1)
+    durations = np.asarray(outputs[1]).reshape(len(lengths), -1)
+    parts = []
+    for row, length in enumerate(lengths):
+        samples_per_id = (durations[row, :length] * hop).astype(np.int64)
+        total = int(samples_per_id.sum())
+        if total > audio.shape[1]:
+            raise BatchError(f"sentence {row} claims {total} samples of {audio.shape[1]}")
+        parts.append((audio[row, :total], samples_per_id))
+    return parts
 
 
 _LANGUAGE_FLAG = re.compile(r"\([^)]+\)")

@@ -45,6 +45,7 @@ CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # the text format every Prometheus vers
 SENTENCE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0)
 WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
+BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 RTF_BUCKETS = (0.01, 0.02, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0)
 
 REJECT_REASONS = ("requests", "sentences", "client", "wait", "draining")
@@ -103,6 +104,11 @@ class SchedulerMetrics(SchedulerObserver):
             "From admission to the last sentence's audio, for completed requests.",
             LATENCY_BUCKETS,
         )
+        self.batch_size = histogram(
+            "tts_batch_sentences",
+            "Sentences per model run while batching is on (1: a sentence ran alone).",
+            BATCH_BUCKETS,
+        )
         self.real_time_factor = histogram(
             "tts_sentence_real_time_factor",
             "Synthesis seconds per second of audio, per sentence (below 1: faster than speech).",
@@ -125,6 +131,9 @@ class SchedulerMetrics(SchedulerObserver):
 
     def first_audio(self, seconds: float) -> None:
         self.first_audio_seconds.observe(seconds)
+
+    def batched(self, size: int) -> None:
+        self.batch_size.observe(size)
 
     def finished(self, state: JobState, latency: float) -> None:
         if state is JobState.DONE:

@@ -6,6 +6,10 @@ request should get the CPU next, synthesizes one sentence of it outside the lock
 hands the PCM back to the request's asyncio queue in sentence order. A short request
 therefore waits for at most one sentence of each longer one, never for their whole text.
 
+With batching on (`BatchRule.size` > 1, for GPUs), a worker takes the policy's pick and
+then, in the policy's own order, the next ready sentences that may share its model run
+(same voice, same scales, similar length: batching.py), and runs them together.
+
 Threads: workers are OS threads (onnxruntime releases the GIL); everything a worker does
 to shared state happens under one `threading.Condition`. Results cross to the event
 loop with `loop.call_soon_threadsafe`.
@@ -26,7 +30,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from tts_service import admission
+from tts_service import admission, batching
+from tts_service.batching import BatchRule
 from tts_service.clients import ClientShares
 from tts_service.engine import SynthesisOptions
 from tts_service.errors import (
@@ -95,6 +100,8 @@ class SchedulerObserver:
     def sentence_done(self, synth_seconds: float, audio_seconds: float) -> None: ...
     def first_audio(self, seconds: float) -> None: ...
     def finished(self, state: JobState, latency: float) -> None: ...
+    def batched(self, size: int) -> None:
+        """One model run of `size` sentences, while batching is on (1: ran alone)."""
 
 
 class _SafeObserver(SchedulerObserver):
@@ -125,8 +132,14 @@ class _SafeObserver(SchedulerObserver):
     def finished(self, state: JobState, latency: float) -> None:
         self._call("finished", state, latency)
 
+    def batched(self, size: int) -> None:
+        self._call("batched", size)
+
 
 _END = object()
+
+Claim = tuple["Job", int]
+"""A sentence a worker has taken: its job and its index there."""
 
 
 @dataclass(eq=False)
@@ -222,9 +235,15 @@ class Scheduler:
         solo_first: bool = False,
         max_client_requests: int | None = None,
         stall_timeout: float | None = None,
+        batch: BatchRule | None = None,
     ) -> None:
         if policy not in ("fair", "round_robin", "fifo"):
             raise ValueError(f"unknown scheduling policy {policy!r}")
+        # fifo is the one-sentence-at-a-time design kept for comparison: it never batches.
+        self.batch = batch if batch is not None and policy != "fifo" else BatchRule()
+        self.batches = 0
+        """Model runs of more than one sentence."""
+        self.batched_sentences = 0
         self.workers = workers
         self.policy = policy
         # A request's first sentence on an otherwise idle machine runs alone on the voice's
@@ -570,8 +589,11 @@ class Scheduler:
             and job.next_dispatch - job.consumed < self.max_sentences_ahead
         )
 
-    def _pick(self) -> Job | None:
-        """The policy: which job's next sentence runs now. Called under the lock."""
+    def _pick(self, accept: Callable[[Job], bool] | None = None) -> Job | None:
+        """The policy: which job's next sentence runs now. Called under the lock.
+
+        With `accept`, the policy's pick among the jobs it accepts: a batch's companions
+        are the sentences the policy would run next that may share the batch."""
         if self.policy == "fifo":
             # The one-lock design: the oldest request alone, one sentence at a time.
             if self._in_flight or not self._jobs:
@@ -580,7 +602,9 @@ class Scheduler:
             return oldest if self._eligible(oldest) else None
         if self._solo_running:
             return None
-        candidates = [job for job in self._jobs if self._eligible(job)]
+        candidates = [
+            job for job in self._jobs if self._eligible(job) and (accept is None or accept(job))
+        ]
         if not candidates:
             return None
         top = min(job.priority for job in candidates)
@@ -617,69 +641,189 @@ class Scheduler:
                 if self._stopping or job is None:
                     return
                 index, solo = self._dispatch(job)
+                claims = [(job, index)] if solo else self._fill_batch(job, index)
             try:
-                self._run(job, index, solo)
-            except Exception as exc:  # never lose a worker: fail only the job at hand
+                if len(claims) > 1:
+                    self._run_batch(claims)
+                elif claims:
+                    self._run(*claims[0], solo)
+            except Exception as exc:  # never lose a worker: fail only the jobs at hand
                 log.exception("worker error on request %s sentence %d", job.id, index)
                 with self._cond:
-                    self._fail(job, SynthesisFailed(f"internal error: {exc}"))
+                    for claimed, _ in claims:
+                        self._fail(claimed, SynthesisFailed(f"internal error: {exc}"))
 
-    def _dispatch(self, job: Job) -> tuple[int, bool]:
-        """Under the lock: claim the job's next sentence for this worker."""
+    def _claim(self, job: Job) -> int:
+        """Under the lock: take the job's next sentence."""
         index = job.next_dispatch
         job.next_dispatch += 1
         job.in_flight += 1
         self._in_flight += 1
-        self._busy += 1
         self._clients.charge(job.client)
-        solo = self._can_run_solo(job, index)
-        self._solo_running = solo
         if job.state is JobState.QUEUED:
             self._mark_started(job)
+        return index
+
+    def _dispatch(self, job: Job) -> tuple[int, bool]:
+        """Under the lock: claim the job's next sentence for this worker."""
+        self._busy += 1
+        index = self._claim(job)
+        solo = self._can_run_solo(job, index)
+        self._solo_running = solo
         return index, solo
 
-    def _run(self, job: Job, index: int, solo: bool) -> None:
-        """Synthesize one sentence outside the lock, then hand it over under it."""
+    def _fill_batch(self, job: Job, index: int) -> list[Claim]:
+        """Under the lock: the policy's pick, then the next sentences in the policy's order
+        that may share its model run, up to the batch size.
+
+        It waits for company (at most `batch.wait`) only while other sentences are in
+        flight: then the server is busy, requests are arriving and running sentences will
+        release more (a request's second sentence waits for its first's audio). An idle
+        server has nothing that could join, so a lone request never pays the wait. Claimed
+        sentences whose request ends meanwhile (cancelled, stalled, deadline) are dropped
+        before the run. May return nothing, when every claimed request ended."""
+        claims = [(job, index)]
+        key = batching.batch_key(job.voice, job.options) if self.batch.enabled else None
+        if key is None:
+            return claims
+        lengths = [len(job.sentences[index])]
+
+        def fits(other: Job) -> bool:
+            return (
+                other.voice is job.voice
+                and batching.batch_key(other.voice, other.options) == key
+                and self.batch.fits(lengths, len(other.sentences[other.next_dispatch]))
+            )
+
+        deadline = time.monotonic() + self.batch.wait
+        while True:
+            while len(claims) < self.batch.size and (companion := self._pick(fits)) is not None:
+                claims.append((companion, self._claim(companion)))
+                lengths.append(len(companion.sentences[claims[-1][1]]))
+            left = deadline - time.monotonic()
+            full = len(claims) >= self.batch.size
+            if full or left <= 0 or self._stopping or self._in_flight <= len(claims):
+                break
+            self._cond.wait(left)
+            claims = self._drop_ended(claims)
+            if not claims:
+                self._busy -= 1
+                return claims
+            lengths = [len(claimed.sentences[i]) for claimed, i in claims]
+        return claims
+
+    def _drop_ended(self, claims: list[Claim]) -> list[Claim]:
+        """Under the lock: release the claims of requests that ended while they waited."""
+        for job, _ in claims:
+            if job.finished:
+                job.in_flight -= 1
+                self._in_flight -= 1
+                self._call_done(job)
+        return [(job, index) for job, index in claims if not job.finished]
+
+    def _synthesize(
+        self, job: Job, index: int, solo: bool
+    ) -> tuple[bytes, Exception | None, float]:
+        """One sentence outside the lock: its PCM, or the error it raised; and the time."""
         started = time.perf_counter()
-        error: BaseException | None = None
-        pcm = b""
         try:
             if solo:
                 pcm = job.voice.synthesize(job.sentences[index], job.options, solo=True)  # type: ignore[call-arg]
             else:
                 pcm = job.voice.synthesize(job.sentences[index], job.options)
         except Exception as exc:  # a failing sentence fails its job only
-            error = exc
             log.exception("synthesis failed for request %s sentence %d", job.id, index)
-        elapsed = time.perf_counter() - started
+            return b"", exc, time.perf_counter() - started
+        return pcm, None, time.perf_counter() - started
+
+    def _run(self, job: Job, index: int, solo: bool) -> None:
+        """Synthesize one sentence outside the lock, then hand it over under it."""
+        pcm, error, elapsed = self._synthesize(job, index, solo)
         with self._cond:
             self._busy -= 1
-            self._in_flight -= 1
-            job.in_flight -= 1
             if solo:
                 self._solo_running = False
                 self.solo_sentences += 1
-            self._cond.notify_all()
-            if job.finished:
-                self._call_done(job)
-                return
-            if error is not None:
-                self._fail(job, SynthesisFailed(f"synthesis failed: {error}"))
-                return
-            if not solo:  # the all-cores session is faster than what admission plans for
-                self.learn_speed(job.voice, len(job.sentences[index]), elapsed)
-            self.totals["sentences"] += 1
-            job.synth_seconds += elapsed
-            job.produced_samples += len(pcm) // 2
-            if job.max_samples is not None and job.produced_samples > job.max_samples:
-                limit = job.max_samples / job.voice.sample_rate
-                self._fail(job, AudioTooLong(audio_limit_message(limit), param="text"))
-                return
-            durations = getattr(pcm, "samples_per_id", None)  # engine.SentencePcm's
-            job.produced[index] = Chunk(index, pcm, elapsed, durations)
-            self._safe.sentence_done(elapsed, len(pcm) / 2 / job.voice.sample_rate)
-            self._emit_ready(job)
-            self._maybe_complete(job)
+            if self.batch.enabled:
+                self._safe.batched(1)
+            # The all-cores session is faster than what admission plans for.
+            self._settle(job, index, pcm, error, elapsed, learn=not solo)
+
+    def _run_batch(self, claims: list[Claim]) -> None:
+        """Several sentences in one model run outside the lock, then each handed over as if
+        it had run alone. If the batch fails, each sentence runs again alone, so a sentence
+        fails only its own request, and only if it fails by itself too."""
+        voice = claims[0][0].voice
+        items = [(job.sentences[index], job.options) for job, index in claims]
+        started = time.perf_counter()
+        try:
+            assert isinstance(voice, batching.BatchSynthesizer)
+            pcms = list(voice.synthesize_batch(items))
+            if len(pcms) != len(claims):
+                raise RuntimeError(f"{len(pcms)} results for {len(claims)} sentences")
+        except Exception:
+            log.exception("a batch of %d sentences failed; each runs again alone", len(claims))
+            self._run_singly(claims)
+            return
+        elapsed = time.perf_counter() - started
+        ids = [len(phoneme_ids) for phoneme_ids, _ in items]
+        with self._cond:
+            self._busy -= 1
+            self.batches += 1
+            self.batched_sentences += len(claims)
+            self._safe.batched(len(claims))
+            # Admission plans in worker-seconds per phoneme id: the batch's, as a whole.
+            self.learn_speed(voice, sum(ids), elapsed)
+            for (job, index), pcm, count in zip(claims, pcms, ids, strict=True):
+                share = elapsed * count / sum(ids)
+                self._settle(job, index, pcm, None, share, learn=False)
+
+    def _run_singly(self, claims: list[Claim]) -> None:
+        for job, index in claims:
+            with self._cond:
+                if job.finished:
+                    self._settle(job, index, b"", None, 0.0, learn=False)
+                    continue
+            pcm, error, elapsed = self._synthesize(job, index, solo=False)
+            with self._cond:
+                self._safe.batched(1)
+                self._settle(job, index, pcm, error, elapsed, learn=True)
+        with self._cond:
+            self._busy -= 1
+
+    def _settle(
+        self,
+        job: Job,
+        index: int,
+        pcm: bytes,
+        error: Exception | None,
+        elapsed: float,
+        learn: bool,
+    ) -> None:
+        """Under the lock: a claimed sentence is done; hand it to its request in order."""
+        self._in_flight -= 1
+        job.in_flight -= 1
+        self._cond.notify_all()
+        if job.finished:
+            self._call_done(job)
+            return
+        if error is not None:
+            self._fail(job, SynthesisFailed(f"synthesis failed: {error}"))
+            return
+        if learn:
+            self.learn_speed(job.voice, len(job.sentences[index]), elapsed)
+        self.totals["sentences"] += 1
+        job.synth_seconds += elapsed
+        job.produced_samples += len(pcm) // 2
+        if job.max_samples is not None and job.produced_samples > job.max_samples:
+            limit = job.max_samples / job.voice.sample_rate
+            self._fail(job, AudioTooLong(audio_limit_message(limit), param="text"))
+            return
+        durations = getattr(pcm, "samples_per_id", None)  # engine.SentencePcm's
+        job.produced[index] = Chunk(index, pcm, elapsed, durations)
+        self._safe.sentence_done(elapsed, len(pcm) / 2 / job.voice.sample_rate)
+        self._emit_ready(job)
+        self._maybe_complete(job)
 
     def _can_run_solo(self, job: Job, index: int) -> bool:
         """Under the lock: the first sentence of a request, with nothing else to do."""
@@ -787,6 +931,10 @@ class Scheduler:
                 "draining": self.draining,
                 "solo_first_sentence": self.solo_first,
                 "solo_sentences": self.solo_sentences,
+                "batch_size": self.batch.size,
+                "batch_wait_ms": round(self.batch.wait * 1000, 3),
+                "batches": self.batches,
+                "batched_sentences": self.batched_sentences,
                 "totals": dict(self.totals),
                 "latency_seconds": self._latency.summary(),
                 "queue_wait_seconds": self._queue_wait.summary(),

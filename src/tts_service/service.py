@@ -157,6 +157,7 @@ class TTSService:
             solo_first=solo_threads is not None,
             max_client_requests=settings.max_client_requests,
             stall_timeout=settings.stall_timeout,
+            batch=settings.batch_rule,
         )
         # espeak-ng is process-global behind Piper's lock: one thread is all it can use.
         self._phonemizer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="phonemizer")

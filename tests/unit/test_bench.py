@@ -162,7 +162,28 @@ def test_a_target_may_have_its_own_size() -> None:
     ]
 
 
-@pytest.mark.parametrize("spec", ["lifo", "fair@2", "fair@0x1", "fair@2x2x2", ""])
+def test_a_target_may_batch() -> None:
+    targets = parse_targets("fair,fair+b4,fair@1x2+b8", quick=False, workers=2, threads=1)
+    assert [(t.name, t.workers, t.threads_per_worker, t.batch_size) for t in targets] == [
+        ("fair", 2, 1, 1),
+        ("fair+b4", 2, 1, 4),
+        ("fair@1x2+b8", 1, 2, 8),
+    ]
+
+
+def test_a_batching_target_is_compared_with_itself_unbatched() -> None:
+    report = make_report()
+    report.policies["fair+b4"] = TargetResult("fair+b4", rounds=[Sample(18.0, 99.0, 0.1)])
+    assert report.batching_ratio("fair+b4") == pytest.approx(0.5)
+    assert report.batching_ratio("fair") is None and report.batching_ratio("fifo+b2") is None
+    row = next(line for line in render(report).splitlines() if "ratio to unbatched" in line)
+    assert row.split()[-1] == "0.50x"
+    assert report.to_dict()["policies"]["fair+b4"]["throughput_ratio_to_unbatched"] == 0.5
+
+
+@pytest.mark.parametrize(
+    "spec", ["lifo", "fair@2", "fair@0x1", "fair@2x2x2", "", "fair+b0", "fair+b65", "fair+4"]
+)
 def test_bad_targets_are_refused(spec: str) -> None:
     with pytest.raises(BenchError):
         parse_targets(spec or ",", quick=False, workers=2, threads=1)

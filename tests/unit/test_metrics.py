@@ -223,7 +223,7 @@ def test_exposition_parses_and_follows_naming_conventions(metrics: Metrics) -> N
         if family.type == "counter":
             assert all(s.name.endswith("_total") for s in family.samples)
         if family.type == "histogram":
-            assert family.name.endswith(("_seconds", "_factor"))
+            assert family.name.endswith(("_seconds", "_factor", "_sentences"))  # the unit
     assert families["tts_sentence_real_time_factor"].type == "histogram"
     assert not any(name.endswith("_created") for name in families)
 
