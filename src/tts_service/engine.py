@@ -104,7 +104,7 @@ def make_session(
     `arena=False` turns onnxruntime's memory arena off: it keeps, per session and for good,
     the most memory its runs ever needed at once (~35 MB per second of the longest
     sentence's audio); the server's heap instead goes back to the system when it is idle
-    (memory.py). None of these settings changes a single output bit.
+    (memory.py). Neither setting changes a single output bit.
 
     On CUDA, a session onnxruntime could only put on the CPU is a DeviceUnavailable."""
     options = onnxruntime.SessionOptions()
@@ -112,10 +112,6 @@ def make_session(
     options.inter_op_num_threads = 1
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     options.enable_cpu_mem_arena = arena
-    # ORT_ENABLE_ALL (the default) adds layout transformations that cost ~0.4 s of CPU per
-    # session built and, measured on Piper's voices at 1 and 2 threads, changed neither a
-    # bit of the audio nor the speed: without them start-up and every voice load are shorter.
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     if not spin:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if weights is not None:

