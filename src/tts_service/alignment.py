@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tts_service.protowire import LEN, VARINT, WireError, fields, length_field
+
 log = logging.getLogger(__name__)
 
 _MODEL_GRAPH = 7
@@ -27,12 +29,6 @@ _GRAPH_OUTPUT = 12
 _NODE_OUTPUT = 2
 _NODE_OP_TYPE = 4
 _VALUE_INFO_NAME = 1
-
-_VARINT, _FIXED64, _LENGTH, _FIXED32 = 0, 1, 2, 5
-
-
-class WireError(ValueError):
-    """The bytes are not a well-formed protobuf message."""
 
 
 @dataclass(frozen=True)
@@ -46,54 +42,27 @@ class AlignedModel:
     """Why it cannot report durations (empty when it can)."""
 
 
-def _varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(data) or shift > 63:
-            raise WireError("truncated varint")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-
-
 def _fields(data: memoryview) -> Iterator[tuple[int, int, memoryview | int]]:
     """(field number, wire type, value) of one message; length-delimited values are views,
     so a 60 MB weight tensor is skipped, not copied."""
-    pos = 0
-    while pos < len(data):
-        key, pos = _varint(data, pos)
-        number, wire = key >> 3, key & 7
-        if wire == _VARINT:
-            value, pos = _varint(data, pos)
-            yield number, wire, value
-        elif wire == _LENGTH:
-            size, pos = _varint(data, pos)
-            if pos + size > len(data):
-                raise WireError("truncated field")
-            yield number, wire, data[pos : pos + size]
-            pos += size
-        elif wire in (_FIXED64, _FIXED32):
-            pos += 8 if wire == _FIXED64 else 4
-        else:
-            raise WireError(f"unsupported wire type {wire}")
-    if pos != len(data):
-        raise WireError("truncated message")
+    for field in fields(data, 0, len(data)):
+        if field.wire == VARINT:
+            yield field.number, field.wire, field.value
+        elif field.wire == LEN:
+            yield field.number, field.wire, data[field.value : field.end]
 
 
 def _strings(message: memoryview, number: int) -> list[str]:
     return [
         bytes(value).decode("utf-8")
         for field, wire, value in _fields(message)
-        if field == number and wire == _LENGTH and isinstance(value, memoryview)
+        if field == number and wire == LEN and isinstance(value, memoryview)
     ]
 
 
 def _submessages(message: memoryview, number: int) -> Iterator[memoryview]:
     for field, wire, value in _fields(message):
-        if field == number and wire == _LENGTH and isinstance(value, memoryview):
+        if field == number and wire == LEN and isinstance(value, memoryview):
             yield value
 
 
@@ -116,28 +85,12 @@ def duration_tensor(model: bytes) -> tuple[str | None, bool, str]:
     return name, name in outputs, ""
 
 
-def _length_field(number: int, payload: bytes) -> bytes:
-    return _encode_varint(number << 3 | _LENGTH) + _encode_varint(len(payload)) + payload
-
-
-def _encode_varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def with_output(model: bytes, tensor: str) -> bytes:
     """`model` with `tensor` added to its graph outputs (protobuf merges the appended graph
     into the first one)."""
-    value_info = _length_field(_VALUE_INFO_NAME, tensor.encode("utf-8"))
-    graph = _length_field(_GRAPH_OUTPUT, value_info)
-    return model + _length_field(_MODEL_GRAPH, graph)
+    value_info = length_field(_VALUE_INFO_NAME, tensor.encode("utf-8"))
+    graph = length_field(_GRAPH_OUTPUT, value_info)
+    return model + length_field(_MODEL_GRAPH, graph)
 
 
 def load_aligned(model_path: Path) -> AlignedModel:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from tts_service.errors import DeviceUnavailable
+from tts_service.protowire import length_field, varint_field
 
 log = logging.getLogger(__name__)
 
@@ -135,37 +136,17 @@ def probe_cuda() -> str | None:
 # --- a minimal ONNX model, written in protobuf's wire format (field numbers: onnx.proto)
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes | str | int) -> bytes:
-    if isinstance(payload, int):
-        return _varint(number << 3) + _varint(payload)
-    data = payload.encode() if isinstance(payload, str) else payload
-    return _varint(number << 3 | 2) + _varint(len(data)) + data
-
-
 def _float_vector(name: str) -> bytes:
     """ValueInfoProto: `name`, a float32 tensor of shape [1]."""
-    shape = _field(1, _field(1, 1))  # TensorShapeProto.dim { dim_value: 1 }
-    tensor = _field(1, 1) + _field(2, shape)  # elem_type FLOAT, shape
-    return _field(1, name) + _field(2, _field(1, tensor))  # name, type { tensor_type }
+    shape = length_field(1, varint_field(1, 1))  # TensorShapeProto.dim { dim_value: 1 }
+    tensor = varint_field(1, 1) + length_field(2, shape)  # elem_type FLOAT, shape
+    return length_field(1, name) + length_field(2, length_field(1, tensor))  # type.tensor_type
 
 
 def probe_model() -> bytes:
     """`y = Identity(x)` on one float: ir_version 7, opset 13."""
-    node = _field(1, "x") + _field(2, "y") + _field(4, "Identity")
-    graph = (_field(1, node) + _field(2, "probe") + _field(11, _float_vector("x"))) + _field(
-        12, _float_vector("y")
-    )
-    opset = _field(1, "") + _field(2, 13)
-    return _field(1, 7) + _field(8, opset) + _field(7, graph)
+    node = length_field(1, "x") + length_field(2, "y") + length_field(4, "Identity")
+    graph = length_field(1, node) + length_field(2, "probe")
+    graph += length_field(11, _float_vector("x")) + length_field(12, _float_vector("y"))
+    opset = length_field(1, "") + varint_field(2, 13)
+    return varint_field(1, 7) + length_field(8, opset) + length_field(7, graph)

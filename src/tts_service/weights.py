@@ -19,7 +19,7 @@ from __future__ import annotations
 import mmap
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +27,16 @@ import numpy as np
 import onnxruntime
 
 from tts_service.devices import Provider
+from tts_service.protowire import (
+    LEN,
+    VARINT,
+    Field,
+    WireError,
+    fields,
+    length_field,
+    read_varint,
+    varint_field,
+)
 
 # Smaller tensors stay in the graph: onnxruntime reads shape constants while it optimizes.
 MIN_SHARED_BYTES = 4096
@@ -47,7 +57,6 @@ _DTYPES: dict[int, str] = {
     13: "<u8",
 }
 
-_VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
 _MODEL_GRAPH, _GRAPH_INITIALIZER = 7, 5
 _DIMS, _DATA_TYPE, _NAME, _RAW_DATA, _EXTERNAL_DATA, _DATA_LOCATION = 1, 2, 8, 9, 13, 14
 _EXTERNAL = 1
@@ -55,74 +64,8 @@ _EXTERNAL = 1
 _EXTERNAL_FOLDER = "session.model_external_initializers_file_folder_path"
 
 
-class ModelFormatError(ValueError):
+class ModelFormatError(WireError):
     """The file is not a protobuf this module can walk."""
-
-
-@dataclass(frozen=True)
-class _Field:
-    number: int
-    wire: int
-    start: int
-    """Where the field's key begins."""
-    end: int
-    """Where the field ends."""
-    value: int
-    """A varint's value, or where a length-delimited payload begins."""
-
-
-def _varint(data: bytes | mmap.mmap, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(data) or shift > 63:
-            raise ModelFormatError("truncated or overlong varint")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-
-
-def _fields(data: bytes | mmap.mmap, start: int, end: int) -> Iterator[_Field]:
-    """The fields of the message that lies in data[start:end], payloads not parsed."""
-    pos = start
-    while pos < end:
-        key, after_key = _varint(data, pos)
-        number, wire = key >> 3, key & 7
-        if wire == _VARINT:
-            value, stop = _varint(data, after_key)
-        elif wire == _LEN:
-            length, value = _varint(data, after_key)
-            stop = value + length
-        elif wire in (_I64, _I32):
-            value, stop = after_key, after_key + (8 if wire == _I64 else 4)
-        else:
-            raise ModelFormatError(f"unsupported protobuf wire type {wire}")
-        if stop > end:
-            raise ModelFormatError("a field runs past its message")
-        yield _Field(number, wire, pos, stop, value)
-        pos = stop
-
-
-def _key(number: int, wire: int) -> bytes:
-    return _encode_varint(number << 3 | wire)
-
-
-def _encode_varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _length_delimited(number: int, payload: bytes) -> bytes:
-    return _key(number, _LEN) + _encode_varint(len(payload)) + payload
 
 
 @dataclass(frozen=True)
@@ -135,26 +78,26 @@ class _Tensor:
     length: int
 
 
-def _dims(data: bytes | mmap.mmap, field: _Field) -> list[int]:
-    if field.wire == _VARINT:
+def _dims(data: bytes | mmap.mmap, field: Field) -> list[int]:
+    if field.wire == VARINT:
         return [field.value]
     dims, pos = [], field.value  # packed
     while pos < field.end:
-        dim, pos = _varint(data, pos)
+        dim, pos = read_varint(data, pos)
         dims.append(dim)
     return dims
 
 
-def _shareable(data: bytes | mmap.mmap, message: _Field) -> _Tensor | None:
+def _shareable(data: bytes | mmap.mmap, message: Field) -> _Tensor | None:
     """The tensor in `message` if it can be shared: raw little-endian data of a known
     type, large enough, stored in the file itself."""
     name, dtype, raw, dims = None, None, None, []
-    for field in _fields(data, message.value, message.end):
-        if field.number == _NAME and field.wire == _LEN:
+    for field in fields(data, message.value, message.end):
+        if field.number == _NAME and field.wire == LEN:
             name = bytes(data[field.value : field.end]).decode("utf-8", "replace")
-        elif field.number == _DATA_TYPE and field.wire == _VARINT:
+        elif field.number == _DATA_TYPE and field.wire == VARINT:
             dtype = _DTYPES.get(field.value)
-        elif field.number == _RAW_DATA and field.wire == _LEN:
+        elif field.number == _RAW_DATA and field.wire == LEN:
             raw = field
         elif field.number == _DIMS:
             dims.extend(_dims(data, field))
@@ -168,37 +111,37 @@ def _shareable(data: bytes | mmap.mmap, message: _Field) -> _Tensor | None:
     return _Tensor(name, dtype, tuple(dims), raw.value, length)
 
 
-def _external(data: bytes | mmap.mmap, message: _Field, tensor: _Tensor, location: str) -> bytes:
+def _external(data: bytes | mmap.mmap, message: Field, tensor: _Tensor, location: str) -> bytes:
     """The TensorProto of `message` with its raw data replaced by a reference to it."""
     kept = b"".join(
         bytes(data[field.start : field.end])
-        for field in _fields(data, message.value, message.end)
+        for field in fields(data, message.value, message.end)
         if field.number not in (_RAW_DATA, _EXTERNAL_DATA, _DATA_LOCATION)
     )
     entries = {"location": location, "offset": str(tensor.offset), "length": str(tensor.length)}
     for key, value in entries.items():
-        entry = _length_delimited(1, key.encode()) + _length_delimited(2, value.encode())
-        kept += _length_delimited(_EXTERNAL_DATA, entry)
-    kept += _key(_DATA_LOCATION, _VARINT) + _encode_varint(_EXTERNAL)
-    return _length_delimited(_GRAPH_INITIALIZER, kept)
+        entry = length_field(1, key.encode()) + length_field(2, value.encode())
+        kept += length_field(_EXTERNAL_DATA, entry)
+    kept += varint_field(_DATA_LOCATION, _EXTERNAL)
+    return length_field(_GRAPH_INITIALIZER, kept)
 
 
 def _split_graph(
-    data: bytes | mmap.mmap, graph: _Field, location: str
+    data: bytes | mmap.mmap, graph: Field, location: str
 ) -> tuple[bytes, list[_Tensor]]:
     """The graph's bytes with its shareable tensors made external, and those tensors."""
     parts: list[bytes] = []
     tensors: list[_Tensor] = []
-    for field in _fields(data, graph.value, graph.end):
+    for field in fields(data, graph.value, graph.end):
         tensor = None
-        if field.number == _GRAPH_INITIALIZER and field.wire == _LEN:
+        if field.number == _GRAPH_INITIALIZER and field.wire == LEN:
             tensor = _shareable(data, field)
         if tensor is None:
             parts.append(bytes(data[field.start : field.end]))
         else:
             tensors.append(tensor)
             parts.append(_external(data, field, tensor, location))
-    return _length_delimited(_MODEL_GRAPH, b"".join(parts)), tensors
+    return length_field(_MODEL_GRAPH, b"".join(parts)), tensors
 
 
 def split_model(data: bytes | mmap.mmap, location: str) -> tuple[bytes, list[_Tensor]]:
@@ -206,12 +149,15 @@ def split_model(data: bytes | mmap.mmap, location: str) -> tuple[bytes, list[_Te
     their own offsets), and those tensors. Raises ModelFormatError on a malformed file."""
     parts: list[bytes] = []
     tensors: list[_Tensor] = []
-    for field in _fields(data, 0, len(data)):
-        if field.number == _MODEL_GRAPH and field.wire == _LEN:
-            graph, tensors = _split_graph(data, field, location)
-            parts.append(graph)
-        else:
-            parts.append(bytes(data[field.start : field.end]))
+    try:
+        for field in fields(data, 0, len(data)):
+            if field.number == _MODEL_GRAPH and field.wire == LEN:
+                graph, tensors = _split_graph(data, field, location)
+                parts.append(graph)
+            else:
+                parts.append(bytes(data[field.start : field.end]))
+    except WireError as error:
+        raise ModelFormatError(str(error)) from error
     return b"".join(parts), tensors
 
 
