@@ -981,6 +981,13 @@ def main_rows(report: BenchReport) -> list[list[str]]:
     def sec(value: float | None) -> str:
         return format_seconds(value)
 
+    batching = [
+        row(
+            "  ratio to unbatched (median round)",
+            "",
+            lambda n: format_ratio(report.batching_ratio(n)) if "+b" in n else "",
+        )
+    ]
     return [
         row(
             "throughput (audio s / wall s)",
@@ -994,11 +1001,7 @@ def main_rows(report: BenchReport) -> list[list[str]]:
             GOAL_THROUGHPUT.describe(),
         ),
         row("  per-round ratios", "", lambda n: _spread(report.throughput_spread(n))),
-        row(
-            "  ratio to unbatched (median round)",
-            "",
-            lambda n: format_ratio(report.batching_ratio(n)) if "+b" in n else "",
-        ),
+        *(batching if any("+b" in name for name in names) else []),
         row("short p50 under long load", "", lambda n: sec(policies[n].short_p50)),
         row("short p95 under long load", "", lambda n: sec(policies[n].short_p95)),
         row(

@@ -349,6 +349,7 @@ def test_render_shows_ratios_verdicts_and_noise() -> None:
     assert opus_row.split() == ["opus", "1.500", "s", "0.15x", "<=", "0.10x", "MISS"]
     wav_row = next(line for line in lines if line.startswith("wav"))
     assert "PASS" not in wav_row and "MISS" not in wav_row  # no goal for uncompressed
+    assert "unbatched" not in text  # no batching target, no row for it
 
 
 def test_word_cost_is_measured_on_both_voices(tmp_path: Path) -> None:
