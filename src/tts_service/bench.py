@@ -32,12 +32,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, get_args
 
 from tts_service.audio import AUDIO_FORMATS, make_encoder
 from tts_service.batching import MAX_BATCH_SIZE
 from tts_service.bench_words import WordCost, measure_word_cost
 from tts_service.config import Settings, available_cores
+from tts_service.devices import DeviceName
 from tts_service.errors import VoiceNotFound
 from tts_service.voices import VoiceFiles, discover
 
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from piper import PiperVoice
 
 POLICIES = ("fifo", "fair", "round_robin")
+DEVICES: tuple[str, ...] = get_args(DeviceName)
 QUICK_POLICIES = ("fifo", "fair")
 COMPRESSED_FORMATS = ("mp3", "opus", "aac")
 SYNTH_PATH = "/synthesize/binary"
@@ -513,25 +515,28 @@ class CpuMeter:
 
 @dataclass(frozen=True)
 class Target:
-    """One server to measure: a policy, and the workers x threads it runs with."""
+    """One server to measure: a policy, the workers x threads it runs with, its device."""
 
     name: str
     """As given on the command line: `fair`, or `fair@1x2` for 1 worker x 2 threads, or
-    `fair+b4` for batches of up to 4 sentences."""
+    `fair+b4` for batches of up to 4 sentences, or `fair:cuda` on the GPU."""
     policy: str
     workers: int
     threads_per_worker: int
     batch_size: int = 1
+    device: str = "cpu"
+    """The server's `--device`: cpu, cuda or auto."""
 
 
 _TARGET = re.compile(
-    r"^(?P<policy>[a-z_]+)(?:@(?P<workers>\d+)x(?P<threads>\d+))?(?:\+b(?P<batch>\d+))?$"
+    r"^(?P<policy>[a-z_]+)(?::(?P<device>[a-z]+))?"
+    r"(?:@(?P<workers>\d+)x(?P<threads>\d+))?(?:\+b(?P<batch>\d+))?$"
 )
 
 
 def parse_targets(spec: str | None, quick: bool, workers: int, threads: int) -> list[Target]:
-    """`fifo,fair,fair@2x2,fair+b4`: a policy alone gets the default `workers` x `threads`
-    and no batching."""
+    """`fifo,fair,fair@2x2,fair+b4,fair:cuda+b8`: POLICY[:DEVICE][@WxT][+bN]; a policy
+    alone gets the default `workers` x `threads`, the CPU and no batching."""
     names = spec.split(",") if spec else list(QUICK_POLICIES if quick else POLICIES)
     targets: dict[str, Target] = {}
     for raw in names:
@@ -539,9 +544,12 @@ def parse_targets(spec: str | None, quick: bool, workers: int, threads: int) -> 
         match = _TARGET.match(name)
         if match is None or match["policy"] not in POLICIES:
             raise BenchError(
-                f"unknown target {name!r}: use a policy ({', '.join(POLICIES)}), "
-                "optionally @WORKERSxTHREADS and +bBATCH, e.g. fair@1x2 or fair+b4"
+                f"unknown target {name!r}: use a policy ({', '.join(POLICIES)}), optionally "
+                ":DEVICE, @WORKERSxTHREADS and +bBATCH, e.g. fair@1x2, fair+b4 or fair:cuda+b8"
             )
+        device = match["device"] or "cpu"
+        if device not in DEVICES:
+            raise BenchError(f"target {name!r}: the device is one of {', '.join(DEVICES)}")
         size = (int(match["workers"]), int(match["threads"])) if match["workers"] else None
         w, t = size or (workers, threads)
         if w < 1 or t < 1:
@@ -549,8 +557,12 @@ def parse_targets(spec: str | None, quick: bool, workers: int, threads: int) -> 
         batch = int(match["batch"]) if match["batch"] else 1
         if not 1 <= batch <= MAX_BATCH_SIZE:
             raise BenchError(f"target {name!r}: batches of 1 to {MAX_BATCH_SIZE} sentences")
-        targets[name] = Target(name, match["policy"], w, t, batch)
+        targets[name] = Target(name, match["policy"], w, t, batch, device)
     return list(targets.values())
+
+
+# The fifo queue holds every client at once: nothing may time out or be refused.
+ADMIT_ALL = ("--request-timeout", "3600", "--max-queued-requests", "1000")
 
 
 @dataclass(frozen=True)
@@ -558,6 +570,11 @@ class ServerConfig:
     default_voice: str
     voices_dir: list[Path]
     log_dir: Path
+    admission: tuple[str, ...] = ADMIT_ALL
+    """Admission flags for every server; () leaves the server's own limits."""
+
+    def log_path(self, target: Target) -> Path:
+        return self.log_dir / f"server-{re.sub(r'[^A-Za-z0-9_@+.-]', '-', target.name)}.log"
 
 
 @dataclass
@@ -579,7 +596,7 @@ def free_port() -> int:
         return port
 
 
-def _serve_command(config: ServerConfig, target: Target, port: int) -> list[str]:
+def serve_command(config: ServerConfig, target: Target, port: int) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -588,11 +605,10 @@ def _serve_command(config: ServerConfig, target: Target, port: int) -> list[str]
         *("--host", "127.0.0.1", "--port", str(port), "--policy", target.policy),
         *("--workers", str(target.workers)),
         *("--threads-per-worker", str(target.threads_per_worker)),
-        *("--batch-size", str(target.batch_size)),
+        *("--batch-size", str(target.batch_size), "--device", target.device),
         *("--default-voice", config.default_voice),
         *[arg for folder in config.voices_dir for arg in ("--voices-dir", str(folder))],
-        # The fifo queue holds every client at once: nothing may time out or be refused.
-        *("--request-timeout", "3600", "--max-queued-requests", "1000"),
+        *config.admission,
         *("--drain-seconds", "2", "--no-ui", "--log-level", "warning"),
     ]
 
@@ -607,9 +623,9 @@ def running_servers(config: ServerConfig, targets: Sequence[Target]) -> Iterator
         servers = []
         for target in targets:
             port = free_port()
-            log_path = config.log_dir / f"server-{target.name}.log"
+            log_path = config.log_path(target)
             log = stack.enter_context(open(log_path, "wb"))
-            command = _serve_command(config, target, port)
+            command = serve_command(config, target, port)
             proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
             stack.callback(stop_process, proc)
             servers.append(Server(target, f"http://127.0.0.1:{port}", proc, log_path))
@@ -647,13 +663,14 @@ def stop_process(
             proc.wait()
 
 
-def bench_client(base_url: str) -> httpx.AsyncClient:
+def bench_client(base_url: str, connections: int = 64) -> httpx.AsyncClient:
+    """`connections` at least the clients that run at once: past it they queue in httpx."""
     import httpx
 
     return httpx.AsyncClient(
         base_url=base_url,
         timeout=httpx.Timeout(3600.0, connect=10.0),
-        limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
         trust_env=False,  # loopback only: never through a proxy
     )
 
@@ -881,9 +898,14 @@ class BenchReport:
 
 
 @asynccontextmanager
-async def _clients(servers: Sequence[Server]) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
+async def server_clients(
+    servers: Sequence[Server], connections: int = 64
+) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
     async with AsyncExitStack() as stack:
-        yield {s.name: await stack.enter_async_context(bench_client(s.url)) for s in servers}
+        yield {
+            s.name: await stack.enter_async_context(bench_client(s.url, connections))
+            for s in servers
+        }
 
 
 async def _throughput_phase(
@@ -943,7 +965,7 @@ async def run_targets(
     """Every phase for every target; results keyed by "serial" and target names."""
     results = {SERIAL: TargetResult(SERIAL)}
     results.update({server.name: TargetResult(server.name) for server in servers})
-    async with _clients(servers) as clients:
+    async with server_clients(servers) as clients:
         for client in clients.values():  # a model's first runs allocate: not measured
             await synthesize(client, workload.short_texts[0])
         serial.synthesize_all(workload.short_texts[:1])
@@ -1208,6 +1230,10 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
     except ImportError:
         print("tts-service bench: needs httpx (pip install httpx)", file=sys.stderr)
         return 2
+    if getattr(args, "streams", None):
+        from tts_service.bench_streams import run_streams
+
+        return run_streams(settings, args)
     if getattr(args, "sizing", False):
         from tts_service.bench_memory import sizing
 

@@ -182,13 +182,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--sizing", action="store_true", help="only the sizing table: cores, workers, voices"
     )
+    bench.add_argument(
+        "--streams",
+        metavar="N,N,...",
+        help="only the concurrency sweep: throughput and first audio with N concurrent "
+        "streams each, e.g. 1,8,32,128 (default targets fair:cpu,fair:cuda,fair:cuda+b8)",
+    )
     bench.add_argument("--workers", type=int)
     bench.add_argument("--threads-per-worker", type=int)
     bench.add_argument(
         "--policies",
         help="servers to measure, comma-separated (default fifo,fair,round_robin); "
-        "POLICY@WxT gives one its own workers x threads, e.g. fair,fair@1x2; +bN batches "
-        "of up to N sentences, e.g. fair,fair+b4 (with a ratio to unbatched)",
+        "POLICY[:DEVICE][@WxT][+bN]: :cuda or :auto runs it with --device (default cpu), "
+        "@WxT its own workers x threads, +bN batches of up to N sentences, e.g. "
+        "fair,fair@1x2,fair+b4,fair:cuda+b8 (with ratios to unbatched and to the CPU)",
     )
     _voice_flags(bench)
     return parser

@@ -19,6 +19,7 @@ from tts_service.bench import (
     CpuSample,
     Goal,
     Sample,
+    ServerConfig,
     TargetResult,
     build_workload,
     foreign_share,
@@ -31,7 +32,16 @@ from tts_service.bench import (
     render,
     rotation,
     round_ratios,
+    serve_command,
     throughput,
+)
+from tts_service.bench_streams import (
+    Cell,
+    Stream,
+    SweepReport,
+    parse_counts,
+    render_sweep,
+    sweep_workload,
 )
 from tts_service.bench_words import WordCost, measure_word_cost
 from tts_service.voices import VoiceFiles
@@ -181,12 +191,72 @@ def test_a_batching_target_is_compared_with_itself_unbatched() -> None:
     assert report.to_dict()["policies"]["fair+b4"]["throughput_ratio_to_unbatched"] == 0.5
 
 
+def test_a_target_may_name_its_device() -> None:
+    targets = parse_targets(
+        "fair,fair:cpu,fair:cuda,fair:cuda+b8,round_robin:auto@1x2+b4",
+        quick=False,
+        workers=2,
+        threads=1,
+    )
+    assert [(t.name, t.device, t.workers, t.threads_per_worker, t.batch_size) for t in targets] == [
+        ("fair", "cpu", 2, 1, 1),  # no device: the CPU, as before
+        ("fair:cpu", "cpu", 2, 1, 1),
+        ("fair:cuda", "cuda", 2, 1, 1),
+        ("fair:cuda+b8", "cuda", 2, 1, 8),
+        ("round_robin:auto@1x2+b4", "auto", 1, 2, 4),
+    ]
+    assert targets[4].policy == "round_robin"
+
+
 @pytest.mark.parametrize(
-    "spec", ["lifo", "fair@2", "fair@0x1", "fair@2x2x2", "", "fair+b0", "fair+b65", "fair+4"]
+    "spec",
+    [
+        "lifo",
+        "fair@2",
+        "fair@0x1",
+        "fair@2x2x2",
+        "",
+        "fair+b0",
+        "fair+b65",
+        "fair+4",
+        "fair:gpu",
+        "fair:",
+        ":cuda",
+        "fair+b4:cuda",  # the device comes right after the policy
+        "fair@1x2:cuda",
+        "fair:cuda:cpu",
+    ],
 )
 def test_bad_targets_are_refused(spec: str) -> None:
     with pytest.raises(BenchError):
         parse_targets(spec or ",", quick=False, workers=2, threads=1)
+
+
+def test_an_unknown_device_is_named_in_the_error() -> None:
+    with pytest.raises(BenchError, match="cpu, cuda, auto"):
+        parse_targets("fair:gpu", quick=False, workers=2, threads=1)
+
+
+def flag(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+def test_a_device_target_starts_its_server_with_that_device_and_batch() -> None:
+    config = ServerConfig("en_US-test", [Path("/voices")], Path("/logs"))
+    (target,) = parse_targets("fair:cuda@4x1+b8", quick=False, workers=2, threads=1)
+    command = serve_command(config, target, 4321)
+    assert command[1:4] == ["-m", "tts_service", "serve"]
+    assert flag(command, "--device") == "cuda"
+    assert flag(command, "--batch-size") == "8"
+    assert (flag(command, "--workers"), flag(command, "--threads-per-worker")) == ("4", "1")
+    assert (flag(command, "--policy"), flag(command, "--port")) == ("fair", "4321")
+    assert flag(command, "--request-timeout") == "3600"  # the main bench admits everything
+    (plain,) = parse_targets("fifo", quick=False, workers=2, threads=1)
+    assert flag(serve_command(config, plain, 1), "--device") == "cpu"
+    # The sweep leaves admission to the server's own limits.
+    own = serve_command(ServerConfig("v", [], Path("/logs"), admission=()), target, 1)
+    assert "--request-timeout" not in own and "--max-queued-requests" not in own
+    assert config.log_path(target) == Path("/logs/server-fair-cuda@4x1+b8.log")
 
 
 # ------------------------------------------------------------------ workload
@@ -391,3 +461,134 @@ def test_burst_texts_are_fixed_two_sentence_texts() -> None:
     assert len(bursts) == 3 and all(len(texts) == BURST_CLIENTS for texts in bursts)
     assert all(sentence_count(text) == 2 for texts in bursts for text in texts)
     assert len({text for texts in bursts for text in texts}) == 3 * BURST_CLIENTS
+
+
+# ------------------------------------------------------------------ the concurrency sweep
+
+
+def test_stream_counts_parse_in_order_once_each() -> None:
+    assert parse_counts("1,8,32,128") == [1, 8, 32, 128]
+    assert parse_counts(" 4, 1,4") == [4, 1]
+
+
+@pytest.mark.parametrize("spec", ["", "0", "-1", "1,,8", "eight", "1.5", "1025"])
+def test_bad_stream_counts_are_refused(spec: str) -> None:
+    with pytest.raises(BenchError, match="stream count"):
+        parse_counts(spec)
+
+
+def test_each_stream_has_its_own_fixed_multi_sentence_text() -> None:
+    workload = sweep_workload(quick=False)
+    texts = workload.texts(8)
+    assert texts == sweep_workload(quick=False).texts(8)  # the same in every run
+    assert workload.texts(2) == texts[:2]  # client i sends the same text at every N
+    assert len(set(texts)) == 8
+    assert all(sentence_count(text) == workload.sentences > 1 for text in texts)
+    assert sweep_workload(quick=True).rounds == 1
+
+
+def test_a_cell_counts_refusals_and_times_only_served_streams() -> None:
+    cell = Cell()
+    cell.add(Sample(2.0, 9.0, None), [Stream(0.5, 4.0), Stream(None), Stream(0.7, 5.0)])
+    cell.add(Sample(2.0, 3.0, None), [Stream(0.9, 3.0), Stream(None), Stream(None)])
+    assert (cell.streams, cell.refused) == (6, 3)
+    assert cell.first_audio_s == [0.5, 0.7, 0.9]
+    assert cell.throughput == pytest.approx(3.0)  # 12 audio s in 4 wall s
+    assert (cell.p50, cell.p95) == (0.7, 0.9)
+    assert Cell().p95 is None and Cell().throughput is None
+
+
+def sweep_cell(rounds: list[tuple[float, float]], first: list[float], refused: int = 0) -> Cell:
+    return Cell(
+        rounds=[Sample(wall, audio, 0.1) for wall, audio in rounds],
+        first_audio_s=first,
+        streams=len(first) + refused,
+        refused=refused,
+        noise=[0.1],
+    )
+
+
+def make_sweep() -> SweepReport:
+    targets = parse_targets("fair:cpu,fair:cuda,fair:cuda+b8", quick=False, workers=2, threads=1)
+    ten = [0.1 * i for i in range(1, 21)]  # 0.1 .. 2.0: p50 1.0, p95 1.9
+    cells = {
+        ("fair:cpu", 1): sweep_cell([(10.0, 50.0), (10.0, 60.0), (10.0, 40.0)], [0.4, 0.5, 0.6]),
+        ("fair:cuda", 1): sweep_cell([(10.0, 100.0), (10.0, 90.0), (5.0, 100.0)], [0.1] * 3),
+        ("fair:cuda+b8", 1): sweep_cell([(10.0, 100.0), (10.0, 99.0), (10.0, 101.0)], [0.1] * 3),
+        ("fair:cpu", 8): sweep_cell([(20.0, 100.0)], ten[:16], refused=4),
+        ("fair:cuda", 8): sweep_cell([(10.0, 200.0)], [t / 2 for t in ten]),
+        ("fair:cuda+b8", 8): sweep_cell([(10.0, 500.0)], [t / 4 for t in ten]),
+    }
+    return SweepReport(
+        targets,
+        [1, 8],
+        cells,
+        not_started={},
+        devices={"fair:cpu": "cpu", "fair:cuda": "cuda", "fair:cuda+b8": "cuda"},
+    )
+
+
+def test_sweep_ratios_batching_on_off_and_against_the_cpu() -> None:
+    report = make_sweep()
+    cpu, cuda, batched = report.targets
+    assert report.batching_twin(batched) == cuda
+    assert report.batching_twin(cuda) is None and report.batching_twin(cpu) is None
+    assert report.cpu_twin(cuda) == cpu and report.cpu_twin(batched) == cpu
+    assert report.cpu_twin(cpu) is None
+    # Median of the per-round ratios: cuda / cpu at 1 stream is 2.0, 1.5, 5.0 -> 2.0.
+    assert report.throughput_ratio(cuda, cpu, 1) == pytest.approx(2.0)
+    assert report.throughput_ratio(batched, cuda, 1) == pytest.approx(1.0)  # 1.0, 1.1, 0.505
+    assert report.throughput_ratio(batched, cuda, 8) == pytest.approx(2.5)
+    assert report.throughput_ratio(batched, cpu, 8) == pytest.approx(10.0)
+    assert report.cells[("fair:cpu", 8)].p95 == pytest.approx(1.6)  # 16 served: 16th of 16
+    assert report.p95_ratio(cuda, cpu, 8) == pytest.approx(0.95 / 1.6)
+    assert report.p95_ratio(batched, cuda, 8) == pytest.approx(0.5)
+    assert report.throughput_ratio(cpu, None, 8) is None
+
+
+def test_sweep_table_has_a_row_group_per_stream_count() -> None:
+    lines = render_sweep(make_sweep()).splitlines()
+    assert lines[0].split() == ["fair:cpu", "fair:cuda", "fair:cuda+b8"]
+
+    def row(label: str, after: str = "") -> str:
+        """The cells after `label`, in the first such row after the line starting `after`."""
+        start = next(i for i, line in enumerate(lines) if line.startswith(after))
+        line = next(line.strip() for line in lines[start:] if line.strip().startswith(label))
+        return " ".join(line[len(label) :].split())
+
+    assert row("device in use") == "cpu cuda cuda"
+    assert row("1 stream(s): audio s / wall s") == "5.00 11.60 10.00"
+    assert row("refused (503/429) / streams", "8 stream(s)") == "4 / 20 0 / 20 0 / 20"
+    assert row("first audio p95", "8 stream(s)") == "1.600 s 0.950 s 0.475 s"
+    # Batching ratios only under the batching target, CPU ratios only under GPU targets.
+    assert row("throughput batching on / off", "8 stream(s)") == "2.50x"
+    assert row("first audio p95 batching on / off", "8 stream(s)") == "0.50x"
+    assert row("throughput / cpu", "8 stream(s)") == "4.00x 10.00x"  # 20 and 50 against 5
+    assert row("other processes' CPU (noise)") == "10% 10% 10%"
+
+
+def test_sweep_without_gpu_or_batching_targets_has_no_ratio_rows() -> None:
+    report = make_sweep()
+    cpu = report.targets[0]
+    report.targets = [cpu]
+    text = render_sweep(report)
+    assert "batching on / off" not in text and "/ cpu" not in text
+    report.not_started = {"fair:cuda": "the server did not start: CUDA is not available"}
+    assert render_sweep(report).splitlines()[-1] == (
+        "not measured: fair:cuda: the server did not start: CUDA is not available"
+    )
+
+
+def test_sweep_json_has_every_figure_and_what_did_not_start() -> None:
+    report = make_sweep()
+    report.not_started = {"fair:auto": "no"}
+    data = report.to_dict()
+    assert data["stream_counts"] == [1, 8]
+    cpu8 = data["targets"]["fair:cpu"]["by_streams"]["8"]
+    assert (cpu8["streams"], cpu8["refused"], cpu8["first_audio_p95_s"]) == (20, 4, 1.6)
+    batched = data["targets"]["fair:cuda+b8"]
+    assert batched["device"] == "cuda" and batched["batch_size"] == 8
+    assert batched["by_streams"]["8"]["throughput_ratio_to_unbatched"] == pytest.approx(2.5)
+    assert batched["by_streams"]["8"]["throughput_ratio_to_cpu"] == pytest.approx(10.0)
+    assert data["targets"]["fair:cpu"]["by_streams"]["1"]["throughput_ratio_to_cpu"] is None
+    assert data["not_started"] == {"fair:auto": "no"}
