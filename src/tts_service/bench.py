@@ -74,6 +74,11 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[rank - 1]
 
 
+def percentile_of(values: Sequence[float], q: float) -> float | None:
+    """`percentile`, or None when nothing was measured."""
+    return percentile(values, q) if values else None
+
+
 def ratio(value: float | None, reference: float | None) -> float | None:
     """value / reference, or None when either is missing or the reference is not positive."""
     if value is None or reference is None or reference <= 0:
@@ -351,11 +356,11 @@ class TargetResult:
 
     @property
     def short_p50(self) -> float | None:
-        return percentile(self.short_latencies_s, 0.5) if self.short_latencies_s else None
+        return percentile_of(self.short_latencies_s, 0.5)
 
     @property
     def short_p95(self) -> float | None:
-        return percentile(self.short_latencies_s, 0.95) if self.short_latencies_s else None
+        return percentile_of(self.short_latencies_s, 0.95)
 
     @property
     def first_audio(self) -> float | None:

@@ -49,7 +49,7 @@ from tts_service.bench import (
     format_table,
     make_text,
     parse_targets,
-    percentile,
+    percentile_of,
     progress,
     ratio,
     rotation,
@@ -134,11 +134,11 @@ class Cell:
 
     @property
     def p50(self) -> float | None:
-        return percentile(self.first_audio_s, 0.5) if self.first_audio_s else None
+        return percentile_of(self.first_audio_s, 0.5)
 
     @property
     def p95(self) -> float | None:
-        return percentile(self.first_audio_s, 0.95) if self.first_audio_s else None
+        return percentile_of(self.first_audio_s, 0.95)
 
     def to_dict(self) -> dict[str, Any]:
         return {
