@@ -139,7 +139,9 @@ def test_work_the_drain_period_cannot_cover_ends_with_clear_errors(
     streamed = Background(lambda: stream(base, {"text": long_text, "stream": True}))
     socket = Background(over_websocket)
     wait_for(lambda: admitted(base) == 3, 30, "three requests admitted")
-    wait_for(lambda: health(base)["totals"]["sentences"] >= 1, 30, "synthesis under way")
+    # Each request's first sentence runs before any request's second (fair): after four,
+    # every response has its first audio, so the stream's headers are out.
+    wait_for(lambda: health(base)["totals"]["sentences"] >= 4, 30, "every request's first audio")
 
     proc.signal(signal.SIGTERM)
     code, took = exits_within(proc, 30)
