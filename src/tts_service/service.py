@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from functools import partial
 
 from tts_service import memory
-from tts_service.admission import retry_after
 from tts_service.config import Settings
-from tts_service.devices import choose_device
-from tts_service.downloads import Downloader, VoiceDownloads
-from tts_service.engine import SynthesisOptions, Voice, pieces_with_offsets
+from tts_service.engine.devices import choose_device
+from tts_service.engine.voice import SynthesisOptions, Voice, pieces_with_offsets
+from tts_service.engine.words import PlannedWord, WordClock
 from tts_service.errors import (
     AudioTooLong,
     DeadlineExceeded,
@@ -30,14 +29,21 @@ from tts_service.errors import (
     WordTimestampsUnavailable,
 )
 from tts_service.memory import IdleTrimmer, seconds_since_process_start
-from tts_service.piper_catalog import CatalogSource
-from tts_service.scheduler import Job, Priority, Scheduler, SchedulerObserver, audio_limit_message
-from tts_service.voice_defaults import DefaultsBook, VoiceDefaults
-from tts_service.voice_folders import VoiceFolders
-from tts_service.voice_lookup import VoiceLookup
-from tts_service.voice_memory import LoadMeter
-from tts_service.voices import VoiceCatalog, resolve_speaker
-from tts_service.words import PlannedWord, WordClock
+from tts_service.scheduling.admission import retry_after
+from tts_service.scheduling.scheduler import (
+    Job,
+    Priority,
+    Scheduler,
+    SchedulerObserver,
+    audio_limit_message,
+)
+from tts_service.voices.budget import LoadMeter
+from tts_service.voices.defaults import DefaultsBook, VoiceDefaults
+from tts_service.voices.downloads import Downloader, VoiceDownloads
+from tts_service.voices.folders import VoiceFolders
+from tts_service.voices.loaded import VoiceCatalog, resolve_speaker
+from tts_service.voices.lookup import VoiceLookup
+from tts_service.voices.published import CatalogSource
 
 log = logging.getLogger(__name__)
 

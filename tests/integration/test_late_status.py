@@ -19,9 +19,9 @@ import uvicorn
 
 from audiocheck import sentences
 from conftest import free_port
-from tts_service.admission import SpeedEstimate
 from tts_service.api import create_app
 from tts_service.config import Settings
+from tts_service.scheduling.admission import SpeedEstimate
 from tts_service.service import TTSService
 
 DEADLINE = 1.0

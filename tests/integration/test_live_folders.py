@@ -20,7 +20,7 @@ from wyoming.tts import Synthesize, SynthesizeVoice
 
 from audiocheck import piper_pcm, seconds, sentences, wait_for, wav_pcm
 from conftest import DETERMINISTIC, ServerProcess
-from tts_service.engine import SynthesisOptions, Voice
+from tts_service.engine.voice import SynthesisOptions, Voice
 from voicegen import write_tiny_voice
 
 JOE = "en_US-joe-medium"

@@ -21,8 +21,8 @@ import pytest
 
 from audiocheck import piper_pcm, wait_for, wav_pcm
 from conftest import DETERMINISTIC, ROOT, ServerProcess
-from tts_service.engine import SynthesisOptions, Voice
-from tts_service.piper_catalog import CATALOG_FILE_NAME, PACKAGED_CATALOG, CatalogSource
+from tts_service.engine.voice import SynthesisOptions, Voice
+from tts_service.voices.published import CATALOG_FILE_NAME, PACKAGED_CATALOG, CatalogSource
 from voicegen import write_tiny_voice
 from voicemirror import (
     VoiceMirror,

@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from tts_service.api.auth import ApiKeyMiddleware
-from tts_service.engine import SynthesisOptions
+from tts_service.engine.voice import SynthesisOptions
 from tts_service.errors import (
     Cancelled,
     DeadlineExceeded,
@@ -26,7 +26,7 @@ from tts_service.errors import (
     SynthesisFailed,
 )
 from tts_service.metrics import HttpMetricsMiddleware, Metrics, RouteLabels, ServiceCollector
-from tts_service.scheduler import Scheduler, SchedulerObserver
+from tts_service.scheduling.scheduler import Scheduler, SchedulerObserver
 
 RATE = 1000
 SAMPLES = 250  # a quarter second of audio per sentence

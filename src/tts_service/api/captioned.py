@@ -31,10 +31,10 @@ from tts_service.api.streaming import (
     unless_disconnected,
 )
 from tts_service.api.timed import b64, encode_whole_timed, encoded_pieces, json_line
-from tts_service.audio import output_rate
+from tts_service.audio.encoders import output_rate
+from tts_service.engine.words import Word, all_words
 from tts_service.errors import ServiceError
 from tts_service.service import Admitted, TTSService
-from tts_service.words import Word, all_words
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 

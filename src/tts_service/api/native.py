@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request, Response, WebSocket, WebSocketDisconnect
 
-from tts_service import captions
+from tts_service.api import captions
 from tts_service.api.body import openapi_body, parse_json, read_model, validate
 from tts_service.api.errors import ServiceErrorBody, documented_errors, native_error_response
 from tts_service.api.schemas import (
@@ -39,11 +39,11 @@ from tts_service.api.timed import (
     json_line,
     timed_chunks,
 )
-from tts_service.audio import content_type, make_encoder, output_rate
+from tts_service.audio.encoders import content_type, make_encoder, output_rate
+from tts_service.engine.words import Word, all_words
 from tts_service.errors import Cancelled, IdleTimeout, ServiceError, ValidationFailed
-from tts_service.scheduler import Job
+from tts_service.scheduling.scheduler import Job
 from tts_service.service import Admitted, TTSService
-from tts_service.words import Word, all_words
 
 Body = TypeVar("Body", SynthesizeBody, SynthesizeJsonBody)
 NDJSON = "application/x-ndjson"

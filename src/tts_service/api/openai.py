@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from tts_service import captions
+from tts_service.api import captions
 from tts_service.api.body import openapi_body, read_model
 from tts_service.api.errors import documented_errors, error_headers
 from tts_service.api.native import CLIENT_CLOSED, client_address, get_service
@@ -30,7 +30,7 @@ from tts_service.api.streaming import (
     unless_disconnected,
 )
 from tts_service.api.timed import timed_words
-from tts_service.audio import content_type, output_rate
+from tts_service.audio.encoders import content_type, output_rate
 from tts_service.config import OPENAI_VOICE_NAMES, Settings
 from tts_service.errors import (
     InvalidRequest,
@@ -40,7 +40,7 @@ from tts_service.errors import (
     VoiceNotFound,
 )
 from tts_service.service import Admitted, SpeechRequest, TTSService
-from tts_service.voices import validate_voice_name
+from tts_service.voices.loaded import validate_voice_name
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 

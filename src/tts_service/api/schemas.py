@@ -7,8 +7,8 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from tts_service.audio import AUDIO_FORMATS, CONTENT_TYPES
-from tts_service.captions import CAPTION_FORMATS, CaptionFormat
+from tts_service.api.captions import CAPTION_FORMATS, CaptionFormat
+from tts_service.audio.encoders import AUDIO_FORMATS, CONTENT_TYPES
 from tts_service.service import SpeechRequest
 
 AudioFormat = Literal["wav", "pcm", "mp3", "opus", "aac", "flac"]

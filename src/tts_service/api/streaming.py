@@ -15,7 +15,7 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
-from tts_service.audio import make_encoder, wav_header
+from tts_service.audio.encoders import make_encoder, wav_header
 from tts_service.errors import ServiceError
 from tts_service.service import Admitted, TTSService
 

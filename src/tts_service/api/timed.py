@@ -10,10 +10,10 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from tts_service.audio import make_encoder, wav_header
-from tts_service.scheduler import Chunk
+from tts_service.audio.encoders import make_encoder, wav_header
+from tts_service.engine.words import Word
+from tts_service.scheduling.scheduler import Chunk
 from tts_service.service import Admitted, TTSService
-from tts_service.words import Word
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from tts_service.api.errors import ServiceErrorBody, documented_errors
 from tts_service.api.native import get_service
 from tts_service.errors import DownloadsDisabled, ShuttingDown, VoiceNotFound
 from tts_service.service import TTSService
-from tts_service.voices import validate_voice_name
+from tts_service.voices.loaded import validate_voice_name
 
 router = APIRouter(tags=["voices"])
 

@@ -1,0 +1,532 @@
+"""Pure synthesis on top of Piper: text to sentences of phoneme ids, one sentence to PCM.
+
+No asyncio and no HTTP here; the scheduler decides when and on which thread this runs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime
+from piper import PiperVoice, SynthesisConfig
+from piper.config import PhonemeType, PiperConfig
+from piper.const import BOS, EOS, PAD
+
+from tts_service.engine import words
+from tts_service.engine.alignment import aligned
+from tts_service.engine.devices import CPU, Device, check_session
+from tts_service.engine.weights import SharedWeights
+
+# Piper's own int16 conversion, so our bytes equal `PiperVoice.synthesize()`'s.
+_MAX_WAV_VALUE = 32767.0
+# The all-cores session's first run (its one-time costs), when it is added.
+SOLO_WARM_UP_TEXT = "Ready."
+
+# espeak-ng holds the GIL while it phonemizes: feed it bounded pieces, cut where a
+# sentence ends (so cutting changes nothing), or at whitespace if a "sentence" is huge.
+PHONEMIZE_PIECE_CHARS = 2000
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？\n])\s+")
+
+
+@dataclass(frozen=True)
+class SynthesisOptions:
+    """Per-request settings. `None` means: the voice's own default."""
+
+    speaker_id: int | None = None
+    length_scale: float | None = None
+    noise_scale: float | None = None
+    noise_w_scale: float | None = None
+    volume: float = 1.0
+    sentence_silence: float = 0.0
+    """Seconds of silence appended after each sentence."""
+
+
+@dataclass(frozen=True)
+class VoiceInfo:
+    """What a client may know about a voice."""
+
+    name: str
+    language: str
+    sample_rate: int
+    quality: str | None
+    speakers: dict[str, int]
+    num_speakers: int
+    dataset: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "language": self.language,
+            "sample_rate": self.sample_rate,
+            "quality": self.quality,
+            "num_speakers": self.num_speakers,
+            "speakers": self.speakers,
+            "dataset": self.dataset,
+        }
+
+
+def read_voice_info(name: str, config_path: Path) -> VoiceInfo:
+    """Describe a voice from its `.onnx.json` alone, without loading the model."""
+    with open(config_path, encoding="utf-8") as handle:
+        raw = json.load(handle)
+    language = raw.get("language", {}).get("code") or raw.get("espeak", {}).get("voice", "")
+    return VoiceInfo(
+        name=name,
+        language=str(language),
+        sample_rate=int(raw["audio"]["sample_rate"]),
+        quality=raw.get("audio", {}).get("quality"),
+        speakers={str(k): int(v) for k, v in (raw.get("speaker_id_map") or {}).items()},
+        num_speakers=int(raw.get("num_speakers", 1)),
+        dataset=raw.get("dataset"),
+    )
+
+
+def make_session(
+    model: Path | bytes,
+    threads: int,
+    spin: bool = True,
+    weights: SharedWeights | None = None,
+    arena: bool = True,
+    device: Device = CPU,
+) -> onnxruntime.InferenceSession:
+    """One ONNX session; thread counts set explicitly because onnxruntime's default ignores
+    container CPU limits. `spin=False` stops idle intra-op threads from busy-waiting, which
+    matters when workers x threads > cores. With `weights`, the session uses that one copy
+    of the model's tensors (a voice's sessions share it) instead of its own.
+
+    `arena=False` turns onnxruntime's memory arena off: it keeps, per session and for good,
+    the most memory its runs ever needed at once (~35 MB per second of the longest
+    sentence's audio); the server's heap instead goes back to the system when it is idle
+    (memory.py). Neither setting changes a single output bit.
+
+    On CUDA, a session onnxruntime could only put on the CPU is a DeviceUnavailable."""
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.enable_cpu_mem_arena = arena
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if weights is not None:
+        session = weights.session(options, providers=device.providers)
+    else:
+        source = model if isinstance(model, bytes) else str(model)
+        session = onnxruntime.InferenceSession(
+            source, sess_options=options, providers=device.providers
+        )
+    check_session(session, device)
+    return session
+
+
+def _sentences(text: str) -> Iterator[str]:
+    """Consecutive slices of `text`, each ending after a sentence end and its whitespace."""
+    start = 0
+    for match in _SENTENCE_END.finditer(text):
+        yield text[start : match.end()]
+        start = match.end()
+    if start < len(text):
+        yield text[start:]
+
+
+def split_for_phonemizer(text: str, limit: int = PHONEMIZE_PIECE_CHARS) -> Iterator[str]:
+    """Yield pieces of at most `limit` characters, cut at sentence ends where possible.
+
+    The pieces are slices of `text` that keep its own whitespace: espeak-ng reads a blank
+    line as a paragraph break (it drops the sentence's punctuation there), so turning it
+    into a space would change the phonemes."""
+    for _, piece in pieces_with_offsets(text, limit):
+        yield piece
+
+
+def pieces_with_offsets(text: str, limit: int = PHONEMIZE_PIECE_CHARS) -> Iterator[tuple[int, str]]:
+    """`split_for_phonemizer`'s pieces, each with where it starts in `text`."""
+    piece, start, offset = "", 0, 0
+    for sentence in _sentences(text):
+        while len(sentence) > limit:  # a run-on "sentence": cut after the last space
+            space = sentence.rfind(" ", 0, limit)
+            cut = space + 1 if space > 0 else limit
+            if piece.strip():
+                yield start, piece
+            yield offset, sentence[:cut]
+            offset += cut
+            piece, start = "", offset
+            sentence = sentence[cut:]
+        if len(piece) + len(sentence) > limit:
+            if piece.strip():
+                yield start, piece
+            piece, start = "", offset
+        piece += sentence
+        offset += len(sentence)
+    if piece.strip():
+        yield start, piece
+
+
+class SentencePcm(bytes):
+    """One sentence's 16-bit mono PCM (a plain bytes object to everything that reads it),
+    carrying how many of its samples each phoneme id took when the voice reports it
+    (the silence after the sentence is not counted)."""
+
+    samples_per_id: tuple[int, ...] | None = None
+
+
+class Voice:
+    """A loaded Piper voice: phonemizer + one ONNX session shared by all workers.
+
+    Optionally a second session using every core, for a sentence that has the machine to
+    itself (the first sentence of a request on an idle server): one sentence runs ~1.5x
+    faster on 2 threads than on 1, which is what a lone caller's first audio waits for.
+    Both sessions use one copy of the model's weights (`weights`).
+    """
+
+    def __init__(
+        self,
+        info: VoiceInfo,
+        piper_voice: PiperVoice,
+        solo_voice: PiperVoice | None = None,
+        durations: bool = False,
+        weights: SharedWeights | None = None,
+    ) -> None:
+        self.info = info
+        self._piper = piper_voice
+        self._solo = solo_voice
+        self._durations = durations
+        """The model reports each phoneme id's frames (see alignment.py)."""
+        self.weights = weights
+        """Kept alive with the voice: its sessions use this memory in place."""
+        self._batch_axis = has_batch_axis(piper_voice.session)
+        self.least_seconds_per_id: float | None = None
+        """The least speech per phoneme id, per unit of length scale, this voice has made
+        (a lower bound for the audio cap's estimate); None until it has spoken."""
+        self.memory_bytes = 0
+        """What loading it added to the process (measured by the catalog when it loads)."""
+        self.memory_measured = True
+        """False when the server was busy as it loaded: `memory_bytes` is an estimate."""
+
+    @classmethod
+    def load(
+        cls,
+        name: str,
+        model_path: Path,
+        config_path: Path,
+        threads: int,
+        spin: bool = True,
+        solo_threads: int | None = None,
+        alignments: bool = True,
+        device: Device = CPU,
+    ) -> Voice:
+        """`alignments`: load the model patched to report phoneme durations (for word
+        timestamps) when it can be; its audio is the same either way. On a GPU there is
+        no solo session: every run has the device, not a share of the cores."""
+        with open(config_path, encoding="utf-8") as handle:
+            config = PiperConfig.from_dict(json.load(handle))
+        # On a GPU each session copies the weights to the device: a host copy to share
+        # would only cost memory (and there is no all-cores session to share it with).
+        weights = SharedWeights(model_path) if device.active == "cpu" else None
+        model: Path | bytes = model_path
+        durations = False
+        if alignments:  # the patch adds an output: the sessions still share the tensors
+            patched = aligned(weights.graph() if weights else model_path.read_bytes(), name)
+            durations = patched.durations
+            if weights is not None:
+                weights.use_graph(patched.source)
+            else:
+                model = patched.source
+        session = make_session(model, threads, spin, weights, arena=False, device=device)
+        piper_voice = PiperVoice(session=session, config=config)
+        solo_voice = None
+        if solo_threads is not None and solo_threads > threads and weights is not None:
+            solo_session = make_session(model_path, solo_threads, weights=weights, arena=False)
+            solo_voice = PiperVoice(session=solo_session, config=config)
+        info = read_voice_info(name, config_path)
+        return cls(info, piper_voice, solo_voice, durations, weights)
+
+    @property
+    def sessions(self) -> int:
+        return 1 if self._solo is None else 2
+
+    def add_solo_session(self, threads: int) -> None:
+        """Add the all-cores session (on the same weights and graph) and run it once, so
+        that its first solo sentence does not pay onnxruntime's first-run cost."""
+        if self._solo is not None:
+            return
+        solo = PiperVoice(
+            session=make_session(self._model_path(), threads, weights=self.weights, arena=False),
+            config=self._piper.config,
+        )
+        quiet = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+        for ids in self.phonemize(SOLO_WARM_UP_TEXT):
+            solo.phoneme_ids_to_audio(ids, quiet, include_alignments=self._durations)
+        self._solo = solo
+
+    def _model_path(self) -> Path:
+        if self.weights is None:
+            raise RuntimeError(f"voice {self.info.name} has no shared weights (a CPU voice has)")
+        return self.weights.path
+
+    def _learn_pace(self, ids: int, samples: int, length_scale: float | None) -> None:
+        scale = length_scale or self.default_length_scale
+        if ids <= 0 or samples <= 0 or scale <= 0:
+            return
+        pace = samples / self.sample_rate / ids / scale
+        least = self.least_seconds_per_id
+        if least is None or pace < least:  # a benign race between workers: both are true
+            self.least_seconds_per_id = pace
+
+    @property
+    def word_timestamps(self) -> bool:
+        """It can time words: its model reports durations and espeak phonemizes it."""
+        return self._durations and self._piper.config.phoneme_type == PhonemeType.ESPEAK
+
+    @property
+    def provider(self) -> str:
+        """The onnxruntime provider its session runs on (CUDAExecutionProvider, ...)."""
+        return str(self._piper.session.get_providers()[0])
+
+    @property
+    def has_solo_session(self) -> bool:
+        return self._solo is not None
+
+    @property
+    def sample_rate(self) -> int:
+        return self.info.sample_rate
+
+    @property
+    def default_length_scale(self) -> float:
+        """The voice's own pace (its config's length_scale); a speed factor scales this."""
+        return float(self._piper.config.length_scale)
+
+    def phonemize(self, text: str) -> list[list[int]]:
+        """Text to one list of phoneme ids per sentence (empty sentences dropped)."""
+        sentences: list[list[int]] = []
+        for piece in split_for_phonemizer(text):
+            for phonemes in self._piper.phonemize(piece):
+                if phonemes:
+                    sentences.append(self._piper.phonemes_to_ids(phonemes))
+        return sentences
+
+    def phonemize_words(self, text: str) -> tuple[list[list[int]], list[list[words.PlannedWord]]]:
+        """`phonemize(text)`, and for each sentence the words of `text` it speaks, each with
+        its phoneme ids (see words.py). The phoneme ids are exactly `phonemize`'s."""
+        sentences: list[list[int]] = []
+        plans: list[list[words.PlannedWord]] = []
+        for offset, piece in pieces_with_offsets(text):
+            piece_sentences, piece_plans = self.phonemize_piece_words(text, offset, piece)
+            sentences += piece_sentences
+            plans += piece_plans
+        return sentences, plans
+
+    def phonemize_piece_words(
+        self, text: str, offset: int, piece: str
+    ) -> tuple[list[list[int]], list[list[words.PlannedWord]]]:
+        """`phonemize_words` for one of `pieces_with_offsets(text)`: a caller may let other
+        work use the phonemizer between pieces."""
+        config = self._piper.config
+        phonemes = [p for p in self._piper.phonemize(piece) if p]
+        found = words.text_words(text, offset, offset + len(piece))
+        alone = self._phonemize_alone([text[w.token_start : w.token_end] for w in found])
+        starts = [words.id_starts(p, config.phoneme_id_map, BOS, PAD, EOS) for p in phonemes]
+        plans = words.plan(phonemes, starts, found, [words.shape(a) for a in alone])
+        return [self._piper.phonemes_to_ids(p) for p in phonemes], plans
+
+    def _phonemize_alone(self, texts: list[str]) -> list[str]:
+        """How espeak reads each text on its own, as a phoneme string with its words spaced.
+
+        Piper switches espeak's voice on every call, which costs ten times the reading of
+        one word; straight through its espeak bridge, under its lock, the switch is done
+        once. If Piper's internals differ from 1.8's, its public (slower) call is used."""
+        bridge = _espeak_bridge()
+        if bridge is None:
+            return [" ".join("".join(s) for s in self._piper.phonemize(t)) for t in texts]
+        module, lock = bridge
+        with lock:
+            module.set_voice(self._piper.config.espeak_voice)
+            return [_joined(module.get_phonemes(t)) for t in texts]
+
+    def synthesize(
+        self, phoneme_ids: list[int], options: SynthesisOptions, solo: bool = False
+    ) -> SentencePcm:
+        """One sentence to 16-bit mono PCM, exactly as `PiperVoice.synthesize()` makes it.
+
+        `solo=True` runs it on the all-cores session when the voice has one.
+        """
+        config = SynthesisConfig(
+            speaker_id=options.speaker_id,
+            length_scale=options.length_scale,
+            noise_scale=options.noise_scale,
+            noise_w_scale=options.noise_w_scale,
+        )
+        piper_voice = self._solo if solo and self._solo is not None else self._piper
+        result = piper_voice.phoneme_ids_to_audio(
+            phoneme_ids, config, include_alignments=self._durations
+        )
+        audio, samples_per_id = result if isinstance(result, tuple) else (result, None)
+        assert isinstance(audio, np.ndarray)
+        return self._spoken(audio, samples_per_id, phoneme_ids, options)
+
+    @property
+    def can_batch(self) -> bool:
+        """Several sentences can run as one batch: the model takes a batch axis, and it
+        reports durations, without which each sentence's true length in the padded output
+        is unknown."""
+        return self._durations and self._batch_axis
+
+    def batch_key(self, options: SynthesisOptions) -> tuple[float, float, float] | None:
+        """What sentences must share to run in one batch (None: this voice never batches).
+
+        The model takes one `scales` tensor (noise, length, noise width) per run, not per
+        sentence; the speaker and the per-sentence options (volume, silence) are free."""
+        return self._scales(options) if self.can_batch else None
+
+    def synthesize_batch(
+        self, items: Sequence[tuple[list[int], SynthesisOptions]]
+    ) -> list[SentencePcm]:
+        """Several sentences in one run of the model, each as `synthesize` makes it alone
+        (up to the last bits: see `split_batch`). All must have the same `batch_key`."""
+        if len(items) == 1:
+            return [self.synthesize(*items[0])]
+        keys = {self.batch_key(options) for _, options in items}
+        if None in keys:
+            raise ValueError("this voice cannot run sentences in batches")
+        if len(keys) != 1:
+            raise ValueError("sentences in one batch must share noise and length scales")
+        scales = self._scales(items[0][1])
+        ids = [phoneme_ids for phoneme_ids, _ in items]
+        speakers = [self._speaker(options) for _, options in items]
+        inputs = batch_inputs(ids, scales, speakers)
+        outputs = self._piper.session.run(None, inputs)
+        hop = int(self._piper.config.hop_length)
+        parts = split_batch(outputs, [len(one) for one in ids], hop)
+        return [
+            self._spoken(audio, samples_per_id, phoneme_ids, options)
+            for (audio, samples_per_id), (phoneme_ids, options) in zip(parts, items, strict=True)
+        ]
+
+    def _scales(self, options: SynthesisOptions) -> tuple[float, float, float]:
+        """(noise, length, noise width) as Piper resolves them: the voice's own default for
+        what the request leaves out."""
+        config = self._piper.config
+        return (
+            float(config.noise_scale if options.noise_scale is None else options.noise_scale),
+            float(config.length_scale if options.length_scale is None else options.length_scale),
+            float(config.noise_w_scale if options.noise_w_scale is None else options.noise_w_scale),
+        )
+
+    def _speaker(self, options: SynthesisOptions) -> int | None:
+        """The speaker id Piper would feed the model (None: a single-speaker voice)."""
+        config = self._piper.config
+        if config.num_speakers <= 1:
+            return None
+        return config.default_speaker_id if options.speaker_id is None else options.speaker_id
+
+    def _spoken(
+        self,
+        audio: np.ndarray,
+        samples_per_id: np.ndarray | None,
+        phoneme_ids: list[int],
+        options: SynthesisOptions,
+    ) -> SentencePcm:
+        """The model's raw audio for one sentence to its PCM, as Piper finishes it (peak
+        normalised, then volume), with the request's silence after it; one sentence alone
+        or one of a batch alike."""
+        peak = np.max(np.abs(audio)) if audio.size else 0.0
+        audio = np.zeros_like(audio) if peak < 1e-8 else audio / peak
+        if options.volume != 1.0:
+            audio = audio * options.volume
+        audio = np.clip(audio, -1.0, 1.0).astype(np.float32)
+        pcm = np.clip(audio * _MAX_WAV_VALUE, -_MAX_WAV_VALUE, _MAX_WAV_VALUE).astype(np.int16)
+        self._learn_pace(len(phoneme_ids), pcm.size, options.length_scale)
+        data = pcm.tobytes()
+        if options.sentence_silence > 0:
+            data += bytes(2 * int(self.sample_rate * options.sentence_silence))
+        spoken = SentencePcm(data)
+        if samples_per_id is not None and len(samples_per_id) == len(phoneme_ids):
+            spoken.samples_per_id = tuple(int(n) for n in samples_per_id)
+        return spoken
+
+
+class BatchError(RuntimeError):
+    """The model's batch output does not add up (lengths past the padded audio)."""
+
+
+def has_batch_axis(session: onnxruntime.InferenceSession) -> bool:
+    """The model's `input` has a free first dimension (Piper's exports call it
+    `batch_size`); a model exported for one sentence at a time fixes it to 1."""
+    for model_input in session.get_inputs():
+        if model_input.name == "input":
+            first = model_input.shape[0] if model_input.shape else 1
+            return not isinstance(first, int)
+    return False
+
+
+def batch_inputs(
+    ids: Sequence[list[int]], scales: tuple[float, float, float], speakers: Sequence[int | None]
+) -> dict[str, np.ndarray]:
+    """The model's inputs for several sentences: ids padded to the longest (the model masks
+    past each `input_lengths`), one `scales`, one speaker each when the voice has several."""
+    longest = max(len(one) for one in ids)
+    padded = np.zeros((len(ids), longest), dtype=np.int64)
+    for row, one in enumerate(ids):
+        padded[row, : len(one)] = one
+    inputs: dict[str, np.ndarray] = {
+        "input": padded,
+        "input_lengths": np.array([len(one) for one in ids], dtype=np.int64),
+        "scales": np.array(scales, dtype=np.float32),
+    }
+    if any(speaker is not None for speaker in speakers):
+        inputs["sid"] = np.array([speaker or 0 for speaker in speakers], dtype=np.int64)
+    return inputs
+
+
+def split_batch(
+    outputs: Sequence[np.ndarray], lengths: Sequence[int], hop: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each sentence's audio and samples per phoneme id out of a batch run's padded output.
+
+    A sentence's true length is the sum of its ids' durations (frames) times the hop
+    length, as Piper's `phoneme_ids_to_audio(..., include_alignments=True)` counts them.
+    What follows it is padding. The vocoder is not masked, so the last few hundred
+    samples of a shorter sentence see the padding's zeros through its convolutions where
+    alone they would see the end of the signal: they may differ from a solo run by a few
+    units of the int16 scale (tests measure it)."""
+    if len(outputs) < 2:
+        raise BatchError("the model reports no durations: a batch cannot be split")
+    audio = np.asarray(outputs[0]).reshape(len(lengths), -1)
+    durations = np.asarray(outputs[1]).reshape(len(lengths), -1)
+    parts = []
+    for row, length in enumerate(lengths):
+        samples_per_id = (durations[row, :length] * hop).astype(np.int64)
+        total = int(samples_per_id.sum())
+        if total > audio.shape[1]:
+            raise BatchError(f"sentence {row} claims {total} samples of {audio.shape[1]}")
+        parts.append((audio[row, :total], samples_per_id))
+    return parts
+
+
+_LANGUAGE_FLAG = re.compile(r"\([^)]+\)")
+
+
+def _joined(clauses: list[tuple[str, str, bool]]) -> str:
+    """espeak's clauses for one text as one phoneme string, as Piper cleans them."""
+    text = " ".join(_LANGUAGE_FLAG.sub("", phonemes) for phonemes, _, _ in clauses)
+    return unicodedata.normalize("NFD", text)
+
+
+def _espeak_bridge() -> tuple[Any, Any] | None:
+    """Piper's espeak bridge and the lock it phonemizes under, once Piper has started it."""
+    try:
+        from piper import espeakbridge
+        from piper import voice as piper_module
+    except ImportError:  # pragma: no cover - part of piper-tts 1.8
+        return None
+    lock = getattr(piper_module, "_ESPEAK_PHONEMIZER_LOCK", None)
+    started = getattr(piper_module, "_ESPEAK_PHONEMIZER", None) is not None
+    if lock is None or not started:
+        return None
+    return espeakbridge, lock
