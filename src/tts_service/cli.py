@@ -331,10 +331,10 @@ async def _spoken(service: TTSService, admitted: Admitted) -> tuple[bytes, list[
     clock = admitted.word_clock()
     pcm: list[bytes] = []
     sentences: list[list[Word]] = []
-    async for chunk in service.scheduler.stream(admitted.job):
+    async for chunk in admitted.chunks():
         pcm.append(chunk.pcm)
         if clock is not None:
-            ids = len(admitted.job.sentences[chunk.index])
+            ids = admitted.phoneme_ids(chunk.index)
             words = clock.sentence(chunk.index, len(chunk.pcm) // 2, chunk.samples_per_id, ids)
             sentences.append(words)
     return b"".join(pcm), sentences

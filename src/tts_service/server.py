@@ -61,10 +61,10 @@ class DrainingServer(uvicorn.Server):
         shutdown finds nothing left to wait for."""
         log.warning("received %s again: stopping now", signal.Signals(sig).name)
         assert self._loop is not None
-        self._cut_task = self._loop.create_task(self.service.scheduler.drain(0))
+        self._cut_task = self._loop.create_task(self.service.drain(0))
 
     async def _drain(self) -> None:
-        cut = await self.service.scheduler.drain(self.grace)
+        cut = await self.service.drain(self.grace)
         if cut:
             log.warning("drain period over: %d unfinished request(s) were stopped", cut)
         await asyncio.sleep(0.05)  # let the last responses flush

@@ -8,9 +8,11 @@ import contextlib
 import logging
 import re
 import time
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 from tts_service import memory
 from tts_service.config import Settings
@@ -31,6 +33,7 @@ from tts_service.errors import (
 from tts_service.memory import IdleTrimmer, seconds_since_process_start
 from tts_service.scheduling.admission import retry_after
 from tts_service.scheduling.scheduler import (
+    Chunk,
     Job,
     Priority,
     Scheduler,
@@ -44,6 +47,8 @@ from tts_service.voices.folders import VoiceFolders
 from tts_service.voices.loaded import VoiceCatalog, resolve_speaker
 from tts_service.voices.lookup import VoiceLookup
 from tts_service.voices.published import CatalogSource
+
+__all__ = ["Admitted", "Chunk", "OpenStream", "SpeechRequest", "TTSService"]
 
 log = logging.getLogger(__name__)
 
@@ -79,17 +84,71 @@ class SpeechRequest:
     """Time every word (see words.py); a voice that cannot is refused."""
 
 
-@dataclass
+@dataclass(eq=False)
 class Admitted:
-    """A request the scheduler accepted, with what a response needs to describe it."""
+    """The handle a transport holds for one admitted request: its audio in order, touch,
+    cancel, and the figures a response describes it with. Transports see the scheduler
+    only through it."""
 
     job: Job
+    scheduler: Scheduler = field(repr=False)
     voice: Voice
     sentences: int
     characters: int = 0
     text: str = ""
     words: list[list[PlannedWord]] | None = None
     """With timestamps: each sentence's words and their phoneme ids."""
+
+    def chunks(self) -> AsyncIterator[Chunk]:
+        """The request's sentences' audio in order; raises its error if it fails. Leaving
+        early (client gone) cancels the request."""
+        return self.scheduler.stream(self.job)
+
+    async def collect(self) -> bytes:
+        """All of the request's audio as one PCM buffer."""
+        return b"".join([chunk.pcm async for chunk in self.chunks()])
+
+    def touch(self) -> None:
+        """The reader took part of a chunk: slow but moving is not stalled."""
+        self.scheduler.touch(self.job)
+
+    def cancel(self) -> None:
+        """Drop what is left of the request; safe to call twice and after it ended."""
+        self.scheduler.cancel(self.job)
+
+    @property
+    def finished(self) -> bool:
+        return self.job.finished
+
+    @property
+    def outcome(self) -> str:
+        """queued, running, done, failed, cancelled or expired."""
+        return self.job.state.value
+
+    @property
+    def audio_seconds(self) -> float:
+        """Audio delivered so far."""
+        return self.job.audio_seconds
+
+    @property
+    def audio_samples(self) -> int:
+        return self.job.audio_samples
+
+    @property
+    def synth_seconds(self) -> float:
+        return self.job.synth_seconds
+
+    @property
+    def queue_wait(self) -> float:
+        return self.job.queue_wait
+
+    def phoneme_ids(self, index: int) -> int:
+        """How many phoneme ids sentence `index` has."""
+        return len(self.job.sentences[index])
+
+    @property
+    def total_phoneme_ids(self) -> int:
+        return sum(len(sentence) for sentence in self.job.sentences)
 
     def word_clock(self) -> WordClock | None:
         """A clock that times each sentence's words as its audio arrives; None without
@@ -219,6 +278,19 @@ class TTSService:
             "budget_bytes": self.settings.memory_budget,
             "idle_trims": self.trimmer.trims,
         }
+
+    def stats(self) -> dict[str, Any]:
+        """The scheduler's figures (queues, workers, latencies) for health and metrics."""
+        return self.scheduler.stats()
+
+    @property
+    def draining(self) -> bool:
+        return self.scheduler.draining
+
+    async def drain(self, grace: float) -> int:
+        """Refuse new work, let admitted work finish for up to `grace` seconds; how many
+        requests were cut off."""
+        return await self.scheduler.drain(grace)
 
     @property
     def accepting(self) -> bool:
@@ -351,7 +423,9 @@ class TTSService:
         except BaseException:
             self.catalog.release(voice)
             raise
-        return Admitted(job, voice, len(sentences), len(request.text), request.text, plans)
+        return Admitted(
+            job, self.scheduler, voice, len(sentences), len(request.text), request.text, plans
+        )
 
     async def _admit(
         self, request: SpeechRequest, label: str, voice: Voice, waited: float, priority: Priority
@@ -414,7 +488,9 @@ class TTSService:
             stream.characters += len(text)
             if sentences:
                 job = self._admit_stream(stream, sentences, closed=close)
-                stream.admitted = Admitted(job, stream.voice, len(sentences), stream.characters)
+                stream.admitted = Admitted(
+                    job, self.scheduler, stream.voice, len(sentences), stream.characters
+                )
         except BaseException:
             self.catalog.release(stream.voice)
             raise

@@ -61,15 +61,14 @@ def clean_path(path: str) -> str:
 
 def admitted_fields(admitted: Any) -> dict[str, Any]:
     """What the synthesis routes left in `request.state.admitted` (a service `Admitted`)."""
-    job = admitted.job
     return {
         "voice": admitted.voice.info.name,
         "characters": getattr(admitted, "characters", None),
         "sentences": admitted.sentences,
-        "queue_wait": round(job.queue_wait, 4),
-        "synthesis_time": round(job.synth_seconds, 4),
-        "audio_seconds": round(job.audio_seconds, 4),
-        "outcome": job.state.value,
+        "queue_wait": round(admitted.queue_wait, 4),
+        "synthesis_time": round(admitted.synth_seconds, 4),
+        "audio_seconds": round(admitted.audio_seconds, 4),
+        "outcome": admitted.outcome,
     }
 
 

@@ -88,7 +88,7 @@ async def captioned_lines(
             opened = True
             for part in slices(data):
                 yield part
-                service.scheduler.touch(admitted.job)
+                admitted.touch()
     except ServiceError as error:
         if not opened:
             raise
@@ -121,7 +121,7 @@ async def captioned_speech_response(
     fields = {
         "audio_format": fmt,
         "sample_rate": output_rate(fmt, admitted.voice.sample_rate),
-        "duration": round(admitted.job.audio_seconds, 4),
+        "duration": round(admitted.audio_seconds, 4),
         "timestamps": word_timestamps(list(all_words(sentences))),
         "usage": usage(admitted),
     }

@@ -42,7 +42,6 @@ from tts_service.api.timed import (
 from tts_service.audio.encoders import content_type, make_encoder, output_rate
 from tts_service.engine.words import Word, all_words
 from tts_service.errors import Cancelled, IdleTimeout, ServiceError, ValidationFailed
-from tts_service.scheduling.scheduler import Job
 from tts_service.service import Admitted, TTSService
 
 Body = TypeVar("Body", SynthesizeBody, SynthesizeJsonBody)
@@ -85,14 +84,13 @@ def client_address(connection: Request | WebSocket) -> str:
 
 
 def describe(admitted: Admitted, started: float) -> dict[str, Any]:
-    job = admitted.job
     return {
         "voice": admitted.voice.info.name,
         "sample_rate": admitted.voice.sample_rate,
-        "duration": round(job.audio_seconds, 4),
+        "duration": round(admitted.audio_seconds, 4),
         "sentences": admitted.sentences,
-        "synthesis_time": round(job.synth_seconds, 4),
-        "queue_wait": round(job.queue_wait, 4),
+        "synthesis_time": round(admitted.synth_seconds, 4),
+        "queue_wait": round(admitted.queue_wait, 4),
         "elapsed": round(time.monotonic() - started, 4),
     }
 
@@ -189,7 +187,7 @@ async def json_lines(
             opened = True
             for part in slices(data):
                 yield part
-                service.scheduler.touch(admitted.job)  # the client took a slice
+                admitted.touch()  # the client took a slice
     except ServiceError as error:
         if not opened:
             raise
@@ -236,7 +234,7 @@ async def synthesize_binary(request: Request) -> Response:
         audio = await unless_disconnected(request, encode_whole(service, admitted, body.format))
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED)
-    headers["X-Duration"] = f"{admitted.job.audio_seconds:.4f}"
+    headers["X-Duration"] = f"{admitted.audio_seconds:.4f}"
     return audio_response(audio, content_type(body.format), headers)
 
 
@@ -258,7 +256,7 @@ class _Connection:
         self.service = get_service(websocket)
         self.client = f"ws#{next(_socket_ids)}"
         self.inbox: asyncio.Queue[str | None] = asyncio.Queue(maxsize=16)
-        self.current: Job | None = None
+        self.current: Admitted | None = None
 
     async def read(self) -> None:
         """Reads every message, so a cancel is seen even while audio is being sent."""
@@ -271,14 +269,14 @@ class _Connection:
                     "utf-8", "replace"
                 )
                 if self.current is not None and _is_cancel(raw):
-                    self.service.scheduler.cancel(self.current)
+                    self.current.cancel()
                 elif self.inbox.full():
                     await self.send_error(ServiceError("too many pending requests on this socket"))
                 else:
                     self.inbox.put_nowait(raw)
         finally:
             if self.current is not None:
-                self.service.scheduler.cancel(self.current)
+                self.current.cancel()
             with contextlib.suppress(asyncio.QueueFull):
                 self.inbox.put_nowait(None)
 
@@ -317,7 +315,7 @@ class _Connection:
         timestamps, each sentence's words come just before its audio."""
         started = time.monotonic()
         fmt = body.format
-        self.current = admitted.job
+        self.current = admitted
         rate = admitted.voice.sample_rate
         encoder = make_encoder(fmt, rate) if fmt is not None else None
         figures: dict[str, Any] = {"sample_rate": rate}
@@ -392,4 +390,4 @@ async def synthesize_stream(websocket: WebSocket) -> None:
         reader.cancel()
         await asyncio.gather(reader, return_exceptions=True)
         if connection.current is not None:
-            connection.service.scheduler.cancel(connection.current)
+            connection.current.cancel()

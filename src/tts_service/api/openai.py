@@ -260,9 +260,8 @@ async def admit(request: Request, model: type[Body]) -> tuple[Body, Admitted]:
 def usage(admitted: Admitted) -> dict[str, int]:
     """Piper has no text tokens: its input tokens are phoneme ids, its output tokens
     decoder frames of 256 samples."""
-    job = admitted.job
-    input_tokens = sum(len(sentence) for sentence in job.sentences)
-    output_tokens = job.audio_samples // HOP_LENGTH
+    input_tokens = admitted.total_phoneme_ids
+    output_tokens = admitted.audio_samples // HOP_LENGTH
     return {
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,

@@ -101,8 +101,8 @@ async def ping() -> dict[str, str]:
 async def health(request: Request) -> JSONResponse:
     """Readiness: the default voice is loaded and the server is not draining; 503 otherwise."""
     service = get_service(request)
-    stats = service.scheduler.stats()
-    if service.scheduler.draining:
+    stats = service.stats()
+    if service.draining:
         status = "draining"
     elif not service.ready:
         status = "starting"

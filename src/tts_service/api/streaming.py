@@ -44,13 +44,12 @@ async def encoded_stream(
 ) -> AsyncGenerator[bytes, None]:
     """Encoded bytes, sentence by sentence as the scheduler delivers them, in slices."""
     loop = asyncio.get_running_loop()
-    job = admitted.job
     encoder = make_encoder(fmt, admitted.voice.sample_rate)
-    async for chunk in service.scheduler.stream(job):
+    async for chunk in admitted.chunks():
         data = await loop.run_in_executor(None, encoder.encode, chunk.pcm)
         for piece in slices(data):
             yield piece
-            service.scheduler.touch(job)  # the client took a slice: slow is not stalled
+            admitted.touch()  # the client took a slice: slow is not stalled
     tail = await loop.run_in_executor(None, encoder.flush)
     for piece in slices(tail):
         yield piece
@@ -118,7 +117,7 @@ class JobStreamingResponse(StreamingResponse):
         super().__init__(content, media_type=media_type, headers=headers)
         self._content = content
         self._service = service
-        self._job = admitted.job
+        self._admitted = admitted
         self._on_error = on_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -133,7 +132,7 @@ class JobStreamingResponse(StreamingResponse):
             self.body_iterator = _then(first, self._content)
             await super().__call__(scope, receive, send)
         finally:
-            self._service.scheduler.cancel(self._job)  # no-op once the job is done
+            self._admitted.cancel()  # no-op once the job is done
             await self._content.aclose()
 
 
@@ -184,7 +183,7 @@ async def encode_whole(service: TTSService, admitted: Admitted, fmt: str) -> lis
     """The complete file as parts; WAV gets exact sizes in its header. At most the output
     cap of audio (the scheduler stops a request that passes it)."""
     if fmt == "wav":
-        pcm = [chunk.pcm async for chunk in service.scheduler.stream(admitted.job)]
+        pcm = [chunk.pcm async for chunk in admitted.chunks()]
         size = sum(len(part) for part in pcm)
         return [wav_header(admitted.voice.sample_rate, data_size=size), *pcm]
     return [part async for part in encoded_stream(service, admitted, fmt)]

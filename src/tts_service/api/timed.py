@@ -12,8 +12,7 @@ from typing import Any
 
 from tts_service.audio.encoders import make_encoder, wav_header
 from tts_service.engine.words import Word
-from tts_service.scheduling.scheduler import Chunk
-from tts_service.service import Admitted, TTSService
+from tts_service.service import Admitted, Chunk, TTSService
 
 
 @dataclass(frozen=True)
@@ -31,12 +30,11 @@ async def timed_chunks(
 ) -> AsyncIterator[tuple[Chunk, list[Word]]]:
     """The job's chunks in order, each with its words (none without timestamps)."""
     clock = admitted.word_clock()
-    job = admitted.job
-    async for chunk in service.scheduler.stream(job):
+    async for chunk in admitted.chunks():
         if clock is None:
             yield chunk, []
             continue
-        ids = len(job.sentences[chunk.index])
+        ids = admitted.phoneme_ids(chunk.index)
         yield chunk, clock.sentence(chunk.index, len(chunk.pcm) // 2, chunk.samples_per_id, ids)
 
 

@@ -62,7 +62,6 @@ from tts_service.errors import (
     ServiceError,
     TextTooLong,
 )
-from tts_service.scheduling.scheduler import Job
 from tts_service.service import Admitted, OpenStream, SpeechRequest, TTSService
 from tts_service.text.sentences import SentenceSplitter
 from tts_service.voices.names import language_key
@@ -282,7 +281,7 @@ class _TextStream:
         return (
             self.opened is not None
             and self.error is None
-            and (admitted is None or not admitted.job.finished)
+            and (admitted is None or not admitted.finished)
         )
 
     @property
@@ -332,7 +331,7 @@ class WyomingHandler(AsyncEventHandler):
         self._answering_stream: _TextStream | None = None  # ... and it is this stream's
         self._writing = False
         self._helpers: list[asyncio.Task[None]] = []
-        self._jobs: set[Job] = set()  # admitted for this client and not yet answered
+        self._jobs: set[Admitted] = set()  # admitted for this client and not yet answered
         self._stream: _TextStream | None = None
         self._running = False
         self._closing = False  # an error was decided: no new work, the connection ends
@@ -367,8 +366,8 @@ class WyomingHandler(AsyncEventHandler):
     async def disconnect(self) -> None:
         """The connection ended (or the server stops): cancel everything it asked for."""
         self._closing = True
-        for job in self._jobs:
-            self.service.scheduler.cancel(job)
+        for admitted in self._jobs:
+            admitted.cancel()
         self._jobs.clear()
         self._stream = None
         for helper in self._helpers:
@@ -439,8 +438,8 @@ class WyomingHandler(AsyncEventHandler):
         if stream is not None:
             stream.error = stream.error or error
             stream.changed.set()
-        for job in self._jobs:
-            self.service.scheduler.cancel(job)
+        for admitted in self._jobs:
+            admitted.cancel()
         self._reply(partial(self._send_error, error))  # told here if nothing else tells it
 
     def _request(self, text: str, voice: SynthesizeVoice | None) -> SpeechRequest:
@@ -456,7 +455,7 @@ class WyomingHandler(AsyncEventHandler):
         _check_text_format(data)
         request = self._request(_text_of(data), parse_voice(data.get("voice")))
         admitted = await self.service.submit(request, label="wyoming")
-        self._jobs.add(admitted.job)
+        self._jobs.add(admitted)
         self._reply(partial(self._answer_synthesize, admitted))
 
     async def _start_stream(self, data: dict[str, Any]) -> None:
@@ -508,9 +507,9 @@ class WyomingHandler(AsyncEventHandler):
         """After text was added: own the stream's job, if it has one now; wake its answer."""
         admitted = stream.admitted
         if admitted is not None:
-            self._jobs.add(admitted.job)
+            self._jobs.add(admitted)
             if stream.error is not None or self._closing:  # failed while text was phonemized
-                self.service.scheduler.cancel(admitted.job)
+                admitted.cancel()
         stream.changed.set()
 
     # ---------------------------------------------------------------- idleness
@@ -633,19 +632,19 @@ class WyomingHandler(AsyncEventHandler):
         start = AudioStart(rate=rate, width=SAMPLE_WIDTH, channels=CHANNELS, timestamp=0).event()
         samples, started = 0, False
         try:
-            async for chunk in self.service.scheduler.stream(admitted.job):
+            async for chunk in admitted.chunks():
                 if not started:
                     await self.write_event(start)
                     started = True
                 for piece in pcm_pieces(chunk.pcm):
                     await self.write_event(_audio_chunk(piece, rate, samples))
                     samples += len(piece) // SAMPLE_WIDTH
-                    self.service.scheduler.touch(admitted.job)  # slow is not stalled
+                    admitted.touch()  # slow is not stalled
                 if stream is not None:
                     stream.spoken += 1
         finally:  # also when this client went away: stop its remaining sentences
-            self.service.scheduler.cancel(admitted.job)
-            self._jobs.discard(admitted.job)
+            admitted.cancel()
+            self._jobs.discard(admitted)
             _log_request(admitted, "stream" if stream is not None else "synthesize")
         if not started:  # nothing to say is still an answer, of silence
             await self.write_event(start)
@@ -653,17 +652,16 @@ class WyomingHandler(AsyncEventHandler):
 
 
 def _log_request(admitted: Admitted, kind: str) -> None:
-    job = admitted.job
     log.info(
         "wyoming %s voice=%s sentences=%d queue_wait=%.4f synthesis_time=%.4f "
         "audio_seconds=%.4f outcome=%s",
         kind,
         admitted.voice.info.name,
         admitted.sentences,
-        job.queue_wait,
-        job.synth_seconds,
-        job.audio_seconds,
-        job.state.value,
+        admitted.queue_wait,
+        admitted.synth_seconds,
+        admitted.audio_seconds,
+        admitted.outcome,
     )
 
 

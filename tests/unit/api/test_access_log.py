@@ -58,11 +58,16 @@ def test_domain_error_is_found_behind_wrappers() -> None:
 
 
 def fake_admitted() -> SimpleNamespace:
-    job = SimpleNamespace(
-        queue_wait=0.25, synth_seconds=0.5, audio_seconds=2.0, state=JobState.DONE
-    )
     voice = SimpleNamespace(info=SimpleNamespace(name="v1"))
-    return SimpleNamespace(job=job, voice=voice, sentences=3, characters=42)
+    return SimpleNamespace(
+        voice=voice,
+        sentences=3,
+        characters=42,
+        queue_wait=0.25,
+        synth_seconds=0.5,
+        audio_seconds=2.0,
+        outcome=JobState.DONE.value,
+    )
 
 
 def make_app() -> FastAPI:

@@ -200,7 +200,7 @@ def _admitted(samples: int) -> Admitted:
         timeout=1.0,
     )
     job.audio_samples = samples
-    return Admitted(job=job, voice=None, sentences=2)  # type: ignore[arg-type]
+    return Admitted(job=job, scheduler=None, voice=None, sentences=2)  # type: ignore[arg-type]
 
 
 def _events(frames: list[bytes]) -> list[dict[str, Any]]:
