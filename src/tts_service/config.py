@@ -173,6 +173,13 @@ class Settings(BaseSettings):
         "unit (512M, 1.5G); the least recently used idle voice is unloaded to make room. "
         "None: only max_loaded_voices limits them.",
     )
+    warm_heap: int = Field(
+        128 * 2**20,
+        ge=0,
+        description="Freed memory an idle server keeps for the next request, in bytes or with "
+        "a unit (128M): after work, only what it holds beyond this above its last settled "
+        "size goes back to the system. 0: all of it (the next request faults it back in).",
+    )
 
     # --- inference
     cores: int | None = Field(
@@ -312,6 +319,11 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("voices_url must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("warm_heap", mode="before")
+    @classmethod
+    def _heap_size(cls, value: object) -> object:
+        return parse_size(value) if isinstance(value, str) else value
 
     @field_validator("memory_budget", mode="before")
     @classmethod

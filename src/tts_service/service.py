@@ -226,7 +226,7 @@ class TTSService:
         )
         # espeak-ng is process-global behind Piper's lock: one thread is all it can use.
         self._phonemizer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="phonemizer")
-        self.trimmer = IdleTrimmer(self.scheduler.idle, self._activity)
+        self.trimmer = IdleTrimmer(self.scheduler.idle, self._activity, keep=settings.warm_heap)
         self.ready = False
         self.ready_seconds: float | None = None
         """From the process's start to readiness (default voice loaded and warm)."""
@@ -277,6 +277,7 @@ class TTSService:
             "voices_bytes": self.catalog.memory_bytes,
             "budget_bytes": self.settings.memory_budget,
             "idle_trims": self.trimmer.trims,
+            "idle_settles": self.trimmer.settles,
         }
 
     def stats(self) -> dict[str, Any]:

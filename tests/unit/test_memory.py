@@ -37,7 +37,7 @@ class Trims:
 
 def test_idle_trims_once_per_burst_of_work() -> None:
     idle, work, trims = threading.Event(), [0], Trims()
-    trimmer = memory.IdleTrimmer(idle, lambda: work[0], delay=0.05, trimmer=trims)
+    trimmer = memory.IdleTrimmer(idle, lambda: work[0], delay=0.05, trimmer=trims, keep=0)
     trimmer.start()
     try:
         idle.set()
@@ -51,6 +51,33 @@ def test_idle_trims_once_per_burst_of_work() -> None:
         deadline = time.monotonic() + 0.5
         wait_for(lambda: time.monotonic() > deadline, 10, "half a second")
         assert trims.count == 2
+    finally:
+        trimmer.stop()
+
+
+def test_an_idle_server_keeps_a_warm_heap_and_trims_only_beyond_it() -> None:
+    idle, work, trims = threading.Event(), [0], Trims()
+    resident = [500]
+    trimmer = memory.IdleTrimmer(
+        idle, lambda: work[0], delay=0.05, trimmer=trims, keep=100, resident=lambda: resident[0]
+    )
+    trimmer.start()
+    try:
+        idle.set()
+        wait_for(lambda: trims.count == 1, 10, "the first trim sets the floor")
+        settles = trimmer.settles
+        resident[0] = 590  # a lone request: within the warm allowance above the floor
+        work[0] += 1
+        idle.clear()
+        idle.set()
+        wait_for(lambda: trimmer.settles > settles, 10, "settled without a trim")
+        assert trims.count == 1 and trimmer.trims == 1
+        resident[0] = 700  # a burst: past the allowance
+        work[0] += 1
+        idle.clear()
+        idle.set()
+        wait_for(lambda: trims.count == 2, 10, "a trim after the burst")
+        assert trimmer.trims == 2
     finally:
         trimmer.stop()
 

@@ -21,6 +21,10 @@ class MemoryReport(BaseModel):
     voices_bytes: int = Field(description="What the loaded voices take, measured as each loaded.")
     budget_bytes: int | None = Field(description="--memory-budget for loaded voices, or null.")
     idle_trims: int = Field(description="Times freed memory went back to the system when idle.")
+    idle_settles: int = Field(
+        description="Times the server went idle after work and settled its memory: freed "
+        "memory beyond a warm working set went back to the system, or there was none."
+    )
 
 
 class HealthReport(BaseModel):
