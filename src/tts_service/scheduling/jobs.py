@@ -15,7 +15,7 @@ from tts_service.errors import ServiceError
 from tts_service.scheduling.synthesizer import Synthesizer
 
 if TYPE_CHECKING:  # config imports scheduling: the engine stays unloaded until a voice is
-    from tts_service.engine.voice import SynthesisOptions
+    from tts_service.engine.voice import SentenceAudio, SynthesisOptions
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,53 @@ class Job:
 
     def pending_sentences(self) -> int:
         return len(self.sentences) - self.next_dispatch
+
+    def start(self) -> None:
+        """Its first sentence is claimed: the queue deadline no longer applies."""
+        self.state = JobState.RUNNING
+        self.started_at = time.monotonic()
+        if self._deadline_handle is not None:
+            self._deadline_handle.cancel()
+
+    def keep(self, index: int, audio: SentenceAudio, seconds: float) -> bool:
+        """Hold sentence `index`'s audio until it is the reader's turn; False, holding
+        nothing, when it takes the request past its audio cap."""
+        self.synth_seconds += seconds
+        self.produced_samples += len(audio.pcm) // 2
+        if self.max_samples is not None and self.produced_samples > self.max_samples:
+            return False
+        self.produced[index] = Chunk(index, audio.pcm, seconds, audio.samples_per_id)
+        return True
+
+    def emit_ready(self, first_audio: Callable[[float], None]) -> None:
+        """Hand finished sentences to the reader strictly in order; `first_audio` is told
+        the wait from submission when the first of them goes."""
+        while self.next_emit in self.produced:
+            chunk = self.produced.pop(self.next_emit)
+            self.next_emit += 1
+            self.audio_samples += len(chunk.pcm) // 2
+            if self.waiting_since is None:  # the reader has audio to take from now on
+                self.waiting_since = time.monotonic()
+            if self.first_audio_at is None:
+                self.first_audio_at = time.monotonic()
+                first_audio(self.first_audio_at - self.submitted_at)
+            self.deliver(chunk)
+
+    def took_one(self) -> None:
+        """The reader took a chunk: the stall clock restarts if more audio is waiting."""
+        self.consumed += 1
+        self.waiting_since = time.monotonic() if self.next_emit > self.consumed else None
+
+    def end(self, state: JobState, error: ServiceError | None) -> float:
+        """It is over, in `state`: drop what it holds; its latency from submission."""
+        self.state = state
+        self.error = error
+        self.finished_at = time.monotonic()
+        self.produced.clear()
+        if self._deadline_handle is not None:
+            self._deadline_handle.cancel()
+        self.waiting_since = None
+        return self.finished_at - self.submitted_at
 
     def deliver(self, item: object) -> None:
         """Put a chunk, an error or END on the reader's queue, from any thread."""

@@ -39,10 +39,10 @@ from tts_service.errors import (
 )
 from tts_service.scheduling import admission, runs
 from tts_service.scheduling.batching import Batch, BatchRule
-from tts_service.scheduling.clients import ClientShares
+from tts_service.scheduling.dispatch import Dispatch
 from tts_service.scheduling.jobs import END, Chunk, Claim, Job, JobState, Priority
 from tts_service.scheduling.observer import SafeObserver, SchedulerObserver
-from tts_service.scheduling.policies import Accept, SchedulingPolicy, create_policy
+from tts_service.scheduling.policies import SchedulingPolicy, create_policy
 from tts_service.scheduling.stats import Figures
 from tts_service.scheduling.synthesizer import Synthesizer
 from tts_service.scheduling.watchdog import Watchdog
@@ -72,25 +72,20 @@ class Scheduler:
         self.policy = create_policy(policy) if isinstance(policy, str) else policy
         self.batch = batch if batch is not None and self.policy.batches else BatchRule()
         self.workers = workers
-        # A request's first sentence on an otherwise idle machine runs alone on the voice's
-        # all-cores session (`synthesize(..., solo=True)`); the other workers wait for it.
         self.solo_first = solo_first and self.policy.solo_first
-        self._solo_running = False
+        self._dispatch = Dispatch(self.policy, max_sentences_ahead, self.solo_first, self._started)
+        self._jobs = self._dispatch.jobs  # admitted, unfinished, in arrival order
         self.limits = admission.Limits(
             workers, max_queued_requests, max_queued_sentences, max_client_requests
         )
-        self.max_sentences_ahead = max_sentences_ahead
         self._safe = SafeObserver(observer or SchedulerObserver())
         self._cond = threading.Condition()
-        self._jobs: list[Job] = []  # admitted, unfinished, in arrival order
         self._threads: list[threading.Thread] = []
         self._stopping = False
         self.draining = False
         self._ids = itertools.count(1)
         self._busy = 0
-        self._in_flight = 0
         self._speeds = admission.VoiceSpeeds()
-        self._clients = ClientShares()
         self.figures = Figures()
         self.watchdog = Watchdog(self._cond, lambda: list(self._jobs), self._end, stall_timeout)
         self._idle = threading.Event()
@@ -210,8 +205,7 @@ class Scheduler:
             job.id = job.seq = next(self._ids)
             job.submitted_at = time.monotonic()
             job._loop, job._queue = loop, asyncio.Queue()
-            self._jobs.append(job)
-            self._clients.joined(job.client)
+            self._dispatch.add(job)
             self._idle.clear()
             self.totals["submitted"] += 1
             self._cond.notify_all()
@@ -228,9 +222,9 @@ class Scheduler:
             self.limits,
             closing=self.draining or self._stopping,
             admitted=len(self._jobs),
-            queued_sentences=self._queued_sentences(),
+            queued_sentences=self._dispatch.queued_sentences(),
             sentences=len(job.sentences),
-            client_requests=self._clients.requests(job.client),
+            client_requests=self._dispatch.clients.requests(job.client),
             timeout=job.timeout,
             wait=lambda: self._predicted_wait(job.priority),
             backlog_retry=self._retry_after,
@@ -270,7 +264,8 @@ class Scheduler:
                 return
             if job.closed:
                 raise RuntimeError("job is closed")
-            if self._queued_sentences() + len(sentences) > self.limits.max_queued_sentences:
+            queued = self._dispatch.queued_sentences()
+            if queued + len(sentences) > self.limits.max_queued_sentences:
                 message = "the server is busy (too many sentences queued); retry later"
                 self._fail(job, Overloaded(message, retry_after=self._retry_after()))
                 return
@@ -305,9 +300,7 @@ class Scheduler:
                 if isinstance(item, ServiceError):
                     raise item
                 with self._cond:
-                    job.consumed += 1
-                    # The reader took audio: the stall clock restarts if more is waiting.
-                    job.waiting_since = time.monotonic() if job.next_emit > job.consumed else None
+                    job.took_one()
                     self._cond.notify_all()  # a job held back by a slow reader may go on
                 yield item
         finally:
@@ -326,38 +319,18 @@ class Scheduler:
 
     # ---------------------------------------------------------------- dispatch
 
-    def _queued_sentences(self) -> int:
-        return sum(job.pending_sentences() for job in self._jobs)
-
-    def _eligible(self, job: Job) -> bool:
-        if job.first_audio_at is None and job.in_flight:
-            # Until its first audio is out, a job runs one sentence at a time: a second
-            # sentence in parallel would only slow the first one down on a shared CPU.
-            return False
-        return (
-            job.next_dispatch < len(job.sentences)
-            and job.next_dispatch - job.consumed < self.max_sentences_ahead
-        )
-
-    def _pick(self, accept: Accept | None = None) -> Job | None:
-        """Under the lock: the policy's pick, unless nothing may start now (a solo
-        sentence has the machine, or the policy runs one sentence at a time)."""
-        if self._solo_running or (self.policy.one_at_a_time and self._in_flight):
-            return None
-        return self.policy.pick(self._jobs, self._eligible, self._clients, accept)
-
     def _work(self) -> None:
         while True:
             with self._cond:
-                job = self._pick()
+                job = self._dispatch.pick()
                 while job is None and not self._stopping:
                     self._cond.wait()
-                    job = self._pick()
+                    job = self._dispatch.pick()
                 if self._stopping or job is None:
                     return
                 self._busy += 1
-                index = self._claim(job)
-                solo = self._solo_running = self._can_run_solo(job, index)
+                index = self._dispatch.claim(job)
+                solo = self._dispatch.solo_running = self._dispatch.can_run_solo(job, index)
                 claims = [(job, index)] if solo else self._fill_batch(job, index)
             try:
                 if len(claims) > 1:
@@ -370,61 +343,16 @@ class Scheduler:
                     for claimed, _ in claims:
                         self._fail(claimed, SynthesisFailed(f"internal error: {exc}"))
 
-    def _claim(self, job: Job) -> int:
-        """Under the lock: take the job's next sentence."""
-        index = job.next_dispatch
-        job.next_dispatch += 1
-        job.in_flight += 1
-        self._in_flight += 1
-        self._clients.charge(job.client)  # what counts as a client's share: clients.py
-        if job.state is JobState.QUEUED:
-            self._mark_started(job)
-        return index
-
-    def _can_run_solo(self, job: Job, index: int) -> bool:
-        """Under the lock: the first sentence of a request, with nothing else to do."""
-        return (
-            self.solo_first
-            and index == 0
-            and self._in_flight == 1
-            and job.voice.has_solo_session
-            and not any(self._eligible(other) for other in self._jobs if other is not job)
-        )
-
     def _fill_batch(self, job: Job, index: int) -> list[Claim]:
-        """Under the lock: the policy's pick, then the next sentences in the policy's order
-        that may share its model run, up to the batch size.
-
-        It waits for company (at most `batch.wait`) only while other sentences are in
-        flight: then the server is busy, requests are arriving and running sentences will
-        release more (a request's second sentence waits for its first's audio). An idle
-        server has nothing that could join, so a lone request never pays the wait. Claimed
-        sentences whose request ends meanwhile (cancelled, stalled, deadline) are dropped
-        before the run. May return nothing, when every claimed request ended."""
+        """Under the lock: the claimed sentence and the companions that share its run (see
+        `Dispatch.fill`); nothing when every claimed request ended while it waited."""
         batch = Batch.open(self.batch, job, index)
         if batch is None:
             return [(job, index)]
-        deadline = time.monotonic() + self.batch.wait
-        while True:
-            while not batch.full and (companion := self._pick(batch.accepts)) is not None:
-                batch.claims.append((companion, self._claim(companion)))
-            left = deadline - time.monotonic()
-            if batch.full or left <= 0 or self._stopping or self._in_flight <= len(batch.claims):
-                return batch.claims
-            self._cond.wait(left)
-            batch.claims = self._drop_ended(batch.claims)
-            if not batch.claims:
-                self._busy -= 1
-                return batch.claims
-
-    def _drop_ended(self, claims: list[Claim]) -> list[Claim]:
-        """Under the lock: release the claims of requests that ended while they waited."""
-        for job, _ in claims:
-            if job.finished:
-                job.in_flight -= 1
-                self._in_flight -= 1
-                job.call_done()
-        return [(job, index) for job, index in claims if not job.finished]
+        claims = self._dispatch.fill(batch, self._cond.wait, lambda: self._stopping)
+        if not claims:
+            self._busy -= 1
+        return claims
 
     def _run(self, job: Job, index: int, solo: bool) -> None:
         """Synthesize one sentence outside the lock, then hand it over under it."""
@@ -432,7 +360,7 @@ class Scheduler:
         with self._cond:
             self._busy -= 1
             if solo:
-                self._solo_running = False
+                self._dispatch.solo_running = False
                 self.figures.solo_sentences += 1
             if self.batch.enabled:
                 self._safe.batched(1)
@@ -476,8 +404,7 @@ class Scheduler:
         self, job: Job, index: int, result: SentenceAudio | Exception, elapsed: float, learn: bool
     ) -> None:
         """Under the lock: a claimed sentence is done; hand it to its request in order."""
-        self._in_flight -= 1
-        job.in_flight -= 1
+        self._dispatch.release(job)
         self._cond.notify_all()
         if job.finished:
             job.call_done()
@@ -488,39 +415,26 @@ class Scheduler:
         if learn:
             self.learn_speed(job.voice, len(job.sentences[index]), elapsed)
         self.totals["sentences"] += 1
-        job.synth_seconds += elapsed
-        job.produced_samples += len(result.pcm) // 2
-        if job.max_samples is not None and job.produced_samples > job.max_samples:
-            limit = job.max_samples / job.voice.sample_rate
+        if not job.keep(index, result, elapsed):
+            limit = (job.max_samples or 0) / job.voice.sample_rate
             self._fail(job, AudioTooLong(audio_limit_message(limit), param="text"))
             return
-        job.produced[index] = Chunk(index, result.pcm, elapsed, result.samples_per_id)
         self._safe.sentence_done(elapsed, len(result.pcm) / 2 / job.voice.sample_rate)
         self._emit_ready(job)
         self._maybe_complete(job)
 
-    def _mark_started(self, job: Job) -> None:
-        job.state = JobState.RUNNING
-        job.started_at = time.monotonic()
-        if job._deadline_handle is not None:
-            job._deadline_handle.cancel()
+    def _started(self, job: Job) -> None:
+        """Under the lock: the job's first sentence was claimed."""
+        job.start()
         self.figures.queue_wait.add(job.queue_wait)
         self._safe.started(job.queue_wait)
 
     def _emit_ready(self, job: Job) -> None:
-        """Hand finished sentences to the reader strictly in order."""
-        while job.next_emit in job.produced:
-            chunk = job.produced.pop(job.next_emit)
-            job.next_emit += 1
-            job.audio_samples += len(chunk.pcm) // 2
-            if job.waiting_since is None:  # the reader has audio to take from now on
-                job.waiting_since = time.monotonic()
-            if job.first_audio_at is None:
-                job.first_audio_at = time.monotonic()
-                wait = job.first_audio_at - job.submitted_at
-                self.figures.first_audio.add(wait)
-                self._safe.first_audio(wait)
-            job.deliver(chunk)
+        job.emit_ready(self._first_audio)
+
+    def _first_audio(self, wait: float) -> None:
+        self.figures.first_audio.add(wait)
+        self._safe.first_audio(wait)
 
     def _maybe_complete(self, job: Job) -> None:
         if job.closed and not job.finished and job.next_emit >= len(job.sentences):
@@ -537,19 +451,10 @@ class Scheduler:
 
     def _finish(self, job: Job, state: JobState, error: ServiceError | None) -> None:
         """Under the lock: take the job out of the dispatcher and tell its reader."""
-        job.state = state
-        job.error = error
-        job.finished_at = time.monotonic()
-        job.produced.clear()
-        if job._deadline_handle is not None:
-            job._deadline_handle.cancel()
-        if job in self._jobs:
-            self._jobs.remove(job)
-            self._clients.left(job.client)
-        job.waiting_since = None
+        latency = job.end(state, error)
+        self._dispatch.remove(job)
         if not self._jobs:
             self._idle.set()
-        latency = job.finished_at - job.submitted_at
         if state is JobState.DONE:
             self.figures.latency.add(latency)
         self._safe.finished(state, latency)
@@ -569,11 +474,11 @@ class Scheduler:
                 "busy_workers": self._busy,
                 "queued_requests": queued,
                 "active_requests": len(self._jobs) - queued,
-                "queued_sentences": self._queued_sentences(),
+                "queued_sentences": self._dispatch.queued_sentences(),
                 "capacity_requests": self.limits.capacity,
                 "capacity_sentences": self.limits.max_queued_sentences,
                 "capacity_client_requests": self.limits.max_client_requests,
-                "clients": len(self._clients),
+                "clients": len(self._dispatch.clients),
                 "predicted_wait_seconds": round(self._predicted_wait(Priority.NORMAL), 3),
                 "seconds_per_phoneme_id": round(self.speed.seconds_per_id, 6),
                 "draining": self.draining,
