@@ -12,6 +12,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tts_service.scheduling.batching import MAX_BATCH_SIZE, MAX_BATCH_WAIT, BatchRule
+from tts_service.scheduling.policies import policy_class
 from tts_service.voices.defaults import VoiceDefaults
 from tts_service.voices.published import DEFAULT_BASE_URL
 
@@ -361,7 +362,7 @@ class Settings(BaseSettings):
         cores = self.core_count
         enabled = self.solo_first_sentence
         if enabled is None:
-            enabled = self.threads_per_worker < cores and self.policy != "fifo"
+            enabled = self.threads_per_worker < cores and policy_class(self.policy).solo_first
         return cores if enabled and cores > self.threads_per_worker else None
 
     @property

@@ -30,7 +30,8 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tts_service import __version__
-from tts_service.scheduling.scheduler import JobState, SchedulerObserver
+from tts_service.scheduling.jobs import JobState
+from tts_service.scheduling.observer import SchedulerObserver
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

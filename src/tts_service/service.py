@@ -17,7 +17,8 @@ from typing import Any
 from tts_service import memory
 from tts_service.config import Settings
 from tts_service.engine.devices import choose_device
-from tts_service.engine.voice import SynthesisOptions, Voice, pieces_with_offsets
+from tts_service.engine.phonemizer import pieces_with_offsets
+from tts_service.engine.voice import SynthesisOptions, Voice
 from tts_service.engine.words import PlannedWord, WordClock
 from tts_service.errors import (
     AudioTooLong,
@@ -32,14 +33,9 @@ from tts_service.errors import (
 )
 from tts_service.memory import IdleTrimmer, seconds_since_process_start
 from tts_service.scheduling.admission import retry_after
-from tts_service.scheduling.scheduler import (
-    Chunk,
-    Job,
-    Priority,
-    Scheduler,
-    SchedulerObserver,
-    audio_limit_message,
-)
+from tts_service.scheduling.jobs import Chunk, Job, Priority
+from tts_service.scheduling.observer import SchedulerObserver
+from tts_service.scheduling.scheduler import Scheduler, audio_limit_message
 from tts_service.voices.budget import LoadMeter
 from tts_service.voices.defaults import DefaultsBook, VoiceDefaults
 from tts_service.voices.downloads import Downloader, VoiceDownloads

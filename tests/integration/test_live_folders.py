@@ -74,7 +74,7 @@ def speak(server: ServerProcess, **body: object) -> httpx.Response:
 def tiny_pcm(folder: Path, name: str, text: str, length_scale: float | None = None) -> bytes:
     voice = Voice.load(name, folder / f"{name}.onnx", folder / f"{name}.onnx.json", threads=1)
     options = SynthesisOptions(length_scale=length_scale)
-    return b"".join(voice.synthesize(ids, options) for ids in voice.phonemize(text))
+    return b"".join(voice.synthesize(ids, options).pcm for ids in voice.phonemize(text))
 
 
 def test_a_voice_copied_in_is_listed_and_speaks_without_a_restart(

@@ -47,7 +47,7 @@ TEXT = "A short sentence. And another one."
 def tiny_pcm(folder: Path, name: str, text: str) -> bytes:
     """What the voice says in-process (the tiny voice ignores noise: deterministic)."""
     voice = Voice.load(name, folder / f"{name}.onnx", folder / f"{name}.onnx.json", threads=1)
-    return b"".join(voice.synthesize(ids, SynthesisOptions()) for ids in voice.phonemize(text))
+    return b"".join(voice.synthesize(ids, SynthesisOptions()).pcm for ids in voice.phonemize(text))
 
 
 @pytest.fixture(scope="module")

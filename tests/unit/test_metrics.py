@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from tts_service.api.auth import ApiKeyMiddleware
-from tts_service.engine.voice import SynthesisOptions
+from tts_service.engine.voice import SentenceAudio, SynthesisOptions
 from tts_service.errors import (
     Cancelled,
     DeadlineExceeded,
@@ -26,7 +26,8 @@ from tts_service.errors import (
     SynthesisFailed,
 )
 from tts_service.metrics import HttpMetricsMiddleware, Metrics, RouteLabels, ServiceCollector
-from tts_service.scheduling.scheduler import Scheduler, SchedulerObserver
+from tts_service.scheduling.observer import SchedulerObserver
+from tts_service.scheduling.scheduler import Scheduler
 
 RATE = 1000
 SAMPLES = 250  # a quarter second of audio per sentence
@@ -38,6 +39,7 @@ class GatedVoice:
     until `release()`; `fail` makes it raise."""
 
     sample_rate = RATE
+    has_solo_session = False
 
     def __init__(self, fail: bool = False) -> None:
         self.fail = fail
@@ -51,12 +53,14 @@ class GatedVoice:
     def release(self) -> None:
         self._gate.set()
 
-    def synthesize(self, phoneme_ids: list[int], options: SynthesisOptions) -> bytes:
+    def synthesize(
+        self, phoneme_ids: list[int], options: SynthesisOptions, solo: bool = False
+    ) -> SentenceAudio:
         self.inside.set()
         self._gate.wait(timeout=10)
         if self.fail:
             raise RuntimeError("boom")
-        return b"\x00\x00" * SAMPLES
+        return SentenceAudio(b"\x00\x00" * SAMPLES)
 
 
 def sentences(count: int) -> list[list[int]]:

@@ -1,4 +1,5 @@
-"""Pure synthesis on top of Piper: text to sentences of phoneme ids, one sentence to PCM.
+"""Pure synthesis on top of Piper: one sentence of phoneme ids (or a batch of them) to
+its audio and the samples each id took; the voice's sessions. Phonemizing is phonemizer.py.
 
 No asyncio and no HTTP here; the scheduler decides when and on which thread this runs.
 """
@@ -6,9 +7,7 @@ No asyncio and no HTTP here; the scheduler decides when and on which thread this
 from __future__ import annotations
 
 import json
-import re
-import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,22 +16,17 @@ import numpy as np
 import onnxruntime
 from piper import PiperVoice, SynthesisConfig
 from piper.config import PhonemeType, PiperConfig
-from piper.const import BOS, EOS, PAD
 
 from tts_service.engine import words
 from tts_service.engine.alignment import aligned
 from tts_service.engine.devices import CPU, Device, check_session
+from tts_service.engine.phonemizer import Phonemizer
 from tts_service.engine.weights import SharedWeights
 
 # Piper's own int16 conversion, so our bytes equal `PiperVoice.synthesize()`'s.
 _MAX_WAV_VALUE = 32767.0
 # The all-cores session's first run (its one-time costs), when it is added.
 SOLO_WARM_UP_TEXT = "Ready."
-
-# espeak-ng holds the GIL while it phonemizes: feed it bounded pieces, cut where a
-# sentence ends (so cutting changes nothing), or at whitespace if a "sentence" is huge.
-PHONEMIZE_PIECE_CHARS = 2000
-_SENTENCE_END = re.compile(r"(?<=[.!?。！？\n])\s+")
 
 
 @dataclass(frozen=True)
@@ -125,55 +119,15 @@ def make_session(
     return session
 
 
-def _sentences(text: str) -> Iterator[str]:
-    """Consecutive slices of `text`, each ending after a sentence end and its whitespace."""
-    start = 0
-    for match in _SENTENCE_END.finditer(text):
-        yield text[start : match.end()]
-        start = match.end()
-    if start < len(text):
-        yield text[start:]
+@dataclass(frozen=True)
+class SentenceAudio:
+    """One synthesized sentence (as piper's `AudioChunk` is one)."""
 
-
-def split_for_phonemizer(text: str, limit: int = PHONEMIZE_PIECE_CHARS) -> Iterator[str]:
-    """Yield pieces of at most `limit` characters, cut at sentence ends where possible.
-
-    The pieces are slices of `text` that keep its own whitespace: espeak-ng reads a blank
-    line as a paragraph break (it drops the sentence's punctuation there), so turning it
-    into a space would change the phonemes."""
-    for _, piece in pieces_with_offsets(text, limit):
-        yield piece
-
-
-def pieces_with_offsets(text: str, limit: int = PHONEMIZE_PIECE_CHARS) -> Iterator[tuple[int, str]]:
-    """`split_for_phonemizer`'s pieces, each with where it starts in `text`."""
-    piece, start, offset = "", 0, 0
-    for sentence in _sentences(text):
-        while len(sentence) > limit:  # a run-on "sentence": cut after the last space
-            space = sentence.rfind(" ", 0, limit)
-            cut = space + 1 if space > 0 else limit
-            if piece.strip():
-                yield start, piece
-            yield offset, sentence[:cut]
-            offset += cut
-            piece, start = "", offset
-            sentence = sentence[cut:]
-        if len(piece) + len(sentence) > limit:
-            if piece.strip():
-                yield start, piece
-            piece, start = "", offset
-        piece += sentence
-        offset += len(sentence)
-    if piece.strip():
-        yield start, piece
-
-
-class SentencePcm(bytes):
-    """One sentence's 16-bit mono PCM (a plain bytes object to everything that reads it),
-    carrying how many of its samples each phoneme id took when the voice reports it
-    (the silence after the sentence is not counted)."""
-
+    pcm: bytes
+    """16-bit mono PCM at the voice's sample rate, the request's silence after it included."""
     samples_per_id: tuple[int, ...] | None = None
+    """Samples each phoneme id took, when the model reports durations (for word timings);
+    they sum to the speech, the silence after it not counted."""
 
 
 class Voice:
@@ -195,6 +149,7 @@ class Voice:
     ) -> None:
         self.info = info
         self._piper = piper_voice
+        self.phonemizer = Phonemizer(piper_voice)
         self._solo = solo_voice
         self._durations = durations
         """The model reports each phoneme id's frames (see alignment.py)."""
@@ -303,56 +258,23 @@ class Voice:
         return float(self._piper.config.length_scale)
 
     def phonemize(self, text: str) -> list[list[int]]:
-        """Text to one list of phoneme ids per sentence (empty sentences dropped)."""
-        sentences: list[list[int]] = []
-        for piece in split_for_phonemizer(text):
-            for phonemes in self._piper.phonemize(piece):
-                if phonemes:
-                    sentences.append(self._piper.phonemes_to_ids(phonemes))
-        return sentences
+        """Text to one list of phoneme ids per sentence (see `Phonemizer.phonemize`)."""
+        return self.phonemizer.phonemize(text)
 
     def phonemize_words(self, text: str) -> tuple[list[list[int]], list[list[words.PlannedWord]]]:
-        """`phonemize(text)`, and for each sentence the words of `text` it speaks, each with
-        its phoneme ids (see words.py). The phoneme ids are exactly `phonemize`'s."""
-        sentences: list[list[int]] = []
-        plans: list[list[words.PlannedWord]] = []
-        for offset, piece in pieces_with_offsets(text):
-            piece_sentences, piece_plans = self.phonemize_piece_words(text, offset, piece)
-            sentences += piece_sentences
-            plans += piece_plans
-        return sentences, plans
+        """`phonemize(text)` and each sentence's words (see `Phonemizer.phonemize_words`)."""
+        return self.phonemizer.phonemize_words(text)
 
     def phonemize_piece_words(
         self, text: str, offset: int, piece: str
     ) -> tuple[list[list[int]], list[list[words.PlannedWord]]]:
-        """`phonemize_words` for one of `pieces_with_offsets(text)`: a caller may let other
-        work use the phonemizer between pieces."""
-        config = self._piper.config
-        phonemes = [p for p in self._piper.phonemize(piece) if p]
-        found = words.text_words(text, offset, offset + len(piece))
-        alone = self._phonemize_alone([text[w.token_start : w.token_end] for w in found])
-        starts = [words.id_starts(p, config.phoneme_id_map, BOS, PAD, EOS) for p in phonemes]
-        plans = words.plan(phonemes, starts, found, [words.shape(a) for a in alone])
-        return [self._piper.phonemes_to_ids(p) for p in phonemes], plans
-
-    def _phonemize_alone(self, texts: list[str]) -> list[str]:
-        """How espeak reads each text on its own, as a phoneme string with its words spaced.
-
-        Piper switches espeak's voice on every call, which costs ten times the reading of
-        one word; straight through its espeak bridge, under its lock, the switch is done
-        once. If Piper's internals differ from 1.8's, its public (slower) call is used."""
-        bridge = _espeak_bridge()
-        if bridge is None:
-            return [" ".join("".join(s) for s in self._piper.phonemize(t)) for t in texts]
-        module, lock = bridge
-        with lock:
-            module.set_voice(self._piper.config.espeak_voice)
-            return [_joined(module.get_phonemes(t)) for t in texts]
+        """`phonemize_words` for one piece (see `Phonemizer.phonemize_piece_words`)."""
+        return self.phonemizer.phonemize_piece_words(text, offset, piece)
 
     def synthesize(
         self, phoneme_ids: list[int], options: SynthesisOptions, solo: bool = False
-    ) -> SentencePcm:
-        """One sentence to 16-bit mono PCM, exactly as `PiperVoice.synthesize()` makes it.
+    ) -> SentenceAudio:
+        """One sentence to its audio, exactly as `PiperVoice.synthesize()` makes it.
 
         `solo=True` runs it on the all-cores session when the voice has one.
         """
@@ -386,7 +308,7 @@ class Voice:
 
     def synthesize_batch(
         self, items: Sequence[tuple[list[int], SynthesisOptions]]
-    ) -> list[SentencePcm]:
+    ) -> list[SentenceAudio]:
         """Several sentences in one run of the model, each as `synthesize` makes it alone
         (up to the last bits: see `split_batch`). All must have the same `batch_key`."""
         if len(items) == 1:
@@ -431,7 +353,7 @@ class Voice:
         samples_per_id: np.ndarray | None,
         phoneme_ids: list[int],
         options: SynthesisOptions,
-    ) -> SentencePcm:
+    ) -> SentenceAudio:
         """The model's raw audio for one sentence to its PCM, as Piper finishes it (peak
         normalised, then volume), with the request's silence after it; one sentence alone
         or one of a batch alike."""
@@ -445,10 +367,9 @@ class Voice:
         data = pcm.tobytes()
         if options.sentence_silence > 0:
             data += bytes(2 * int(self.sample_rate * options.sentence_silence))
-        spoken = SentencePcm(data)
-        if samples_per_id is not None and len(samples_per_id) == len(phoneme_ids):
-            spoken.samples_per_id = tuple(int(n) for n in samples_per_id)
-        return spoken
+        if samples_per_id is None or len(samples_per_id) != len(phoneme_ids):
+            return SentenceAudio(data)
+        return SentenceAudio(data, tuple(int(n) for n in samples_per_id))
 
 
 class BatchError(RuntimeError):
@@ -507,26 +428,3 @@ def split_batch(
             raise BatchError(f"sentence {row} claims {total} samples of {audio.shape[1]}")
         parts.append((audio[row, :total], samples_per_id))
     return parts
-
-
-_LANGUAGE_FLAG = re.compile(r"\([^)]+\)")
-
-
-def _joined(clauses: list[tuple[str, str, bool]]) -> str:
-    """espeak's clauses for one text as one phoneme string, as Piper cleans them."""
-    text = " ".join(_LANGUAGE_FLAG.sub("", phonemes) for phonemes, _, _ in clauses)
-    return unicodedata.normalize("NFD", text)
-
-
-def _espeak_bridge() -> tuple[Any, Any] | None:
-    """Piper's espeak bridge and the lock it phonemizes under, once Piper has started it."""
-    try:
-        from piper import espeakbridge
-        from piper import voice as piper_module
-    except ImportError:  # pragma: no cover - part of piper-tts 1.8
-        return None
-    lock = getattr(piper_module, "_ESPEAK_PHONEMIZER_LOCK", None)
-    started = getattr(piper_module, "_ESPEAK_PHONEMIZER", None) is not None
-    if lock is None or not started:
-        return None
-    return espeakbridge, lock

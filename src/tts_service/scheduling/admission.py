@@ -7,35 +7,25 @@ from the same estimate, instead of waiting out its deadline for a 504. The count
 (requests, sentences, requests per client) stay as a bound on memory whatever the
 estimate says.
 
-Pure logic over the scheduler's jobs; the scheduler calls it under its lock.
+Pure logic over the scheduler's jobs; the scheduler calls it under its lock. What a
+policy runs before a newcomer is the policy's own (`SchedulingPolicy.ids_ahead`).
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TypeVar
+
+from tts_service.errors import Overloaded, ServiceError, ShuttingDown, TooManyClientRequests
+from tts_service.scheduling.policies import QueuedWork, SchedulingPolicy
 
 # Admit only what the estimate says starts within this share of its deadline: sentence
 # times vary (length, contention), and a request admitted must not then miss it.
 DEADLINE_SHARE = 0.6
 MAX_RETRY_AFTER = 60
-
-
-class QueuedWork(Protocol):
-    """What admission reads of a job."""
-
-    @property
-    def priority(self) -> int: ...
-    @property
-    def sentences(self) -> list[list[int]]: ...
-    @property
-    def next_dispatch(self) -> int: ...
-    @property
-    def in_flight(self) -> int: ...
-
-    def pending_sentences(self) -> int: ...
 
 
 Job = TypeVar("Job", bound=QueuedWork)
@@ -74,42 +64,118 @@ class SpeedEstimate:
         return ids * self.seconds_per_id
 
 
-def ids_ahead_in(job: QueuedWork, priority: int, policy: str) -> int:
-    """Phoneme ids of `job` that the policy runs before a new request's first sentence.
+class VoiceSpeeds:
+    """Each voice's measured speed, and all voices' together for one not yet measured.
+    Voices are held weakly: an evicted voice's figure goes with it."""
 
-    `fifo` runs every earlier request to its end. `fair` and `round_robin` run, at the
-    new request's priority, at most the next sentence of each request not yet served
-    more than it (for `fair`, only unstarted ones) and everything of a higher priority.
-    Sentences being synthesized now count in full.
-    """
-    pending = job.sentences[job.next_dispatch :]
-    running = job.sentences[max(0, job.next_dispatch - job.in_flight) : job.next_dispatch]
-    total = sum(len(ids) for ids in running)
-    if not pending:
-        return total
-    if policy == "fifo" or job.priority < priority:
-        total += sum(len(ids) for ids in pending)
-    elif job.priority == priority and (policy == "round_robin" or job.next_dispatch == 0):
-        total += len(pending[0])
-    return total
+    def __init__(self) -> None:
+        self.overall = SpeedEstimate()
+        self._voices: weakref.WeakKeyDictionary[object, SpeedEstimate] = weakref.WeakKeyDictionary()
+
+    def of(self, voice: object) -> SpeedEstimate:
+        """The voice's own measured speed, or the all-voices figure until it has one."""
+        speed = self._voices.get(voice)
+        return speed if speed is not None and speed.measured else self.overall
+
+    def learn(self, voice: object, ids: int, seconds: float) -> None:
+        self.overall.learn(ids, seconds)
+        self._voices.setdefault(voice, SpeedEstimate()).learn(ids, seconds)
 
 
-def ids_ahead(jobs: Iterable[QueuedWork], priority: int, policy: str) -> int:
-    return sum(ids_ahead_in(job, priority, policy) for job in jobs)
+def ids_ahead(jobs: Iterable[QueuedWork], priority: int, policy: SchedulingPolicy) -> int:
+    """Phoneme ids the policy runs before the first sentence of a new request."""
+    return sum(policy.ids_ahead(job, priority) for job in jobs)
 
 
 def predicted_wait(
     jobs: Iterable[Job],
     priority: int,
-    policy: str,
+    policy: SchedulingPolicy,
     workers: int,
     speed_of: Callable[[Job], SpeedEstimate],
 ) -> float:
     """Seconds until a request submitted now would start, by the estimate: each request's
     work ahead at its own voice's speed (a small voice is many times faster than a large
     one), shared by the workers."""
-    seconds = sum(speed_of(job).seconds(ids_ahead_in(job, priority, policy)) for job in jobs)
+    seconds = sum(speed_of(job).seconds(policy.ids_ahead(job, priority)) for job in jobs)
     return seconds / max(1, workers)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The count limits: a bound on memory whatever the estimate says."""
+
+    workers: int
+    max_queued_requests: int
+    max_queued_sentences: int
+    max_client_requests: int | None
+
+    @property
+    def capacity(self) -> int:
+        """Requests admitted at once: one running per worker, the rest queued."""
+        return self.workers + self.max_queued_requests
+
+
+@dataclass(frozen=True)
+class Refusal:
+    reason: str
+    """What the metrics count it as: draining, requests, sentences, client or wait."""
+    error: ServiceError
+
+
+def refusal(
+    limits: Limits,
+    *,
+    closing: bool,
+    admitted: int,
+    queued_sentences: int,
+    sentences: int,
+    client_requests: int,
+    timeout: float,
+    wait: Callable[[], float],
+    backlog_retry: Callable[[], int],
+) -> Refusal | None:
+    """Why a request of `sentences` may not enter now, or None when it may.
+
+    `admitted`, `queued_sentences` and `client_requests` are what the server and the
+    request's client hold already; `wait` predicts its wait to start (asked only once
+    the counts allow it; an open stream with no text yet is told at its first sentence),
+    and `backlog_retry` is the `Retry-After` the queued work gives a count refusal."""
+    if closing:
+        return Refusal(
+            "draining", ShuttingDown("the server is shutting down and takes no new requests")
+        )
+    if admitted >= limits.capacity:
+        return _busy("requests", f"{admitted} requests are already admitted", backlog_retry)
+    if queued_sentences + sentences > limits.max_queued_sentences:
+        return _busy("sentences", f"{queued_sentences} sentences are already queued", backlog_retry)
+    held, most = client_requests, limits.max_client_requests
+    if most is not None and held >= most:
+        return Refusal(
+            "client",
+            TooManyClientRequests(
+                f"this client already holds {held} requests, the most one client may; "
+                "retry when one of them has finished",
+                retry_after=backlog_retry(),
+            ),
+        )
+    if sentences:
+        seconds = wait()
+        if not fits_deadline(seconds, timeout):
+            return Refusal(
+                "wait",
+                Overloaded(
+                    f"the server is busy: this request would wait about {seconds:.1f} s to "
+                    f"start, past its {timeout:g} s deadline; retry later",
+                    retry_after=retry_after(seconds - DEADLINE_SHARE * timeout),
+                ),
+            )
+    return None
+
+
+def _busy(reason: str, detail: str, backlog_retry: Callable[[], int]) -> Refusal:
+    message = f"the server is busy ({detail}); retry later"
+    return Refusal(reason, Overloaded(message, retry_after=backlog_retry()))
 
 
 def fits_deadline(wait: float, timeout: float) -> bool:

@@ -7,14 +7,18 @@ batching is off unless asked for (`batch_size` 1).
 
 The scheduler's policy stays the one that decides: the first sentence of a batch is the
 one it would run without batching, and each companion is the next sentence the policy
-would pick among those that fit (`BatchRule.fits`). This module only says what fits.
+would pick among those that fit (`Batch.accepts`). This module says what fits; the
+scheduler claims the companions and decides how long a batch waits for them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING
+
+from tts_service.scheduling.jobs import Claim, Job
+from tts_service.scheduling.synthesizer import BatchSynthesizer
 
 if TYPE_CHECKING:  # config reads the limits below without loading the engine
     from tts_service.engine.voice import SynthesisOptions
@@ -28,17 +32,6 @@ MAX_BATCH_SIZE = 64
 MAX_BATCH_WAIT = 0.05
 """Seconds: the most the settings let a batch wait for company (50 ms, a fraction of a
 sentence's synthesis; a few ms is what it is for)."""
-
-
-@runtime_checkable
-class BatchSynthesizer(Protocol):
-    """A voice that can run several sentences in one model run (the engine's `Voice`)."""
-
-    def batch_key(self, options: SynthesisOptions) -> Hashable | None: ...
-
-    def synthesize_batch(
-        self, items: Sequence[tuple[list[int], SynthesisOptions]]
-    ) -> Sequence[bytes]: ...
 
 
 @dataclass(frozen=True)
@@ -76,3 +69,37 @@ def batch_key(voice: object, options: SynthesisOptions) -> Hashable | None:
     if isinstance(voice, BatchSynthesizer):
         return voice.batch_key(options)
     return None
+
+
+class Batch:
+    """The sentences claimed for one model run: the policy's pick first, then companions
+    of the same voice and `batch_key` whose lengths fit the rule."""
+
+    def __init__(self, rule: BatchRule, first: Claim, key: Hashable) -> None:
+        self.rule = rule
+        self.key = key
+        self.voice = first[0].voice
+        self.claims = [first]
+
+    @classmethod
+    def open(cls, rule: BatchRule, job: Job, index: int) -> Batch | None:
+        """A batch starting with the job's sentence `index`, or None when batching is off
+        or its voice cannot batch (the sentence then runs alone)."""
+        key = batch_key(job.voice, job.options) if rule.enabled else None
+        return None if key is None else cls(rule, (job, index), key)
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(job.sentences[index]) for job, index in self.claims]
+
+    @property
+    def full(self) -> bool:
+        return len(self.claims) >= self.rule.size
+
+    def accepts(self, other: Job) -> bool:
+        """Whether the job's next sentence may join this batch."""
+        return (
+            other.voice is self.voice
+            and batch_key(other.voice, other.options) == self.key
+            and self.rule.fits(self.lengths, len(other.sentences[other.next_dispatch]))
+        )

@@ -23,7 +23,7 @@ from tts_service.api.access_log import (
 )
 from tts_service.errors import ShuttingDown
 from tts_service.logs import request_id_var
-from tts_service.scheduling.scheduler import JobState
+from tts_service.scheduling.jobs import JobState
 
 GENERATED = re.compile(r"[0-9a-f]{32}")
 

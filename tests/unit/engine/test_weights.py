@@ -191,7 +191,7 @@ def test_an_aligned_voice_shares_its_weights_in_both_sessions() -> None:
         for ids in voice.phonemize("Shared weights, timed words. In 1984 it cost $3.50!"):
             got = voice.synthesize(ids, quiet, solo=solo)
             expected = reference.synthesize(ids, quiet)
-            assert got == expected
+            assert got.pcm == expected.pcm
             assert got.samples_per_id is not None
             assert got.samples_per_id == expected.samples_per_id
 
@@ -208,5 +208,5 @@ def test_a_gpu_voice_keeps_no_host_copy_to_share(monkeypatch: pytest.MonkeyPatch
     assert voice.weights is None and voice.sessions == 1
     assert voice.word_timestamps
     (ids,) = voice.phonemize("Timed on the device.")
-    pcm = voice.synthesize(ids, SynthesisOptions(noise_scale=0.0, noise_w_scale=0.0))
-    assert pcm.samples_per_id is not None and sum(pcm.samples_per_id) == len(pcm) // 2
+    audio = voice.synthesize(ids, SynthesisOptions(noise_scale=0.0, noise_w_scale=0.0))
+    assert audio.samples_per_id is not None and sum(audio.samples_per_id) == len(audio.pcm) // 2

@@ -17,7 +17,8 @@ import pytest
 from piper.const import EOS, PAD
 
 from tts_service.config import Settings
-from tts_service.engine.voice import SentencePcm, SynthesisOptions, Voice, pieces_with_offsets
+from tts_service.engine.phonemizer import pieces_with_offsets
+from tts_service.engine.voice import SentenceAudio, SynthesisOptions, Voice
 from tts_service.engine.words import Word, WordClock
 from tts_service.errors import WordTimestampsUnavailable
 from tts_service.service import SpeechRequest, TTSService
@@ -40,10 +41,14 @@ def silent_ids(config: Path) -> set[int]:
 @dataclass
 class Spoken:
     ids: list[int]
-    pcm: SentencePcm
+    audio: SentenceAudio
     words: list[Word]
     offset: int
     """Samples before this sentence in the whole audio."""
+
+    @property
+    def pcm(self) -> bytes:
+        return self.audio.pcm
 
 
 def speak(voice: Voice, text: str, options: SynthesisOptions = QUIET) -> list[Spoken]:
@@ -53,10 +58,10 @@ def speak(voice: Voice, text: str, options: SynthesisOptions = QUIET) -> list[Sp
     clock = WordClock(text, plans, voice.sample_rate, silence)
     spoken = []
     for index, sentence in enumerate(ids):
-        pcm = voice.synthesize(sentence, options)
+        audio = voice.synthesize(sentence, options)
         offset = clock.offset
-        words = clock.sentence(index, len(pcm) // 2, pcm.samples_per_id, len(sentence))
-        spoken.append(Spoken(sentence, pcm, words, offset))
+        words = clock.sentence(index, len(audio.pcm) // 2, audio.samples_per_id, len(sentence))
+        spoken.append(Spoken(sentence, audio, words, offset))
     return spoken
 
 
@@ -115,10 +120,10 @@ def test_durations_add_up_to_each_sentence_exactly(
 ) -> None:
     silence = int(voice.sample_rate * options.sentence_silence)
     for ids in voice.phonemize(text):
-        pcm = voice.synthesize(ids, options)
-        assert pcm.samples_per_id is not None and len(pcm.samples_per_id) == len(ids)
-        assert sum(pcm.samples_per_id) == len(pcm) // 2 - silence
-        assert all(n % HOP == 0 for n in pcm.samples_per_id)  # whole frames
+        audio = voice.synthesize(ids, options)
+        assert audio.samples_per_id is not None and len(audio.samples_per_id) == len(ids)
+        assert sum(audio.samples_per_id) == len(audio.pcm) // 2 - silence
+        assert all(n % HOP == 0 for n in audio.samples_per_id)  # whole frames
 
 
 @pytest.mark.parametrize("text", TEXTS[2:])
@@ -126,7 +131,7 @@ def test_audio_is_the_same_with_durations_on_and_off(voice: Voice, plain: Voice,
     assert voice.word_timestamps and not plain.word_timestamps
     for ids in voice.phonemize(text):
         with_durations, without = voice.synthesize(ids, QUIET), plain.synthesize(ids, QUIET)
-        assert bytes(with_durations) == bytes(without) and len(without) > 2000
+        assert with_durations.pcm == without.pcm and len(without.pcm) > 2000
         assert without.samples_per_id is None
 
 
@@ -171,9 +176,9 @@ def check_sentence_ends(
     mapping), and (`loudness`) nothing audible follows it."""
     silent = silent_ids(config)
     for sentence in spoken:
-        assert sentence.pcm.samples_per_id is not None
+        assert sentence.audio.samples_per_id is not None
         last = max(k for k, i in enumerate(sentence.ids) if i not in silent)
-        speech_end = sentence.offset + sum(sentence.pcm.samples_per_id[: last + 2])  # + its pad
+        speech_end = sentence.offset + sum(sentence.audio.samples_per_id[: last + 2])  # + its pad
         word_end = sentence.words[-1].end * rate
         assert abs(word_end - speech_end) <= HOP, (sentence.words[-1], speech_end / rate)
         if loudness:
@@ -206,7 +211,7 @@ def test_a_tiny_german_voice_times_words_by_its_known_durations(tmp_path: Path) 
     spoken = speak(tiny, text, options)
     for sentence in spoken:
         frames = aligned_frames(sentence.ids, 1.5)
-        assert sentence.pcm.samples_per_id == tuple(HOP_LENGTH * f for f in frames)
+        assert sentence.audio.samples_per_id == tuple(HOP_LENGTH * f for f in frames)
     expected = ["Im", "Jahr", "1984", "kostete", "es", "3,50", "€", "sagte", "Dr", "Müller"]
     check_words(text, spoken, [*expected, "Ein", "Haus-zu-Haus“-Geschäft"], tiny.sample_rate)
     config = model.with_name("tiny-de.onnx.json")
@@ -282,8 +287,8 @@ def test_a_model_without_durations_still_speaks_but_cannot_time_words(tmp_path: 
     tiny = Voice.load("tiny-plain", model, model.with_name("tiny-plain.onnx.json"), 1)
     assert not tiny.word_timestamps
     ids = tiny.phonemize("Still speaks.")
-    pcm = tiny.synthesize(ids[0], QUIET)
-    assert len(pcm) > 0 and pcm.samples_per_id is None
+    audio = tiny.synthesize(ids[0], QUIET)
+    assert len(audio.pcm) > 0 and audio.samples_per_id is None
 
 
 @pytest.fixture

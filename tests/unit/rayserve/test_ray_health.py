@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tts_service.engine.voice import SynthesisOptions
+from tts_service.engine.voice import SentenceAudio, SynthesisOptions
 from tts_service.rayserve.health import ReplicaUnhealthy, check, problem
 from tts_service.scheduling.scheduler import Scheduler
 
@@ -18,8 +18,11 @@ class KillingVoice:
     """A voice whose synthesis ends the worker thread itself (nothing a worker catches)."""
 
     sample_rate = 1000
+    has_solo_session = False
 
-    def synthesize(self, phoneme_ids: list[int], options: SynthesisOptions) -> bytes:
+    def synthesize(
+        self, phoneme_ids: list[int], options: SynthesisOptions, solo: bool = False
+    ) -> SentenceAudio:
         raise SystemExit("gone")
 
 

@@ -13,6 +13,7 @@ from tts_service.scheduling.admission import (
     predicted_wait,
     retry_after,
 )
+from tts_service.scheduling.policies import Fair, Fifo, RoundRobin
 
 
 @dataclass
@@ -39,36 +40,36 @@ def test_fair_counts_the_next_sentence_of_unstarted_requests_only() -> None:
         Work(ids(5, 50)),  # unstarted: its first sentence goes before the newcomer
         Work(ids(7, 70), next_dispatch=1),  # started: the newcomer goes first
     ]
-    assert ids_ahead(jobs, priority=1, policy="fair") == 10 + 5
+    assert ids_ahead(jobs, priority=1, policy=Fair()) == 10 + 5
 
 
 def test_round_robin_counts_one_sentence_of_every_request() -> None:
     jobs = [Work(ids(5, 50)), Work(ids(7, 70), next_dispatch=1)]
-    assert ids_ahead(jobs, priority=1, policy="round_robin") == 5 + 70
+    assert ids_ahead(jobs, priority=1, policy=RoundRobin()) == 5 + 70
 
 
 def test_fifo_counts_everything_before() -> None:
     jobs = [Work(ids(5, 50)), Work(ids(7, 70), next_dispatch=1)]
-    assert ids_ahead(jobs, priority=1, policy="fifo") == 55 + 70
+    assert ids_ahead(jobs, priority=1, policy=Fifo()) == 55 + 70
 
 
 def test_higher_priorities_count_in_full_and_lower_not_at_all() -> None:
     jobs = [Work(ids(5, 50), priority=0), Work(ids(7, 70), priority=2)]
-    assert ids_ahead(jobs, priority=1, policy="fair") == 55
-    assert ids_ahead(jobs, priority=0, policy="fair") == 5
+    assert ids_ahead(jobs, priority=1, policy=Fair()) == 55
+    assert ids_ahead(jobs, priority=0, policy=Fair()) == 5
 
 
 def test_the_wait_is_shared_by_the_workers() -> None:
     speed = SpeedEstimate(mean=0.01)
     jobs = [Work(ids(100)), Work(ids(100))]
-    assert predicted_wait(jobs, 1, "fair", 1, lambda job: speed) == pytest.approx(2.0)
-    assert predicted_wait(jobs, 1, "fair", 2, lambda job: speed) == pytest.approx(1.0)
+    assert predicted_wait(jobs, 1, Fair(), 1, lambda job: speed) == pytest.approx(2.0)
+    assert predicted_wait(jobs, 1, Fair(), 2, lambda job: speed) == pytest.approx(1.0)
 
 
 def test_each_request_counts_at_its_own_voice_speed() -> None:
     slow, quick = SpeedEstimate(mean=0.02), SpeedEstimate(mean=0.001)
     large, small = Work(ids(100)), Work(ids(100))
-    wait = predicted_wait([large, small], 1, "fair", 1, lambda job: slow if job is large else quick)
+    wait = predicted_wait([large, small], 1, Fair(), 1, lambda job: slow if job is large else quick)
     assert wait == pytest.approx(100 * 0.02 + 100 * 0.001)
 
 

@@ -54,15 +54,15 @@ def test_a_batch_gives_each_sentence_its_own_audio(joe: Voice) -> None:
     assert len(together) == len(items)
     worst = 0
     for single, batched in zip(alone, together, strict=True):
-        assert len(batched) == len(single)  # exactly: the split found the true length
+        assert len(batched.pcm) == len(single.pcm)  # exactly: the split found the true length
         assert batched.samples_per_id == single.samples_per_id
         assert batched.samples_per_id is not None
-        worst = max(worst, int(np.abs(samples(batched) - samples(single)).max()))
+        worst = max(worst, int(np.abs(samples(batched.pcm) - samples(single.pcm)).max()))
     assert worst <= BATCH_TOLERANCE
     # The silence and the volume were applied to their own sentence only.
     silence = int(0.1 * joe.sample_rate) * 2
-    assert together[2][-silence:] == bytes(silence)
-    assert np.abs(samples(together[1])).max() <= 32767 // 2 + 1
+    assert together[2].pcm[-silence:] == bytes(silence)
+    assert np.abs(samples(together[1].pcm)).max() <= 32767 // 2 + 1
 
 
 def test_a_batch_of_one_is_the_sentence_alone_byte_for_byte(joe: Voice) -> None:
@@ -78,9 +78,9 @@ def test_a_batch_keeps_each_speaker_of_a_multi_speaker_voice(tmp_path: Path) -> 
     items = [(one, SynthesisOptions(speaker_id=s)) for one, s in zip(ids, speakers, strict=True)]
     together = voice.synthesize_batch(items)
     for (one, opts), batched in zip(items, together, strict=True):
-        assert batched == voice.synthesize(one, opts)  # the tone voice is exact
-        assert len(batched) == 2 * sum(aligned_frames(one)) * HOP_LENGTH
-    assert len({bytes(pcm[:400]) for pcm in together}) == 3  # three different tones
+        assert batched.pcm == voice.synthesize(one, opts).pcm  # the tone voice is exact
+        assert len(batched.pcm) == 2 * sum(aligned_frames(one)) * HOP_LENGTH
+    assert len({audio.pcm[:400] for audio in together}) == 3  # three different tones
 
 
 def test_scales_decide_what_may_share_a_batch(joe: Voice) -> None:

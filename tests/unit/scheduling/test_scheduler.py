@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tts_service.engine.voice import SynthesisOptions
+from tts_service.engine.voice import SentenceAudio, SynthesisOptions
 from tts_service.errors import (
     AudioTooLong,
     Cancelled,
@@ -30,15 +30,10 @@ from tts_service.errors import (
     TooManyClientRequests,
 )
 from tts_service.scheduling.admission import DEADLINE_SHARE
-from tts_service.scheduling.scheduler import (
-    Chunk,
-    Job,
-    JobState,
-    Priority,
-    Scheduler,
-    SchedulerObserver,
-    _Window,
-)
+from tts_service.scheduling.jobs import Chunk, Job, JobState, Priority
+from tts_service.scheduling.observer import SchedulerObserver
+from tts_service.scheduling.scheduler import Scheduler
+from tts_service.scheduling.stats import Window
 
 OPTIONS = SynthesisOptions()
 T = TypeVar("T")
@@ -66,6 +61,7 @@ class FakeVoice:
     `release()`, raises for the sentences in `fail`."""
 
     sample_rate = 1000
+    has_solo_session = False
 
     def __init__(
         self,
@@ -84,7 +80,9 @@ class FakeVoice:
         self._gate = threading.Event()
         self._lock = threading.Lock()
 
-    def synthesize(self, phoneme_ids: list[int], options: SynthesisOptions) -> bytes:
+    def synthesize(
+        self, phoneme_ids: list[int], options: SynthesisOptions, solo: bool = False
+    ) -> SentenceAudio:
         tag, index = phoneme_ids
         with self._lock:
             number = len(self.calls)
@@ -99,7 +97,7 @@ class FakeVoice:
                 time.sleep(self.delay)
             if (tag, index) in self.fail:
                 raise RuntimeError(f"boom in {tag}/{index}")
-            return pcm_for(tag, index)
+            return SentenceAudio(pcm_for(tag, index))
         finally:
             with self._lock:
                 self.active -= 1
@@ -517,13 +515,15 @@ class OutOfOrderVoice(FakeVoice):
         super().__init__()
         self.fourth_done = threading.Event()
 
-    def synthesize(self, phoneme_ids: list[int], options: SynthesisOptions) -> bytes:
+    def synthesize(
+        self, phoneme_ids: list[int], options: SynthesisOptions, solo: bool = False
+    ) -> SentenceAudio:
         if phoneme_ids[1] == 1:
             assert self.fourth_done.wait(timeout=5)
-        pcm = super().synthesize(phoneme_ids, options)
+        audio = super().synthesize(phoneme_ids, options)
         if phoneme_ids[1] == 4:
             self.fourth_done.set()
-        return pcm
+        return audio
 
 
 async def test_chunks_arrive_in_order_from_several_workers(
@@ -677,12 +677,12 @@ async def test_drain_cuts_off_what_is_left_after_the_grace_period(
 
 
 def test_window_percentiles() -> None:
-    window = _Window()
+    window = Window()
     assert window.summary() == {"p50": None, "p95": None, "p99": None}
     for value in range(100, 0, -1):
         window.add(float(value))
     assert window.summary() == {"p50": 50.0, "p95": 95.0, "p99": 99.0}
-    one = _Window()
+    one = Window()
     one.add(0.25)
     assert one.summary() == {"p50": 0.25, "p95": 0.25, "p99": 0.25}
 
@@ -787,7 +787,7 @@ class SoloVoice(FakeVoice):
 
     def synthesize(
         self, phoneme_ids: list[int], options: SynthesisOptions, solo: bool = False
-    ) -> bytes:
+    ) -> SentenceAudio:
         if solo:
             with self._lock:
                 self.solo_calls.append((phoneme_ids[0], phoneme_ids[1]))

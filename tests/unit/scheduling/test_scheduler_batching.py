@@ -21,10 +21,12 @@ import numpy as np
 import pytest
 
 from audiocheck import BATCH_TOLERANCE
-from tts_service.engine.voice import SynthesisOptions, Voice
+from tts_service.engine.voice import SentenceAudio, SynthesisOptions, Voice
 from tts_service.errors import Cancelled, SynthesisFailed
 from tts_service.scheduling.batching import BatchRule
-from tts_service.scheduling.scheduler import Job, Priority, Scheduler, SchedulerObserver
+from tts_service.scheduling.jobs import Job, Priority
+from tts_service.scheduling.observer import SchedulerObserver
+from tts_service.scheduling.scheduler import Scheduler
 
 T = TypeVar("T")
 Call = tuple[int, int]  # (job tag, sentence index)
@@ -46,6 +48,7 @@ class BatchVoice:
     """A batching `Synthesizer` whose key is the length scale, like the engine's."""
 
     sample_rate = 1000
+    has_solo_session = False
 
     def __init__(self, gate_at: int | None = None, fail: Sequence[Call] = ()) -> None:
         self.gate_at = gate_at
@@ -59,12 +62,14 @@ class BatchVoice:
     def batch_key(self, options: SynthesisOptions) -> Hashable | None:
         return ("scales", options.length_scale)
 
-    def synthesize(self, phoneme_ids: list[int], options: SynthesisOptions) -> bytes:
+    def synthesize(
+        self, phoneme_ids: list[int], options: SynthesisOptions, solo: bool = False
+    ) -> SentenceAudio:
         return self.synthesize_batch([(phoneme_ids, options)], alone=True)[0]
 
     def synthesize_batch(
         self, items: Sequence[tuple[list[int], SynthesisOptions]], alone: bool = False
-    ) -> list[bytes]:
+    ) -> list[SentenceAudio]:
         calls = [(ids[0], ids[1]) for ids, _ in items]
         assert len({self.batch_key(options) for _, options in items}) == 1
         with self._lock:
@@ -77,7 +82,7 @@ class BatchVoice:
             raise RuntimeError("the batch did not fit")
         if self.fail & set(calls):
             raise RuntimeError(f"boom in {calls}")
-        return [pcm_for(*call) for call in calls]
+        return [SentenceAudio(pcm_for(*call)) for call in calls]
 
     def release(self) -> None:
         self._gate.set()
@@ -331,10 +336,10 @@ async def test_real_voice_each_request_hears_what_it_would_alone() -> None:
         assert [chunk.index for chunk in got] == list(range(len(ids)))  # in order
         for one, chunk in zip(ids, got, strict=True):
             alone = voice.synthesize(one, options)
-            assert len(chunk.pcm) == len(alone)  # its own sentence, its own length
+            assert len(chunk.pcm) == len(alone.pcm)  # its own sentence, its own length
             assert chunk.samples_per_id == alone.samples_per_id
             diff = np.frombuffer(chunk.pcm, np.int16).astype(np.int32) - np.frombuffer(
-                alone, np.int16
+                alone.pcm, np.int16
             )
             assert int(np.abs(diff).max()) <= BATCH_TOLERANCE
 

@@ -69,7 +69,7 @@ def test_a_download_installs_a_voice_that_loads_and_speaks(
     found = scan([tmp_path]).voices[NAME]
     voice = Voice.load(NAME, found.model, found.config, threads=1)
     sentences = voice.phonemize("Hello there.")
-    assert voice.synthesize(sentences[0], SynthesisOptions())  # it speaks
+    assert voice.synthesize(sentences[0], SynthesisOptions()).pcm  # it speaks
 
 
 def test_an_installed_voice_is_checked_not_fetched_again(

@@ -34,7 +34,7 @@ async def test_a_new_voice_appears_on_the_next_scan(tmp_path: Path) -> None:
     await folders.rescan()
     assert "newcomer" in catalog.names
     voice = await catalog.get("newcomer")
-    assert voice.synthesize(voice.phonemize("Hi.")[0], SynthesisOptions())
+    assert voice.synthesize(voice.phonemize("Hi.")[0], SynthesisOptions()).pcm
 
 
 async def test_scans_are_rate_limited_unless_forced(tmp_path: Path) -> None:
@@ -75,7 +75,7 @@ async def test_a_changed_voice_is_loaded_afresh_while_the_old_one_finishes(
     new = await catalog.get("shifty")
     assert (old.sample_rate, new.sample_rate) == (16000, 22050)
     ids = old.phonemize("Still here.")[0]
-    assert len(old.synthesize(ids, SynthesisOptions())) == 2 * expected_num_samples(len(ids))
+    assert len(old.synthesize(ids, SynthesisOptions()).pcm) == 2 * expected_num_samples(len(ids))
 
 
 async def test_a_removed_voice_leaves_the_list_and_its_holder_finishes(tmp_path: Path) -> None:
@@ -90,7 +90,7 @@ async def test_a_removed_voice_leaves_the_list_and_its_holder_finishes(tmp_path:
     with pytest.raises(VoiceNotFound):
         await catalog.get("leaving")
     ids = held.phonemize("Goodbye.")[0]
-    assert len(held.synthesize(ids, SynthesisOptions())) == 2 * expected_num_samples(len(ids))
+    assert len(held.synthesize(ids, SynthesisOptions()).pcm) == 2 * expected_num_samples(len(ids))
 
 
 def test_scan_finds_defaults_files_and_later_folders_win(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from audiocheck import eventually
 from tts_service.config import Settings, parse_size
-from tts_service.engine.voice import SynthesisOptions, Voice
+from tts_service.engine.voice import SentenceAudio, SynthesisOptions, Voice
 from tts_service.errors import ShuttingDown, VoiceMemoryFull, VoiceUnavailable
 from tts_service.scheduling.scheduler import Scheduler
 from tts_service.service import SpeechRequest, TTSService
@@ -54,7 +54,7 @@ class GatedVoice(Voice):
 
     def synthesize(
         self, phoneme_ids: list[int], options: SynthesisOptions, solo: bool = False
-    ) -> bytes:
+    ) -> SentenceAudio:
         assert self.gate.wait(30), "the test never opened the gate"
         return super().synthesize(phoneme_ids, options, solo)
 
@@ -278,15 +278,18 @@ class HeldVoice:
     """A `Synthesizer` whose sentences wait for `gate`; `entered` says one is running."""
 
     sample_rate = 1000
+    has_solo_session = False
 
     def __init__(self) -> None:
         self.gate = threading.Event()
         self.entered = threading.Event()
 
-    def synthesize(self, phoneme_ids: list[int], options: SynthesisOptions) -> bytes:
+    def synthesize(
+        self, phoneme_ids: list[int], options: SynthesisOptions, solo: bool = False
+    ) -> SentenceAudio:
         self.entered.set()
         assert self.gate.wait(30)
-        return b"\0\0" * 10
+        return SentenceAudio(b"\0\0" * 10)
 
 
 async def test_a_cancelled_job_releases_its_voice_only_when_its_sentence_ends() -> None:

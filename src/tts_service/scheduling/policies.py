@@ -1,0 +1,203 @@
+"""Dispatch policies: who runs next, and how much runs before a newcomer.
+
+Each policy is one object behind one interface (as vLLM's request queues are): `pick`
+chooses the job whose next sentence a free worker runs, among the jobs the scheduler
+says may run one now; `ids_ahead` counts the phoneme ids it would run before a new
+request's first sentence (admission predicts the wait from it). What else differs by
+policy is a property here too; the scheduler never asks a policy's name.
+
+- `fair`: the higher priority class; then the least served client (clients.py), then its
+  least served request; ties to the one closest to done, then to arrival.
+- `round_robin`: the higher priority class; then one sentence per request in turn.
+- `fifo`: the one-lock design kept for comparison: the oldest request alone, one sentence
+  at a time on the whole server; it never batches and never runs a solo first sentence.
+
+`Settings.policy` holds a name; `create_policy` makes the object from `POLICIES`.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Callable, Sequence
+from typing import ClassVar, Protocol
+
+from tts_service.scheduling.clients import ClientShares
+from tts_service.scheduling.jobs import Job
+
+Accept = Callable[[Job], bool]
+
+
+class QueuedWork(Protocol):
+    """What counting the work ahead reads of a job."""
+
+    @property
+    def priority(self) -> int: ...
+    @property
+    def sentences(self) -> list[list[int]]: ...
+    @property
+    def next_dispatch(self) -> int: ...
+    @property
+    def in_flight(self) -> int: ...
+
+    def pending_sentences(self) -> int: ...
+
+
+class SchedulingPolicy(abc.ABC):
+    """One dispatch policy. `pick` is called under the scheduler's lock."""
+
+    name: ClassVar[str]
+    batches: ClassVar[bool] = True
+    """Its picks may share a model run with the next ones it would pick (batching)."""
+    solo_first: ClassVar[bool] = True
+    """A request's first sentence on an idle server may run alone on every core."""
+    one_at_a_time: ClassVar[bool] = False
+    """Nothing is picked while any sentence is being synthesized."""
+
+    @abc.abstractmethod
+    def pick(
+        self,
+        jobs: Sequence[Job],
+        eligible: Accept,
+        clients: ClientShares,
+        accept: Accept | None = None,
+    ) -> Job | None:
+        """The job whose next sentence runs now, of `jobs` (admitted, unfinished, in
+        arrival order) that are `eligible` to run one. With `accept`, the pick among the
+        jobs it accepts too: a batch's companions are the sentences the policy would run
+        next that may share the batch's run."""
+
+    def ids_ahead(self, job: QueuedWork, priority: int) -> int:
+        """Phoneme ids of `job` this policy runs before the first sentence of a new request
+        of `priority`. Sentences being synthesized now count in full."""
+        pending = job.sentences[job.next_dispatch :]
+        running = job.sentences[max(0, job.next_dispatch - job.in_flight) : job.next_dispatch]
+        total = sum(len(ids) for ids in running)
+        if not pending:
+            return total
+        return total + self._pending_ahead(job, pending, priority)
+
+    @abc.abstractmethod
+    def _pending_ahead(self, job: QueuedWork, pending: list[list[int]], priority: int) -> int:
+        """Of the job's `pending` sentences (at least one), the ids run before a newcomer."""
+
+
+class _ByPriority(SchedulingPolicy):
+    """The higher priority class first, always; within it, the subclass chooses."""
+
+    def pick(
+        self,
+        jobs: Sequence[Job],
+        eligible: Accept,
+        clients: ClientShares,
+        accept: Accept | None = None,
+    ) -> Job | None:
+        candidates = [job for job in jobs if eligible(job) and (accept is None or accept(job))]
+        if not candidates:
+            return None
+        top = min(job.priority for job in candidates)
+        return self._choose([job for job in candidates if job.priority == top], top, clients)
+
+    @abc.abstractmethod
+    def _choose(self, candidates: list[Job], priority: int, clients: ClientShares) -> Job:
+        """One of `candidates` (at least one, all of `priority`)."""
+
+    def _pending_ahead(self, job: QueuedWork, pending: list[list[int]], priority: int) -> int:
+        if job.priority < priority:  # a higher class runs to its end first
+            return sum(len(ids) for ids in pending)
+        if job.priority == priority and self._next_goes_first(job):
+            return len(pending[0])
+        return 0
+
+    @abc.abstractmethod
+    def _next_goes_first(self, job: QueuedWork) -> bool:
+        """Whether, in the newcomer's own class, the job's next sentence runs before it."""
+
+
+class Fair(_ByPriority):
+    """Least attained service: between clients first, then between that client's requests."""
+
+    name = "fair"
+
+    def _choose(self, candidates: list[Job], priority: int, clients: ClientShares) -> Job:
+        # Between clients first: the least served client's requests only (see clients.py).
+        # Then least served request first; among equals the one closest to done (a short
+        # request arriving just after several long ones need not wait for all their
+        # first sentences), then arrival. An open job's length is unknown.
+        if len(clients) > 1:
+            client = clients.least_served(dict.fromkeys(job.client for job in candidates))
+            candidates = [job for job in candidates if job.client == client]
+        return min(
+            candidates,
+            key=lambda job: (
+                job.next_dispatch,
+                job.pending_sentences() if job.closed else math.inf,
+                job.seq,
+            ),
+        )
+
+    def _next_goes_first(self, job: QueuedWork) -> bool:
+        # A newcomer has been served nothing: only requests served nothing either go first.
+        return job.next_dispatch == 0
+
+
+class RoundRobin(_ByPriority):
+    """Each request of the top class in arrival order, one sentence at a time."""
+
+    name = "round_robin"
+
+    def __init__(self) -> None:
+        self._cursor: dict[int, int] = {}
+        """Per priority class: the arrival number of the request served last."""
+
+    def _choose(self, candidates: list[Job], priority: int, clients: ClientShares) -> Job:
+        cursor = self._cursor.get(priority, 0)  # the next arrival after the last served
+        later = [job for job in candidates if job.seq > cursor]
+        chosen = min(later or candidates, key=lambda job: job.seq)
+        self._cursor[priority] = chosen.seq
+        return chosen
+
+    def _next_goes_first(self, job: QueuedWork) -> bool:
+        return True  # every request's turn comes once before the newcomer's
+
+
+class Fifo(SchedulingPolicy):
+    """The oldest request alone, one sentence at a time, whatever its priority."""
+
+    name = "fifo"
+    batches = False
+    solo_first = False
+    one_at_a_time = True
+
+    def pick(
+        self,
+        jobs: Sequence[Job],
+        eligible: Accept,
+        clients: ClientShares,
+        accept: Accept | None = None,
+    ) -> Job | None:
+        if not jobs:
+            return None
+        oldest = jobs[0]
+        return oldest if eligible(oldest) and (accept is None or accept(oldest)) else None
+
+    def _pending_ahead(self, job: QueuedWork, pending: list[list[int]], priority: int) -> int:
+        return sum(len(ids) for ids in pending)  # every earlier request runs to its end
+
+
+POLICIES: dict[str, type[SchedulingPolicy]] = {
+    policy.name: policy for policy in (Fair, RoundRobin, Fifo)
+}
+"""Each policy by its name in the settings (`Settings.policy`)."""
+
+
+def policy_class(name: str) -> type[SchedulingPolicy]:
+    """The policy called `name`, as a class: what it is, without making one."""
+    try:
+        return POLICIES[name]
+    except KeyError:
+        raise ValueError(f"unknown scheduling policy {name!r}") from None
+
+
+def create_policy(name: str) -> SchedulingPolicy:
+    return policy_class(name)()

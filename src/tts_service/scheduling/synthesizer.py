@@ -1,0 +1,42 @@
+"""What the scheduler needs of a voice: the engine's `Voice`, or a fake in tests."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:  # config imports scheduling: the engine stays unloaded until a voice is
+    from tts_service.engine.voice import SentenceAudio, SynthesisOptions
+
+
+class Synthesizer(Protocol):
+    """A voice the workers synthesize one sentence of at a time."""
+
+    @property
+    def sample_rate(self) -> int: ...
+
+    @property
+    def has_solo_session(self) -> bool:
+        """It has an all-cores session, for a sentence that has the machine to itself."""
+        ...
+
+    def synthesize(
+        self, phoneme_ids: list[int], options: SynthesisOptions, solo: bool = False
+    ) -> SentenceAudio:
+        """One sentence; `solo=True` runs it on the all-cores session."""
+        ...
+
+
+@runtime_checkable
+class BatchSynthesizer(Protocol):
+    """A voice that can run several sentences in one model run (the engine's `Voice`)."""
+
+    def batch_key(self, options: SynthesisOptions) -> Hashable | None:
+        """What a batch's sentences must share (None: this voice never batches)."""
+        ...
+
+    def synthesize_batch(
+        self, items: Sequence[tuple[list[int], SynthesisOptions]]
+    ) -> Sequence[SentenceAudio]:
+        """Several sentences in one run, each as `synthesize` makes it alone."""
+        ...
