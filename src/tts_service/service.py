@@ -44,7 +44,7 @@ from tts_service.voices.budget import LoadMeter
 from tts_service.voices.defaults import DefaultsBook, VoiceDefaults
 from tts_service.voices.downloads import Downloader, VoiceDownloads
 from tts_service.voices.folders import VoiceFolders
-from tts_service.voices.loaded import VoiceCatalog, resolve_speaker
+from tts_service.voices.loaded import LoadedVoices, resolve_speaker
 from tts_service.voices.lookup import VoiceLookup
 from tts_service.voices.published import CatalogSource
 
@@ -179,7 +179,7 @@ class TTSService:
         self,
         settings: Settings,
         *,
-        catalog: VoiceCatalog | None = None,
+        catalog: LoadedVoices | None = None,
         observer: SchedulerObserver | None = None,
     ) -> None:
         self.settings = settings
@@ -189,7 +189,7 @@ class TTSService:
         self.folders = VoiceFolders(
             settings.voice_folders, settings.rescan_interval, quiet=[settings.download_dir]
         )
-        self.catalog = catalog or VoiceCatalog(
+        self.catalog = catalog or LoadedVoices(
             self.folders.last.voices,
             threads_per_session=settings.threads_per_worker,
             max_loaded=settings.max_loaded_voices,

@@ -18,7 +18,7 @@ from tts_service.errors import ShuttingDown, VoiceMemoryFull, VoiceUnavailable
 from tts_service.scheduling.scheduler import Scheduler
 from tts_service.service import SpeechRequest, TTSService
 from tts_service.voices.budget import MB, LoadMeter, MemoryBudget, VoiceHolds
-from tts_service.voices.loaded import VoiceCatalog, VoiceFiles, discover
+from tts_service.voices.loaded import LoadedVoices, VoiceFiles, discover
 from voicegen import write_tiny_voice
 
 T = TypeVar("T")
@@ -66,21 +66,21 @@ def open_gate() -> Iterator[None]:
     GatedVoice.gate.set()  # no worker may be left waiting on it
 
 
-def catalog(folder: Path, budget: int | None, max_loaded: int = 4) -> VoiceCatalog:
+def catalog(folder: Path, budget: int | None, max_loaded: int = 4) -> LoadedVoices:
     files = {name: f for name, f in discover([folder]).items() if name in NAMES}
 
     def load(f: VoiceFiles, threads: int) -> Voice:
         return GatedVoice.load(f.name, f.model, f.config, threads)
 
     meter = FixedMeter()
-    return VoiceCatalog(files, 1, max_loaded, loader=load, memory_budget=budget, meter=meter)
+    return LoadedVoices(files, 1, max_loaded, loader=load, memory_budget=budget, meter=meter)
 
 
 def model_bytes(folder: Path) -> int:
     return (folder / "tiny-a.onnx").stat().st_size
 
 
-def learned(cat: VoiceCatalog, folder: Path) -> None:
+def learned(cat: LoadedVoices, folder: Path) -> None:
     """Estimates equal to measurements from here on (one session per tiny voice)."""
     cat.budget.session_bytes = SIZE - model_bytes(folder)
 
