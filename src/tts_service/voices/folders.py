@@ -22,6 +22,7 @@ from tts_service.voices.stamps import Stamp, file_stamp
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class FolderScan:
     voices: dict[str, VoiceFiles]

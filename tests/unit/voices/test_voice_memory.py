@@ -153,7 +153,7 @@ async def test_an_in_flight_request_keeps_its_voice_until_its_job_ends(voice_dir
     cat = catalog(voice_dir, int(2.5 * SIZE))
     learned(cat, voice_dir)
     service = TTSService(
-        Settings(default_voice="tiny-a", workers=1, solo_first_sentence=False), catalog=cat
+        Settings(default_voice="tiny-a", workers=1, solo_first_sentence=False), loaded=cat
     )
     service.scheduler.start()
     GatedVoice.gate.clear()
@@ -175,7 +175,7 @@ async def test_an_in_flight_request_keeps_its_voice_until_its_job_ends(voice_dir
 async def test_a_refused_request_releases_its_voice(voice_dir: Path) -> None:
     cat = catalog(voice_dir, None)
     service = TTSService(
-        Settings(default_voice="tiny-a", workers=1, solo_first_sentence=False), catalog=cat
+        Settings(default_voice="tiny-a", workers=1, solo_first_sentence=False), loaded=cat
     )
     service.scheduler.start()
     try:
