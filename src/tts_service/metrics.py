@@ -202,8 +202,7 @@ class ServiceCollector:
         yield info
 
     def _loaded_voices(self) -> float:
-        catalog = self.service.catalog
-        return float(sum(1 for name in catalog.names if catalog.is_loaded(name)))
+        return float(len(self.service.voices.loaded_names()))
 
 
 class MemoryCollector:
@@ -215,20 +214,20 @@ class MemoryCollector:
         self.service = service
 
     def collect(self) -> Iterator[Metric]:
-        catalog = self.service.catalog
+        library = self.service.voices
         voices = GaugeMetricFamily(
             "tts_voice_memory_bytes",
             "Memory a loaded voice takes (weights and sessions), measured when it loaded.",
             labels=["voice"],
         )
-        for name, voice in catalog.loaded_voices().items():
+        for name, voice in library.loaded_voices().items():
             voices.add_metric([name], float(voice.memory_bytes))
         yield voices
-        if catalog.budget.limit is not None:
+        if library.budget_bytes is not None:
             yield GaugeMetricFamily(
                 "tts_memory_budget_bytes",
                 "Most memory the loaded voices may take together (--memory-budget).",
-                value=float(catalog.budget.limit),
+                value=float(library.budget_bytes),
             )
         if self.service.ready_seconds is not None:
             yield GaugeMetricFamily(

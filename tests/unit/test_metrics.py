@@ -171,7 +171,7 @@ async def test_gauges_read_the_scheduler_at_scrape_time(
     service = SimpleNamespace(
         scheduler=scheduler,
         accepting=True,
-        catalog=SimpleNamespace(names=["a", "b"], is_loaded=lambda name: name == "a"),
+        voices=SimpleNamespace(loaded_names=lambda: ["a"]),
     )
     metrics.registry.register(ServiceCollector(service))  # type: ignore[arg-type]
     voice.hold()

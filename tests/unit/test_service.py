@@ -43,8 +43,8 @@ async def service(tiny_voices: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIt
 
 async def test_start_loads_the_default_voice(service: TTSService) -> None:
     assert service.ready and service.accepting
-    assert service.catalog.is_loaded("tiny-single")
-    assert not service.catalog.is_loaded("tiny-multi")
+    assert service.voices.loaded.is_loaded("tiny-single")
+    assert not service.voices.loaded.is_loaded("tiny-multi")
 
 
 async def test_submit_synthesizes_every_sentence(service: TTSService) -> None:

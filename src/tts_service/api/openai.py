@@ -446,12 +446,12 @@ async def list_voices(request: Request) -> dict[str, Any]:
     Open WebUI reads).
     """
     service = get_service(request)
-    await service.folders.rescan()  # a voice just copied in is listed
-    infos = service.catalog.infos()
+    listing = await service.voices.listing()  # a voice just copied in is listed
+    infos = listing.infos
     installed = [
         {"id": info.name, "name": info.name, "alias_of": None, **info.to_dict()} for info in infos
     ]
-    names = set(service.catalog.names)
+    names = set(listing.names)
     healthy = {info.name for info in infos}
     aliases = [
         {

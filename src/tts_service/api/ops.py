@@ -115,7 +115,7 @@ async def health(request: Request) -> JSONResponse:
     body: dict[str, Any] = {
         "status": status,
         "default_voice": service.settings.default_voice,
-        "loaded_voices": [n for n in service.catalog.names if service.catalog.is_loaded(n)],
+        "loaded_voices": service.voices.loaded_names(),
         "ready_seconds": service.ready_seconds,
         "memory": service.memory_report(),
         "pid": os.getpid(),
@@ -134,14 +134,13 @@ async def voices(request: Request) -> dict[str, Any]:
     A voice whose files are broken is listed too, with `available: false` and the `error`
     a request for it would get, so one bad file never hides the others."""
     service = get_service(request)
-    await service.folders.rescan()  # a voice just copied in is listed
-    catalog = service.catalog
-    infos = {info.name: info for info in catalog.infos()}
-    problems = catalog.problems()
+    listing = await service.voices.listing()  # a voice just copied in is listed
+    infos = {info.name: info for info in listing.infos}
+    problems = listing.problems
     listed: list[dict[str, Any]] = []
-    for name in catalog.names:
+    for name in listing.names:
         if name in infos:
-            voice = catalog.loaded(name)
+            voice = service.voices.loaded_voice(name)
             listed.append(
                 {
                     **infos[name].to_dict(),
@@ -159,5 +158,8 @@ async def voices(request: Request) -> dict[str, Any]:
             listed.append(
                 {"name": name, "loaded": False, "available": False, "error": problems[name]}
             )
-    memory = {"voices_bytes": catalog.memory_bytes, "budget_bytes": catalog.budget.limit}
+    memory = {
+        "voices_bytes": service.voices.memory_bytes,
+        "budget_bytes": service.voices.budget_bytes,
+    }
     return {"default": service.settings.default_voice, "voices": listed, "memory": memory}

@@ -48,29 +48,28 @@ class DownloadReport(BaseModel):
 
 def voice_extras(service: TTSService, name: str) -> dict[str, Any]:
     """What `/voices` adds to an installed voice from the catalog and its defaults."""
-    entry = service.published.current().get(name)
+    voices = service.voices
+    entry = voices.published_voice(name)
     extras: dict[str, Any] = {
         "aliases": list(entry.aliases) if entry is not None and entry.name == name else [],
         "language_name": entry.language.description if entry is not None else None,
     }
-    problem = service.defaults.problem(name)
+    problem = voices.defaults_problem(name)
     if problem is not None:
         extras.update(available=False, error=problem, loaded=False)
     else:
-        extras["defaults"] = service.defaults.for_voice(name).given()
+        extras["defaults"] = voices.defaults_for(name).given()
     return extras
 
 
 @router.get("/voices/catalog", response_model=None, responses={200: {"model": CatalogList}})
 async def catalog(request: Request) -> dict[str, Any]:
     """Every published voice that can be downloaded by name, and whether it is installed."""
-    service = get_service(request)
-    await service.folders.rescan()
-    installed = set(service.catalog.names)
+    listing = await get_service(request).voices.listing()
+    installed = set(listing.names)
     return {
         "voices": [
-            {**entry.to_dict(), "installed": entry.name in installed}
-            for entry in service.published.current()
+            {**entry.to_dict(), "installed": entry.name in installed} for entry in listing.published
         ]
     }
 
@@ -105,10 +104,10 @@ async def download(request: Request, name: str) -> dict[str, Any]:
     validate_voice_name(name)
     if not service.accepting:
         raise ShuttingDown("the server is shutting down and starts no download")
-    entry = service.published.current().get(name)
+    entry = service.voices.published_voice(name)
     if entry is None:
         raise VoiceNotFound(
             f"voice '{name}' is not in the voice catalog (GET /voices/catalog lists it)"
         )
-    result = await service.lookup.download(entry)
+    result = await service.voices.download(entry)
     return result.to_dict()

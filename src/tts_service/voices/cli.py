@@ -12,7 +12,7 @@ from tts_service.config import Settings
 from tts_service.errors import ServiceError, VoiceNotFound
 from tts_service.voices.downloads import Downloader, refresh_catalog
 from tts_service.voices.folders import scan
-from tts_service.voices.loaded import VoiceCatalog
+from tts_service.voices.loaded import LoadedVoices
 from tts_service.voices.progress import TextProgress
 from tts_service.voices.published import CATALOG_FILE_NAME, CatalogSource, CatalogVoice
 
@@ -60,8 +60,8 @@ def run_voices(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def list_installed(settings: Settings, as_json: bool) -> int:
-    catalog = VoiceCatalog(scan(settings.voice_folders).voices, 1, 1)
-    infos = catalog.infos()
+    installed = LoadedVoices(scan(settings.voice_folders).voices, 1, 1)
+    infos = installed.infos()
     if as_json:
         print(json.dumps([info.to_dict() for info in infos], indent=2))
         return 0

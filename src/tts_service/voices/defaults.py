@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
 from tts_service.errors import VoiceUnavailable
+from tts_service.voices.stamps import Stamp, file_stamp
 
 log = logging.getLogger(__name__)
 
@@ -71,21 +71,13 @@ def read_defaults(path: Path) -> VoiceDefaults:
         raise ValueError(f"has a bad value ({validation_problem(error)})") from None
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
-    try:
-        status = os.stat(path)
-    except OSError:
-        return None
-    return status.st_mtime_ns, status.st_size
-
-
 class DefaultsBook:
     """Every voice's defaults: its file (re-read when it changes) under the setting's."""
 
     def __init__(self, configured: dict[str, VoiceDefaults]) -> None:
         self._configured = configured
         self._files: dict[str, Path] = {}
-        self._read: dict[Path, tuple[tuple[int, int] | None, VoiceDefaults | str]] = {}
+        self._read: dict[Path, tuple[Stamp, VoiceDefaults | str]] = {}
 
     def use_files(self, files: dict[str, Path]) -> None:
         """The defaults files the last scan of the voice folders found, by voice name."""
@@ -107,7 +99,7 @@ class DefaultsBook:
         path = self._files.get(name)
         if path is None:
             return NO_DEFAULTS
-        stamp = _stamp(path)
+        stamp = file_stamp(path)
         cached = self._read.get(path)
         if cached is not None and cached[0] == stamp:
             return cached[1]

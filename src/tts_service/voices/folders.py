@@ -11,27 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tts_service.voices.defaults import DEFAULTS_SUFFIX, DefaultsBook
-from tts_service.voices.loaded import VoiceCatalog, VoiceFiles, discover
+from tts_service.voices.loaded import LoadedVoices, VoiceFiles, discover
+from tts_service.voices.stamps import Stamp, file_stamp
 
 log = logging.getLogger(__name__)
-
-Stamp = tuple[int, int, int] | None
-
-
-def _stamp(path: Path) -> Stamp:
-    """Changes when the file does (a copy rewrites it; a rename swaps the inode)."""
-    try:
-        status = os.stat(path)
-    except OSError:
-        return None
-    return status.st_mtime_ns, status.st_size, status.st_ino
 
 
 @dataclass(frozen=True)
@@ -60,7 +49,7 @@ def scan(folders: Iterable[Path]) -> FolderScan:
     Folders that do not exist are skipped (the caller reports them)."""
     existing = [folder for folder in folders if folder.is_dir()]
     voices = discover(existing)
-    stamps = {name: (_stamp(f.model), _stamp(f.config)) for name, f in voices.items()}
+    stamps = {name: (file_stamp(f.model), file_stamp(f.config)) for name, f in voices.items()}
     defaults: dict[str, Path] = {}
     for folder in existing:
         for path in sorted(folder.glob(f"*{DEFAULTS_SUFFIX}")):
@@ -69,7 +58,7 @@ def scan(folders: Iterable[Path]) -> FolderScan:
 
 
 class VoiceFolders:
-    """Keeps the voice catalog and the defaults book in step with the folders on disk."""
+    """Keeps the loaded voices and the defaults book in step with the folders on disk."""
 
     def __init__(self, folders: list[Path], interval: float, quiet: Iterable[Path] = ()) -> None:
         self.folders = folders
@@ -79,13 +68,13 @@ class VoiceFolders:
         self._warned: set[Path] = set()
         self.last = self._scan()
         self._scanned_at = time.monotonic()
-        self._catalog: VoiceCatalog | None = None
+        self._loaded: LoadedVoices | None = None
         self._defaults: DefaultsBook | None = None
         self._scanning: asyncio.Task[None] | None = None
         self.scans = 1
 
-    def bind(self, catalog: VoiceCatalog, defaults: DefaultsBook) -> None:
-        self._catalog, self._defaults = catalog, defaults
+    def bind(self, loaded: LoadedVoices, defaults: DefaultsBook) -> None:
+        self._loaded, self._defaults = loaded, defaults
         defaults.use_files(self.last.defaults)
 
     def _scan(self) -> FolderScan:
@@ -134,8 +123,8 @@ class VoiceFolders:
                 ", ".join(sorted(changed)) or "none",
                 ", ".join(sorted(removed)) or "none",
             )
-        if self._catalog is not None:
-            self._catalog.update(found.voices, changed)
+        if self._loaded is not None:
+            self._loaded.update(found.voices, changed)
         if self._defaults is not None:
             self._defaults.use_files(found.defaults)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -31,6 +30,7 @@ from tts_service.errors import (
     VoiceUnavailable,
 )
 from tts_service.voices.budget import LoadMeter, MemoryBudget, VoiceHolds, megabytes
+from tts_service.voices.stamps import Stamp, file_stamp
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ BUNDLED_VOICE = "en_US-joe-medium"
 # A voice adds its all-cores session after this long without synthesis.
 QUIET_SECONDS = 1.0
 
-# A voice name is looked up in the catalog, never joined into a path; the pattern only
+# A voice name is looked up among the installed voices, never joined into a path; the pattern only
 # keeps junk out of error messages and logs. Letters of any script: one published voice
 # is `pt_PT-tugão-medium`.
 _VOICE_NAME = re.compile(r"^[^\W_][\w.+-]{0,127}\Z")
@@ -118,28 +118,19 @@ def load_problem(error: Exception, files: VoiceFiles) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
-    """Changes when the file does: a cached description is re-read then."""
-    try:
-        status = os.stat(path)
-    except OSError:
-        return None
-    return status.st_mtime_ns, status.st_size
-
-
 def validate_voice_name(name: object) -> str:
     if not isinstance(name, str) or not _VOICE_NAME.match(name) or ".." in name:
         raise InvalidRequest("voice must be a plain voice name such as 'en_US-joe-medium'")
     return name
 
 
-class VoiceCatalog:
+class LoadedVoices:
     """Knows every installed voice; loads each on first use, off the event loop, once.
 
     At most `max_loaded` voices stay loaded, taking at most `memory_budget` bytes together
     (each voice's size is measured as it loads); the least recently used voice that no
     request is using is dropped to make room (requests still holding it finish with it,
-    then it is freed). A load runs as the catalog's own task, so a caller that gives up (a
+    then it is freed). A load runs as the cache's own task, so a caller that gives up (a
     client hanging up) never cancels it for the others. A voice's all-cores session (for
     solo first sentences) is added in the background once the voice can speak.
     """
@@ -179,7 +170,7 @@ class VoiceCatalog:
         self._reserved: dict[str, int] = {}  # estimated bytes of the loads under way
         self._background: set[asyncio.Task[None]] = set()
         # name -> (config file stamp, its description or the message saying why it has none)
-        self._described: dict[str, tuple[tuple[int, int] | None, VoiceInfo | str]] = {}
+        self._described: dict[str, tuple[Stamp, VoiceInfo | str]] = {}
         self.loads = 0  # how many times a model was actually loaded (tests watch this)
 
     @property
@@ -206,7 +197,7 @@ class VoiceCatalog:
 
     def _describe(self, name: str) -> VoiceInfo | str:
         files = self._files[name]
-        stamp = _stamp(files.config)
+        stamp = file_stamp(files.config)
         cached = self._described.get(name)
         if cached is not None and cached[0] == stamp:
             return cached[1]

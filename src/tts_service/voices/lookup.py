@@ -4,7 +4,7 @@ In order: an installed voice of that name; the same after a (rate-limited) resca
 voice folders; a published alias of an installed voice; a language alone (see
 `voice_names`); with `download_missing`, a published voice (or alias) downloaded now, the
 request waiting for it within its deadline while other requests are served. Anything else
-is a 404 that says how to get the voice when the catalog has it.
+is a 404 that says how to get the voice when the published list has it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from tts_service.engine.voice import Voice
 from tts_service.errors import DeadlineExceeded, VoiceNotFound
 from tts_service.voices.downloads import DownloadResult, VoiceDownloads
 from tts_service.voices.folders import VoiceFolders
-from tts_service.voices.loaded import VoiceCatalog, validate_voice_name
+from tts_service.voices.loaded import LoadedVoices, validate_voice_name
 from tts_service.voices.names import is_language, voice_for_language
 from tts_service.voices.published import CatalogSource, CatalogVoice
 
@@ -29,20 +29,20 @@ class VoiceLookup:
     def __init__(
         self,
         settings: Settings,
-        catalog: VoiceCatalog,
+        loaded: LoadedVoices,
         folders: VoiceFolders,
         published: CatalogSource,
         downloads: VoiceDownloads,
     ) -> None:
         self.settings = settings
-        self.catalog = catalog
+        self.loaded = loaded
         self.folders = folders
         self.published = published
         self.downloads = downloads
 
     def installed_name(self, requested: str) -> str | None:
         """The installed voice `requested` names, directly or as a published alias."""
-        names = self.catalog.names
+        names = self.loaded.names
         if requested in names:
             return requested
         entry = self.published.current().get(requested)
@@ -55,11 +55,11 @@ class VoiceLookup:
     ) -> tuple[Voice, float]:
         """The loaded voice for `requested`, and the seconds spent waiting for it to
         download (which count against the request's deadline). `hold`: the voice is not
-        evicted until `catalog.release(voice)`."""
+        evicted until `loaded.release(voice)`."""
         started = time.monotonic()
         name, downloaded = await self._name_for(requested, within)
         waited = time.monotonic() - started if downloaded else 0.0
-        voice = await (self.catalog.acquire(name) if hold else self.catalog.get(name))
+        voice = await (self.loaded.acquire(name) if hold else self.loaded.get(name))
         return voice, waited
 
     async def voice(self, requested: str, within: float | None = None) -> Voice:
@@ -77,19 +77,19 @@ class VoiceLookup:
         if found is not None:
             return found, False
         if is_language(requested):
-            name = voice_for_language(self.catalog.infos(), self.settings.default_voice, requested)
+            name = voice_for_language(self.loaded.infos(), self.settings.default_voice, requested)
             return name, False
         entry = self.published.current().get(requested)
         if entry is None:
             raise VoiceNotFound(
-                f"voice '{requested}' is not installed", available=self.catalog.names
+                f"voice '{requested}' is not installed", available=self.loaded.names
             )
         if not self.settings.download_missing:
             raise VoiceNotFound(
                 f"voice '{requested}' is not installed; it is in the voice catalog: "
                 f"download it with `tts-service voices download {entry.name}` or "
                 f"POST /voices/{entry.name}/download, or serve with --download-missing",
-                available=self.catalog.names,
+                available=self.loaded.names,
             )
         await self._download_within(entry, within)
         return entry.name, True
@@ -115,5 +115,5 @@ class VoiceLookup:
         if self.installed_name(entry.name) is None:  # e.g. shadowed by a broken scan
             raise VoiceNotFound(
                 f"voice '{entry.name}' was downloaded but is not in the voice folders",
-                available=self.catalog.names,
+                available=self.loaded.names,
             )

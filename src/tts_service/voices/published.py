@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tts_service.voices.stamps import Stamp, file_stamp
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +292,7 @@ class CatalogSource:
     def __init__(self, path: Path | None, download_dir: Path) -> None:
         self._explicit = path
         self._refreshed = download_dir / CATALOG_FILE_NAME
-        self._cached: tuple[tuple[Path, int, int], PiperCatalog] | None = None
+        self._cached: tuple[tuple[Path, Stamp], PiperCatalog] | None = None
 
     @property
     def path(self) -> Path:
@@ -301,11 +302,7 @@ class CatalogSource:
 
     def current(self) -> PiperCatalog:
         path = self.path
-        try:
-            status = os.stat(path)
-        except OSError:
-            status = None
-        stamp = (path, status.st_mtime_ns, status.st_size) if status else (path, 0, 0)
+        stamp = (path, file_stamp(path))
         if self._cached is not None and self._cached[0] == stamp:
             return self._cached[1]
         try:

@@ -60,7 +60,7 @@ async def samples(service: TTSService, request: SpeechRequest) -> int:
 
 
 def ids(service: TTSService, voice: str = "tiny-single") -> int:
-    return sum(len(s) for s in service.catalog._loaded[voice].phonemize(TEXT))
+    return sum(len(s) for s in service.voices.loaded._loaded[voice].phonemize(TEXT))
 
 
 # ---------------------------------------------------------------------- the files
@@ -113,7 +113,7 @@ async def test_a_defaults_file_slows_a_voice_and_a_request_overrides_it(
     plain = await samples(service, SpeechRequest(text=TEXT))
     assert plain == expected_num_samples(ids(service))
     (folder / "tiny-single.defaults.json").write_text(json.dumps({"length_scale": 2.0}))
-    await service.folders.rescan(force=True)
+    await service.voices.folders.rescan(force=True)
     slowed = await samples(service, SpeechRequest(text=TEXT))
     assert slowed == expected_num_samples(ids(service), 2.0) > plain
     own = await samples(service, SpeechRequest(text=TEXT, length_scale=1.0))
@@ -149,7 +149,7 @@ async def test_a_broken_defaults_file_makes_its_voice_unavailable_until_fixed(
 ) -> None:
     path = folder / "tiny-single.defaults.json"
     path.write_text('{"length_scale": "slow"}')
-    await service.folders.rescan(force=True)
+    await service.voices.folders.rescan(force=True)
     with pytest.raises(VoiceUnavailable) as refused:
         await service.submit(SpeechRequest(text=TEXT))
     assert "tiny-single.defaults.json" in refused.value.message

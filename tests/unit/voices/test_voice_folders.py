@@ -15,13 +15,13 @@ from tts_service.engine.voice import SynthesisOptions
 from tts_service.errors import VoiceNotFound
 from tts_service.voices.defaults import DefaultsBook
 from tts_service.voices.folders import VoiceFolders, scan
-from tts_service.voices.loaded import BUNDLED_VOICE, VoiceCatalog
+from tts_service.voices.loaded import BUNDLED_VOICE, LoadedVoices
 from voicegen import expected_num_samples, write_tiny_voice
 
 
-def watched(folder: Path, interval: float) -> tuple[VoiceFolders, VoiceCatalog]:
+def watched(folder: Path, interval: float) -> tuple[VoiceFolders, LoadedVoices]:
     folders = VoiceFolders([folder], interval)
-    catalog = VoiceCatalog(folders.last.voices, 1, 4)
+    catalog = LoadedVoices(folders.last.voices, 1, 4)
     folders.bind(catalog, DefaultsBook({}))
     return folders, catalog
 

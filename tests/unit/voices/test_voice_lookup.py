@@ -141,10 +141,10 @@ async def service(
 
 
 async def test_an_alias_and_a_language_name_installed_voices(service: TTSService) -> None:
-    assert (await service.lookup.voice("tiny-alias")).info.name == INSTALLED
-    assert (await service.lookup.voice("en_US")).info.name == "tiny-single"  # the default
+    assert (await service.voices.voice("tiny-alias")).info.name == INSTALLED
+    assert (await service.voices.voice("en_US")).info.name == "tiny-single"  # the default
     with pytest.raises(VoiceNotFound) as refused:
-        await service.lookup.voice("de")
+        await service.voices.voice("de")
     assert "no installed voice speaks 'de'" in refused.value.message
 
 
@@ -154,7 +154,7 @@ async def test_a_voice_copied_in_after_start_is_found_by_name(
     shutil.copy(layout[0] / "tiny-single.onnx", layout[0] / "late-comer.onnx")
     shutil.copy(layout[0] / "tiny-single.onnx.json", layout[0] / "late-comer.onnx.json")
     await asyncio.sleep(0.02)
-    assert (await service.lookup.voice("late-comer")).info.name == "late-comer"
+    assert (await service.voices.voice("late-comer")).info.name == "late-comer"
 
 
 async def test_a_published_voice_is_not_downloaded_unless_allowed(
@@ -165,9 +165,9 @@ async def test_a_published_voice_is_not_downloaded_unless_allowed(
     message = refused.value.message
     assert "in the voice catalog" in message and f"voices download {REMOTE}" in message
     with pytest.raises(VoiceNotFound, match=r"is not installed$"):
-        await service.lookup.voice("nobody-anywhere")
+        await service.voices.voice("nobody-anywhere")
     with pytest.raises(InvalidRequest):
-        await service.lookup.voice("../" + REMOTE)
+        await service.voices.voice("../" + REMOTE)
     assert sum(mirror.gets.values()) == 0
 
 
@@ -197,7 +197,7 @@ async def test_a_download_past_the_deadline_is_a_504_and_goes_on(
         with pytest.raises(DeadlineExceeded) as late:
             await service.submit(SpeechRequest(text="Hi.", voice=REMOTE, timeout=0.2))
         assert late.value.status == 504 and "still downloading" in late.value.message
-        assert service.downloads.running == [REMOTE]
+        assert service.voices.downloads.running == [REMOTE]
         gate.set()
         admitted = await service.submit(SpeechRequest(text="Hi.", voice=REMOTE))
         assert await service.scheduler.collect(admitted.job)
@@ -213,11 +213,11 @@ async def test_a_stale_folder_listing_never_hides_a_downloaded_voice(
     service = await started(layout, tmp_path, mirror, download_missing=True)
     try:
         results = await asyncio.gather(
-            service.folders.rescan(force=True),
-            service.lookup.voice(REMOTE),
-            service.folders.rescan(force=True),
+            service.voices.folders.rescan(force=True),
+            service.voices.voice(REMOTE),
+            service.voices.folders.rescan(force=True),
         )
-        assert results[1].info.name == REMOTE and REMOTE in service.catalog.names
+        assert results[1].info.name == REMOTE and REMOTE in service.voices.loaded.names
     finally:
         await service.stop()
 
@@ -229,7 +229,7 @@ async def test_a_missing_default_voice_is_downloaded_at_start(
         layout, tmp_path, mirror, download_missing=True, preload_voices=["remote-alias"]
     )
     try:
-        assert service.catalog.is_loaded(REMOTE)
+        assert service.voices.loaded.is_loaded(REMOTE)
     finally:
         await service.stop()
     with pytest.raises(VoiceNotFound, match="in the voice catalog"):

@@ -18,7 +18,7 @@ from tts_service.errors import ShuttingDown, VoiceMemoryFull, VoiceUnavailable
 from tts_service.scheduling.scheduler import Scheduler
 from tts_service.service import SpeechRequest, TTSService
 from tts_service.voices.budget import MB, LoadMeter, MemoryBudget, VoiceHolds
-from tts_service.voices.loaded import VoiceCatalog, VoiceFiles, discover
+from tts_service.voices.loaded import LoadedVoices, VoiceFiles, discover
 from voicegen import write_tiny_voice
 
 T = TypeVar("T")
@@ -66,21 +66,21 @@ def open_gate() -> Iterator[None]:
     GatedVoice.gate.set()  # no worker may be left waiting on it
 
 
-def catalog(folder: Path, budget: int | None, max_loaded: int = 4) -> VoiceCatalog:
+def catalog(folder: Path, budget: int | None, max_loaded: int = 4) -> LoadedVoices:
     files = {name: f for name, f in discover([folder]).items() if name in NAMES}
 
     def load(f: VoiceFiles, threads: int) -> Voice:
         return GatedVoice.load(f.name, f.model, f.config, threads)
 
     meter = FixedMeter()
-    return VoiceCatalog(files, 1, max_loaded, loader=load, memory_budget=budget, meter=meter)
+    return LoadedVoices(files, 1, max_loaded, loader=load, memory_budget=budget, meter=meter)
 
 
 def model_bytes(folder: Path) -> int:
     return (folder / "tiny-a.onnx").stat().st_size
 
 
-def learned(cat: VoiceCatalog, folder: Path) -> None:
+def learned(cat: LoadedVoices, folder: Path) -> None:
     """Estimates equal to measurements from here on (one session per tiny voice)."""
     cat.budget.session_bytes = SIZE - model_bytes(folder)
 
@@ -153,7 +153,7 @@ async def test_an_in_flight_request_keeps_its_voice_until_its_job_ends(voice_dir
     cat = catalog(voice_dir, int(2.5 * SIZE))
     learned(cat, voice_dir)
     service = TTSService(
-        Settings(default_voice="tiny-a", workers=1, solo_first_sentence=False), catalog=cat
+        Settings(default_voice="tiny-a", workers=1, solo_first_sentence=False), loaded=cat
     )
     service.scheduler.start()
     GatedVoice.gate.clear()
@@ -175,7 +175,7 @@ async def test_an_in_flight_request_keeps_its_voice_until_its_job_ends(voice_dir
 async def test_a_refused_request_releases_its_voice(voice_dir: Path) -> None:
     cat = catalog(voice_dir, None)
     service = TTSService(
-        Settings(default_voice="tiny-a", workers=1, solo_first_sentence=False), catalog=cat
+        Settings(default_voice="tiny-a", workers=1, solo_first_sentence=False), loaded=cat
     )
     service.scheduler.start()
     try:

@@ -19,7 +19,7 @@ from tts_service.errors import (
 )
 from tts_service.voices.loaded import (
     BUNDLED_VOICE,
-    VoiceCatalog,
+    LoadedVoices,
     VoiceFiles,
     bundled_voice,
     discover,
@@ -52,9 +52,9 @@ class CountingLoader:
         return Voice.load(files.name, files.model, files.config, threads)
 
 
-def catalog_for(folder: Path, max_loaded: int = 4) -> tuple[VoiceCatalog, CountingLoader]:
+def catalog_for(folder: Path, max_loaded: int = 4) -> tuple[LoadedVoices, CountingLoader]:
     loader = CountingLoader()
-    catalog = VoiceCatalog(discover([folder]), 1, max_loaded, loader=loader)
+    catalog = LoadedVoices(discover([folder]), 1, max_loaded, loader=loader)
     return catalog, loader
 
 
@@ -212,9 +212,9 @@ def tiny_voice(voice_dir: Path) -> Voice:
     return Voice.load(files.name, files.model, files.config, 1)
 
 
-def gated_catalog(voice_dir: Path, voice: Voice) -> tuple[VoiceCatalog, GatedLoader]:
+def gated_catalog(voice_dir: Path, voice: Voice) -> tuple[LoadedVoices, GatedLoader]:
     loader = GatedLoader(voice)
-    return VoiceCatalog(discover([voice_dir]), 1, 4, loader=loader), loader
+    return LoadedVoices(discover([voice_dir]), 1, 4, loader=loader), loader
 
 
 async def started_loading(loader: GatedLoader) -> None:
