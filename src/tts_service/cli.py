@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_ray_bench(settings, args)
         if args.command == "bench":
-            from tts_service.bench.harness import run_bench
+            from tts_service.bench.main import run_bench
 
             return run_bench(settings, args)
     except ServiceError as error:
