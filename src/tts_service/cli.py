@@ -188,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="only the concurrency sweep: throughput and first audio with N concurrent "
         "streams each, e.g. 1,8,32,128 (default targets fair:cpu,fair:cuda,fair:cuda+b8)",
     )
+    bench.add_argument(
+        "--latency",
+        action="store_true",
+        help="only the latency rows: a short request beside 1-32 long clients (HTTP and "
+        "Wyoming), first audio and one sentence after 3 s idle, against the default service",
+    )
     bench.add_argument("--workers", type=int)
     bench.add_argument("--threads-per-worker", type=int)
     bench.add_argument(

@@ -14,6 +14,8 @@ from tts_service.bench.errors import BenchError
 from tts_service.bench.servers import Server
 
 SYNTH_PATH = "/synthesize/binary"
+REFUSED = (429, 503)
+"""Admission's answers: the queue is full / the wait too long, or too many per client."""
 
 
 def bench_client(base_url: str, connections: int = 64) -> httpx.AsyncClient:
@@ -23,6 +25,19 @@ def bench_client(base_url: str, connections: int = 64) -> httpx.AsyncClient:
         timeout=httpx.Timeout(3600.0, connect=10.0),
         limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
         trust_env=False,  # loopback only: never through a proxy
+    )
+
+
+def bound_client(base_url: str, address: str) -> httpx.AsyncClient:
+    """A client whose sockets leave from `address` (a loopback address of its own), so the
+    server sees a client of its own. No TLS context: loading one takes ~40 ms of the loop,
+    and the bench speaks plain HTTP."""
+    transport = httpx.AsyncHTTPTransport(local_address=address, verify=False)
+    return httpx.AsyncClient(
+        base_url=base_url,
+        transport=transport,
+        timeout=httpx.Timeout(3600.0, connect=10.0),
+        trust_env=False,
     )
 
 

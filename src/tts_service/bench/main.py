@@ -28,6 +28,8 @@ from typing import Any
 from tts_service.bench.cpu import CpuMeter
 from tts_service.bench.encoding import measure_encoding
 from tts_service.bench.errors import BenchError
+from tts_service.bench.latency import latency_plan, latency_server, measure_latency
+from tts_service.bench.latency_report import LatencyReport, render_latency
 from tts_service.bench.memory import measure_memory, render_memory, sizing
 from tts_service.bench.phases import SERIAL, run_targets
 from tts_service.bench.progress import progress
@@ -106,6 +108,7 @@ def measure(settings: Settings, args: argparse.Namespace, targets: Sequence[Targ
     with running_servers(config, targets) as servers:
         meter.pids = [server.proc.pid for server in servers]
         results = asyncio.run(run_targets(workload, serial, servers, meter))
+    latency = _latency_phase(settings, args, serial, workload.stream_text)
     memory = _memory_phase(settings, args) if not getattr(args, "no_memory", False) else None
     meta["machine"]["loadavg_end"] = list(os.getloadavg())
     serial_result = results.pop(SERIAL)
@@ -121,7 +124,41 @@ def measure(settings: Settings, args: argparse.Namespace, targets: Sequence[Targ
         meta=meta,
         words=words,
         memory=memory[1] if memory is not None else "",
+        latency=latency,
     )
+
+
+def _latency_phase(
+    settings: Settings, args: argparse.Namespace, serial: SerialPiper, stream_text: str
+) -> LatencyReport:
+    """The latency rows, against a default service of their own."""
+    config, target = latency_server(settings, Path(args.output).parent)
+    plan = latency_plan(args.quick, stream_text)
+    return measure_latency(serial, config, target, plan, available_cores())
+
+
+def run_latency_only(settings: Settings, args: argparse.Namespace) -> int:
+    """`tts-service bench --latency`: only the latency rows, written to bench-latency.json."""
+    started = time.monotonic()
+    try:
+        cores = available_cores()
+        progress(f"serial Piper with {cores} onnxruntime threads")
+        serial = SerialPiper(_voice_files(settings), threads=cores)
+        report = _latency_phase(settings, args, serial, build_workload(args.quick).stream_text)
+    except BenchError as error:
+        print(f"tts-service bench --latency: {error}", file=sys.stderr)
+        return 1
+    report.meta.update(
+        command=" ".join(["tts-service", *sys.argv[1:]]),
+        quick=bool(args.quick),
+        bench_seconds=round(time.monotonic() - started, 1),
+    )
+    output = Path(args.output).with_name("bench-latency.json")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+    print(render_latency(report))
+    print(f"\n{cores} cores; {report.meta['bench_seconds']} s; wrote {output}")
+    return 0
 
 
 def _memory_phase(settings: Settings, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
@@ -138,6 +175,8 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     if getattr(args, "streams", None):
         return run_streams(settings, args)
+    if getattr(args, "latency", False):
+        return run_latency_only(settings, args)
     if getattr(args, "sizing", False):
         output = Path(args.output).parent
         output.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ from typing import Any
 
 from tts_service.bench.encoding import COMPRESSED_FORMATS
 from tts_service.bench.goals import Goal
+from tts_service.bench.latency_report import LatencyReport, render_latency
 from tts_service.bench.results import TargetResult
 from tts_service.bench.rounds import round_ratios
 from tts_service.bench.stats import ratio
@@ -36,6 +37,8 @@ class BenchReport:
     """What word timestamps add to synthesis."""
     memory: str = ""
     """The memory rows, rendered (memory.py); their figures are in meta["memory"]."""
+    latency: LatencyReport | None = None
+    """The latency rows, against a default service of their own."""
 
     def throughput_ratio(self, name: str) -> float | None:
         """Median of the per-round ratios: one round hit by an outside burst can't swing it."""
@@ -88,10 +91,11 @@ class BenchReport:
         ]
         words = self.words.ratio if self.words is not None else None
         checks.append(("word timestamps / synthesis", words, GOAL_WORDS))
-        return [
+        verdicts = [
             {"name": name, "value": value, "goal": goal.describe(), "verdict": goal.verdict(value)}
             for name, value, goal in checks
         ]
+        return verdicts + (self.latency.goals() if self.latency is not None else [])
 
     def to_dict(self) -> dict[str, Any]:
         policies = {
@@ -120,6 +124,7 @@ class BenchReport:
                 "formats": encode,
             },
             "word_timestamps": self.words.to_dict() if self.words is not None else None,
+            "latency": self.latency.to_dict() if self.latency is not None else None,
             "goals": self.goals(),
         }
 
@@ -256,6 +261,8 @@ def render(report: BenchReport) -> str:
             "voice as it is and with durations taking turns):",
             format_table(["", "time", "/ synthesis", "goal", ""], word_rows(report.words)),
         ]
+    if report.latency is not None:
+        parts.append(render_latency(report.latency))
     if report.memory:
         parts.append(report.memory)
     return "\n\n".join(parts)

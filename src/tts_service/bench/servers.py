@@ -31,6 +31,8 @@ class ServerConfig:
     log_dir: Path
     admission: tuple[str, ...] = ADMIT_ALL
     """Admission flags for every server; () leaves the server's own limits."""
+    wyoming: bool = False
+    """Every server also speaks Wyoming, on a free port of its own."""
 
     def log_path(self, target: Target) -> Path:
         return self.log_dir / f"server-{re.sub(r'[^A-Za-z0-9_@+.-]', '-', target.name)}.log"
@@ -42,6 +44,7 @@ class Server:
     url: str
     proc: subprocess.Popen[bytes]
     log_path: Path
+    wyoming_port: int | None = None
 
     @property
     def name(self) -> str:
@@ -55,7 +58,10 @@ def free_port() -> int:
         return port
 
 
-def serve_command(config: ServerConfig, target: Target, port: int) -> list[str]:
+def serve_command(
+    config: ServerConfig, target: Target, port: int, wyoming_port: int | None = None
+) -> list[str]:
+    wyoming = () if wyoming_port is None else ("--wyoming-uri", f"tcp://127.0.0.1:{wyoming_port}")
     return [
         sys.executable,
         "-m",
@@ -68,6 +74,7 @@ def serve_command(config: ServerConfig, target: Target, port: int) -> list[str]:
         *("--default-voice", config.default_voice),
         *[arg for folder in config.voices_dir for arg in ("--voices-dir", str(folder))],
         *config.admission,
+        *wyoming,
         *("--drain-seconds", "2", "--no-ui", "--log-level", "warning"),
     ]
 
@@ -84,10 +91,12 @@ def running_servers(config: ServerConfig, targets: Sequence[Target]) -> Iterator
             port = free_port()
             log_path = config.log_path(target)
             log = stack.enter_context(open(log_path, "wb"))
-            command = serve_command(config, target, port)
+            wyoming_port = free_port() if config.wyoming else None
+            command = serve_command(config, target, port, wyoming_port)
             proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
             stack.callback(stop_process, proc)
-            servers.append(Server(target, f"http://127.0.0.1:{port}", proc, log_path))
+            url = f"http://127.0.0.1:{port}"
+            servers.append(Server(target, url, proc, log_path, wyoming_port))
         for server in servers:
             _wait_ready(server)
         yield servers

@@ -37,7 +37,7 @@ from typing import Any
 
 import httpx
 
-from tts_service.bench.client import SYNTH_PATH, server_clients, wait_all_idle
+from tts_service.bench.client import REFUSED, SYNTH_PATH, server_clients, wait_all_idle
 from tts_service.bench.cpu import CpuMeter
 from tts_service.bench.errors import BenchError
 from tts_service.bench.progress import progress
@@ -51,8 +51,6 @@ from tts_service.config import Settings, available_cores
 
 STREAM_TARGETS = "fair:cpu,fair:cuda,fair:cuda+b8"
 MAX_STREAMS = 1024
-REFUSED = (429, 503)
-"""Admission's answers: the queue is full / the wait too long, or too many per client."""
 WAV_HEADER = 44
 
 
