@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from tts_service.bench.addresses import Addresses
 from tts_service.bench.client import bench_client, bound_client, first_byte, wait_idle
 from tts_service.bench.cpu import CpuMeter
@@ -82,35 +84,38 @@ async def _delayed(delay: float, clients: LatencyClients, address: str, text: st
 
 
 async def short_under_load(
-    clients: LatencyClients, control: Server, plan: LatencyPlan, n: int, addresses: Addresses
+    clients: LatencyClients,
+    health: httpx.AsyncClient,
+    plan: LatencyPlan,
+    n: int,
+    addresses: Addresses,
 ) -> ShortUnderLoad:
-    """`n` long clients busy, then the short requests; the long ones hung up after."""
-    async with bench_client(control.url) as health:
-        await wait_idle(health)
-        audio = [asyncio.Event() for _ in range(n)]
-        longs = [
-            asyncio.create_task(clients.long_client(address, plan.long_text, event))
-            for address, event in zip(addresses.take_many(n), audio, strict=True)
-        ]
-        try:
-            await _until_all_set(audio, longs)
-            offsets = arrival_offsets(plan.shorts, plan.shorts_within_s)
-            times = await asyncio.gather(
-                *(
-                    _delayed(delay, clients, address, plan.short_text)
-                    for delay, address in zip(
-                        offsets, addresses.take_many(plan.shorts), strict=True
-                    )
-                )
+    """`n` long clients busy, then the short requests; the long ones hung up after.
+    `health`: the bench's own client, for the server's idle state."""
+    await wait_idle(health)
+    audio = [asyncio.Event() for _ in range(n)]
+    longs = [
+        asyncio.create_task(clients.long_client(address, plan.long_text, event))
+        for address, event in zip(addresses.take_many(n), audio, strict=True)
+    ]
+    try:
+        await _until_all_set(audio, longs)
+        offsets = arrival_offsets(plan.shorts, plan.shorts_within_s)
+        shorts = addresses.take_many(plan.shorts)
+        times = await asyncio.gather(
+            *(
+                _delayed(delay, clients, address, plan.short_text)
+                for delay, address in zip(offsets, shorts, strict=True)
             )
-        finally:
-            for task in longs:
-                task.cancel()  # hanging up cancels their jobs on the server
-            results = await asyncio.gather(*longs, return_exceptions=True)
-        errors = [r for r in results if not isinstance(r, asyncio.CancelledError)]
-        if errors:
-            raise BenchError(f"a long {clients.name} client failed: {errors[0]!r}")
-        await wait_idle(health)
+        )
+    finally:
+        for task in longs:
+            task.cancel()  # hanging up cancels their jobs on the server
+        results = await asyncio.gather(*longs, return_exceptions=True)
+    errors = [r for r in results if not isinstance(r, asyncio.CancelledError)]
+    if errors:
+        raise BenchError(f"a long {clients.name} client failed: {errors[0]!r}")
+    await wait_idle(health)
     served = [t for t in times if t is not None]
     return ShortUnderLoad(n, served, refused=len(times) - len(served))
 
@@ -137,24 +142,23 @@ async def _until_all_set(
 
 
 async def _alone(
-    clients: LatencyClients, control: Server, plan: LatencyPlan, addresses: Addresses
+    clients: LatencyClients, health: httpx.AsyncClient, plan: LatencyPlan, addresses: Addresses
 ) -> float:
-    async with bench_client(control.url) as health:
-        await wait_idle(health)
+    await wait_idle(health)
     elapsed = await clients.short_request(addresses.take(), plan.short_text)
     if elapsed is None:
         raise BenchError(f"the idle server refused a short {clients.name} request")
     return elapsed
 
 
-async def _after_idle(control: Server, idle_s: float) -> None:
-    async with bench_client(control.url) as health:
-        await wait_idle(health)
+async def _after_idle(health: httpx.AsyncClient, idle_s: float) -> None:
+    await wait_idle(health)
     await asyncio.sleep(idle_s)
 
 
 async def _idle_rows(
     server: Server,
+    health: httpx.AsyncClient,
     serial: SerialPiper,
     plan: LatencyPlan,
     addresses: Addresses,
@@ -162,18 +166,18 @@ async def _idle_rows(
 ) -> None:
     """Piper and the service take turns; each service request after `idle_s` of nothing."""
     for _ in range(plan.idle_samples):
-        await _after_idle(server, 0)
+        await _after_idle(health, 0)
         report.piper_first_audio_s.append(
             await asyncio.to_thread(serial.first_audio, plan.stream_text)
         )
-        await _after_idle(server, plan.idle_s)
+        await _after_idle(health, plan.idle_s)
         async with bound_client(server.url, addresses.take()) as client:
             report.first_audio_s.append(await first_byte(client, plan.stream_text, "wav"))
-        await _after_idle(server, 0)  # the hung-up stream's sentences in flight finish
+        await _after_idle(health, 0)  # the hung-up stream's sentences in flight finish
         sent = time.perf_counter()
         await asyncio.to_thread(serial.synthesize_all, [plan.short_text])
         report.piper_sentence_s.append(time.perf_counter() - sent)
-        await _after_idle(server, plan.idle_s)
+        await _after_idle(health, plan.idle_s)
         elapsed = await HttpClients(server.url).short_request(addresses.take(), plan.short_text)
         if elapsed is None:
             raise BenchError("the idle server refused a one-sentence request")
@@ -189,20 +193,21 @@ async def run_latency(server: Server, serial: SerialPiper, plan: LatencyPlan) ->
         (clients, TransportLatency(clients.name))
         for clients in (HttpClients(server.url), WyomingClients(server.wyoming_port))
     ]
-    for clients, _ in transports:  # a session's first runs allocate: not measured
-        await _alone(clients, server, plan, addresses)
-    await asyncio.to_thread(serial.synthesize_all, [plan.short_text])
-    progress("latency: short requests alone")
-    for _ in range(plan.alone_samples):
-        for clients, figures in transports:
-            figures.alone_s.append(await _alone(clients, server, plan, addresses))
-    for n in plan.long_clients:
-        for clients, figures in transports:
-            progress(f"latency: short requests beside {n} long {clients.name} client(s)")
-            figures.loads[n] = await short_under_load(clients, server, plan, n, addresses)
-    progress(f"latency: first audio and one sentence after {plan.idle_s:g} s idle")
     report = LatencyReport([figures for _, figures in transports], plan.idle_s)
-    await _idle_rows(server, serial, plan, addresses, report)
+    async with bench_client(server.url) as health:
+        for clients, _ in transports:  # a session's first runs allocate: not measured
+            await _alone(clients, health, plan, addresses)
+        await asyncio.to_thread(serial.synthesize_all, [plan.short_text])
+        progress("latency: short requests alone")
+        for _ in range(plan.alone_samples):
+            for clients, figures in transports:
+                figures.alone_s.append(await _alone(clients, health, plan, addresses))
+        for n in plan.long_clients:
+            for clients, figures in transports:
+                progress(f"latency: short requests beside {n} long {clients.name} client(s)")
+                figures.loads[n] = await short_under_load(clients, health, plan, n, addresses)
+        progress(f"latency: first audio and one sentence after {plan.idle_s:g} s idle")
+        await _idle_rows(server, health, serial, plan, addresses, report)
     report.meta["addresses_used"] = addresses.taken
     return report
 
