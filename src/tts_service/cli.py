@@ -188,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="only the concurrency sweep: throughput and first audio with N concurrent "
         "streams each, e.g. 1,8,32,128 (default targets fair:cpu,fair:cuda,fair:cuda+b8)",
     )
+    bench.add_argument(
+        "--latency",
+        action="store_true",
+        help="only the latency rows: a short request beside 1-32 long clients (HTTP and "
+        "Wyoming), first audio and one sentence after 3 s idle, against the default service",
+    )
     bench.add_argument("--workers", type=int)
     bench.add_argument("--threads-per-worker", type=int)
     bench.add_argument(
@@ -240,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_ray_bench(settings, args)
         if args.command == "bench":
-            from tts_service.bench.harness import run_bench
+            from tts_service.bench.main import run_bench
 
             return run_bench(settings, args)
     except ServiceError as error:

@@ -29,24 +29,19 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from tts_service.bench.harness import (
-    BenchError,
-    Goal,
-    bench_client,
-    format_table,
-    free_port,
-    make_text,
-    progress,
-    stop_process,
-    synthesize,
-)
+import httpx
+
+from tts_service.bench.client import bench_client, synthesize
+from tts_service.bench.errors import BenchError
+from tts_service.bench.goals import Goal
+from tts_service.bench.progress import progress
+from tts_service.bench.servers import free_port, stop_process
+from tts_service.bench.table import format_table
+from tts_service.bench.texts import make_text
 from tts_service.memory import process_resident_bytes
 from tts_service.voices.loaded import VoiceFiles
-
-if TYPE_CHECKING:
-    import httpx
 
 MB = 2**20
 BURST_CLIENTS = 16

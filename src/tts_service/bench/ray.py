@@ -1,6 +1,6 @@
 """`tts-service bench --ray`: the Serve path against the direct server, on the same box.
 
-Two phases, each one run of rounds in rotating order (as `tts_service.bench.harness` does), both
+Two phases, each one run of rounds in rotating order (as the main bench does), both
 against the same direct server (`tts-service serve`, 2 workers x 1 thread):
 
 1. Serve with one replica of 2 CPUs (2 workers): what the proxy costs on one request (a
@@ -31,39 +31,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from tts_service.bench.harness import (
-    BenchError,
-    CpuSample,
-    Goal,
-    Sample,
-    ServerConfig,
-    Target,
-    Workload,
-    bench_client,
-    build_workload,
-    foreign_share,
-    format_percent,
-    format_ratio,
-    format_seconds,
-    format_table,
-    free_port,
-    machine_busy_seconds,
-    percentile,
-    progress,
-    ratio,
-    rotation,
-    running_servers,
-    stop_process,
-    synthesize,
-    throughput,
-    throughput_round,
-)
+import httpx
+
+from tts_service.bench.client import bench_client, synthesize
+from tts_service.bench.cpu import CpuSample, foreign_share, machine_busy_seconds
+from tts_service.bench.errors import BenchError
+from tts_service.bench.goals import Goal
+from tts_service.bench.loads import throughput_round
+from tts_service.bench.progress import progress
+from tts_service.bench.rounds import Sample, rotation, throughput
+from tts_service.bench.servers import ServerConfig, free_port, running_servers, stop_process
+from tts_service.bench.stats import percentile, ratio
+from tts_service.bench.table import format_percent, format_ratio, format_seconds, format_table
+from tts_service.bench.targets import Target
+from tts_service.bench.workload import Workload, build_workload
 from tts_service.config import Settings, available_cores
-
-if TYPE_CHECKING:
-    import httpx
 
 DIRECT = "direct"
 GOAL_OVERHEAD = Goal("<=", 1.10)  # Serve at most 10% slower than the direct server

@@ -33,41 +33,24 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from tts_service.bench.harness import (
-    SYNTH_PATH,
-    BenchError,
-    CpuMeter,
-    Sample,
-    Server,
-    ServerConfig,
-    Target,
-    format_percent,
-    format_ratio,
-    format_seconds,
-    format_table,
-    make_text,
-    parse_targets,
-    percentile_of,
-    progress,
-    ratio,
-    rotation,
-    round_ratios,
-    running_servers,
-    server_clients,
-    throughput,
-    wait_all_idle,
-)
+import httpx
+
+from tts_service.bench.client import REFUSED, SYNTH_PATH, server_clients, wait_all_idle
+from tts_service.bench.cpu import CpuMeter
+from tts_service.bench.errors import BenchError
+from tts_service.bench.progress import progress
+from tts_service.bench.rounds import Sample, rotation, round_ratios, throughput
+from tts_service.bench.servers import Server, ServerConfig, running_servers
+from tts_service.bench.stats import percentile_of, ratio
+from tts_service.bench.table import format_percent, format_ratio, format_seconds, format_table
+from tts_service.bench.targets import Target, parse_targets
+from tts_service.bench.texts import make_text
 from tts_service.config import Settings, available_cores
-
-if TYPE_CHECKING:
-    import httpx
 
 STREAM_TARGETS = "fair:cpu,fair:cuda,fair:cuda+b8"
 MAX_STREAMS = 1024
-REFUSED = (429, 503)
-"""Admission's answers: the queue is full / the wait too long, or too many per client."""
 WAV_HEADER = 44
 
 
@@ -298,8 +281,6 @@ def render_sweep(report: SweepReport) -> str:
 
 async def stream_text(client: httpx.AsyncClient, text: str) -> Stream:
     """Stream `text` as WAV to its end; the first body byte is the first sentence's audio."""
-    import httpx
-
     body = {"text": text, "stream": True, "format": "wav"}
     started = time.perf_counter()
     first: float | None = None

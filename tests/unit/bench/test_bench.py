@@ -10,31 +10,20 @@ from pathlib import Path
 
 import pytest
 
-from tts_service.bench.harness import (
+from tts_service.bench.cpu import CpuSample, foreign_share
+from tts_service.bench.errors import BenchError
+from tts_service.bench.goals import Goal
+from tts_service.bench.report import (
     GOAL_FIRST_AUDIO,
     GOAL_SHORT_P95,
     GOAL_THROUGHPUT,
-    BenchError,
     BenchReport,
-    CpuSample,
-    Goal,
-    Sample,
-    ServerConfig,
-    TargetResult,
-    build_workload,
-    foreign_share,
-    format_ratio,
-    format_table,
-    make_sentences,
-    parse_targets,
-    percentile,
-    ratio,
     render,
-    rotation,
-    round_ratios,
-    serve_command,
-    throughput,
 )
+from tts_service.bench.results import TargetResult
+from tts_service.bench.rounds import Sample, rotation, round_ratios, throughput
+from tts_service.bench.servers import ServerConfig, serve_command
+from tts_service.bench.stats import percentile, ratio
 from tts_service.bench.streams import (
     Cell,
     Stream,
@@ -43,7 +32,11 @@ from tts_service.bench.streams import (
     render_sweep,
     sweep_workload,
 )
+from tts_service.bench.table import format_ratio, format_table
+from tts_service.bench.targets import parse_targets
+from tts_service.bench.texts import make_sentences
 from tts_service.bench.words import WordCost, measure_word_cost
+from tts_service.bench.workload import build_workload
 from tts_service.voices.loaded import VoiceFiles
 from voicegen import write_tiny_voice
 

@@ -3,8 +3,8 @@ fleets compared through the direct server both phases share, and the goals' verd
 
 from __future__ import annotations
 
-from tts_service.bench.harness import Sample
 from tts_service.bench.ray import DIRECT, Figures, RayBenchReport, render
+from tts_service.bench.rounds import Sample
 
 
 def figures(single: float, audio_per_s: float, short: float) -> Figures:
