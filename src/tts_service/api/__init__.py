@@ -21,7 +21,7 @@ from tts_service.api.stall import StallGuardMiddleware
 from tts_service.config import Settings
 from tts_service.metrics import HttpMetricsMiddleware, Metrics, RouteLabels
 from tts_service.service import TTSService
-from tts_service.wyoming.handler import WyomingServer
+from tts_service.wyoming.server import WyomingServer
 from tts_service.wyoming.zeroconf import ZeroconfAnnouncer, announce
 
 
