@@ -12,7 +12,7 @@ default worker count follows it) and 4 workers, with 1, 2 and 4 medium voices lo
 (the bundled voice, linked under other names: each is read into memory of its own).
 
 Resident memory is read after the server has been idle long enough to return what it
-freed (it says so in /health: `memory.idle_trims`), so the figure is what it keeps.
+freed (it says so in /health: `memory.idle_settles`), so the figure is what it keeps.
 """
 
 from __future__ import annotations
@@ -211,7 +211,7 @@ async def settle(client: httpx.AsyncClient, trims_before: int) -> dict[str, Any]
 
     async def trimmed(c: httpx.AsyncClient) -> dict[str, Any] | None:
         figures: dict[str, Any] = (await _health(c))["memory"]
-        return figures if figures["idle_trims"] > trims_before else None
+        return figures if figures["idle_settles"] > trims_before else None
 
     found: dict[str, Any] = await _until(client, trimmed, "idle (no trim)")
     return found
@@ -239,7 +239,7 @@ async def soak(client: httpx.AsyncClient, requests: int, result: MemoryResult) -
     texts = [make_text(1 + n % 2, 800_000 + n) for n in range(requests)]
     done = 0
     for stop in (requests // 5, requests):
-        trims = (await _health(client))["memory"]["idle_trims"]
+        trims = (await _health(client))["memory"]["idle_settles"]
         while done < stop:
             batch = texts[done : min(stop, done + SOAK_CLIENTS)]
             await asyncio.gather(*(synthesize(client, text) for text in batch))
@@ -264,7 +264,7 @@ async def measure_service(
             await _until(client, _voices_settled, "settled (voices' sessions)")
             await settle(client, trims_before=0)
             result.rss_idle_mb = process_resident_bytes(proc.pid) / MB
-            trims = (await _health(client))["memory"]["idle_trims"]
+            trims = (await _health(client))["memory"]["idle_settles"]
             result.throughput = await run_bursts(client, bursts, voices or [spec.default_voice])
             figures = await settle(client, trims)
             result.rss_after_mb = process_resident_bytes(proc.pid) / MB

@@ -34,10 +34,8 @@ from tts_service.service.options import synthesis_options
 from tts_service.service.requests import Admitted, OpenStream, SpeechRequest
 from tts_service.text.clean import speakable
 from tts_service.voices.budget import LoadMeter
-from tts_service.voices.folders import VoiceFolders
 from tts_service.voices.library import VoiceLibrary
 from tts_service.voices.loaded import LoadedVoices
-from tts_service.voices.published import CatalogSource
 
 # Logged as the package, as before it was one: log filters keep their logger name.
 log = logging.getLogger(__package__)
@@ -92,20 +90,6 @@ class TTSService:
     def _activity(self) -> int:
         """Grows with every sentence and load: work that leaves freed memory behind."""
         return int(self.scheduler.totals["sentences"]) + self.voices.loads
-
-    # Read by wyoming/handler.py's `info` and a word-timing test until they ask `voices`:
-    # remove with their last use.
-    @property
-    def catalog(self) -> LoadedVoices:
-        return self.voices.loaded
-
-    @property
-    def folders(self) -> VoiceFolders:
-        return self.voices.folders
-
-    @property
-    def published(self) -> CatalogSource:
-        return self.voices.published
 
     async def start(self) -> None:
         log.info("voices run on the %s (%s)", self.device.active, self.device.reason)

@@ -12,12 +12,7 @@ from tts_service.wyoming.info import build_info
 async def service_info(service: TTSService) -> Info:
     """Installed voices (after a rescan, so a voice just copied in is offered), then, when
     missing voices are downloaded, the published ones not installed."""
-    await service.folders.rescan()
-    published = service.published.current()
-    installed = set(service.catalog.names)
-    downloadable = (
-        [entry for entry in published if entry.name not in installed]
-        if service.settings.download_missing
-        else []
-    )
-    return build_info(service.catalog.infos(), published, downloadable)
+    listing = await service.voices.listing()
+    published = listing.published
+    downloadable = listing.downloadable() if service.settings.download_missing else []
+    return build_info(listing.infos, published, downloadable)

@@ -335,7 +335,7 @@ async def test_a_long_text_is_phonemized_piece_by_piece_to_the_same_words(
 ) -> None:
     """Other requests may use the phonemizer between the pieces of a long text; the words
     come out as if it had been read at once."""
-    voice = await service.catalog.get("tiny-aligned")
+    voice = await service.voices.loaded.get("tiny-aligned")
     text = " ".join(f"Sentence {n} costs ${n}.50, said Dr. Smith." for n in range(120))
     assert len(list(pieces_with_offsets(text))) > 1
     sentences, plans = await service.phonemize_words(voice, text)
@@ -350,7 +350,7 @@ async def test_word_timestamps_off_loads_voices_as_they_are(tmp_path: Path) -> N
     service = TTSService(settings)
     await service.start()
     try:
-        assert not (await service.catalog.get("tiny-aligned")).word_timestamps
+        assert not (await service.voices.loaded.get("tiny-aligned")).word_timestamps
         with pytest.raises(WordTimestampsUnavailable):
             await service.submit(SpeechRequest(text="Hi.", timestamps=True))
     finally:
