@@ -45,6 +45,16 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--policy", choices=["fair", "round_robin", "fifo"])
     parser.add_argument(
+        "--express-lane",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a new request's short first sentence starts at once when every worker is busy "
+        "(default on)",
+    )
+    parser.add_argument(
+        "--worker-nice", type=int, help="how much lower the workers' CPU priority is (default 10)"
+    )
+    parser.add_argument(
         "--batch-size", type=int, help="sentences per model run, for GPUs (default 1: off)"
     )
     parser.add_argument(

@@ -215,6 +215,25 @@ class Settings(BaseSettings):
 
     # --- scheduling
     policy: Policy = "fair"
+    express_lane: bool = Field(
+        True,
+        description="When every worker is busy, a new request's short first sentence runs at "
+        "once on one more thread instead of waiting for a running sentence (fair policy, CPU, "
+        "no batching).",
+    )
+    express_max_ids: int = Field(
+        240,
+        ge=1,
+        le=10_000,
+        description="Phoneme ids of the longest first sentence the express lane takes.",
+    )
+    worker_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="How much lower the synthesis workers' CPU priority is than the event "
+        "loop's, the phonemizer's and the express lane's (0: the same).",
+    )
     batch_size: int = Field(
         1,
         ge=1,

@@ -82,9 +82,15 @@ class VoiceSpeeds:
         self._voices.setdefault(voice, SpeedEstimate()).learn(ids, seconds)
 
 
-def ids_ahead(jobs: Iterable[QueuedWork], priority: int, policy: SchedulingPolicy) -> int:
-    """Phoneme ids the policy runs before the first sentence of a new request."""
-    return sum(policy.ids_ahead(job, priority) for job in jobs)
+def ids_ahead(
+    jobs: Iterable[QueuedWork],
+    priority: int,
+    policy: SchedulingPolicy,
+    sentences: float = math.inf,
+) -> int:
+    """Phoneme ids the policy runs before the first sentence of a new request of
+    `sentences` sentences (inf: unknown)."""
+    return sum(policy.ids_ahead(job, priority, sentences) for job in jobs)
 
 
 def predicted_wait(
@@ -93,11 +99,12 @@ def predicted_wait(
     policy: SchedulingPolicy,
     workers: int,
     speed_of: Callable[[Job], SpeedEstimate],
+    sentences: float = math.inf,
 ) -> float:
-    """Seconds until a request submitted now would start, by the estimate: each request's
-    work ahead at its own voice's speed (a small voice is many times faster than a large
-    one), shared by the workers."""
-    seconds = sum(speed_of(job).seconds(policy.ids_ahead(job, priority)) for job in jobs)
+    """Seconds until a request of `sentences` sentences submitted now would start, by the
+    estimate: each request's work ahead at its own voice's speed (a small voice is many
+    times faster than a large one), shared by the workers."""
+    seconds = sum(speed_of(job).seconds(policy.ids_ahead(job, priority, sentences)) for job in jobs)
     return seconds / max(1, workers)
 
 

@@ -6,8 +6,10 @@ says may run one now; `ids_ahead` counts the phoneme ids it would run before a n
 request's first sentence (admission predicts the wait from it). What else differs by
 policy is a property here too; the scheduler never asks a policy's name.
 
-- `fair`: the higher priority class; then the least served client (clients.py), then its
-  least served request; ties to the one closest to done, then to arrival.
+- `fair`: the higher priority class; then the client with the least attained service
+  (clients.py: a newcomer has none, so it goes first), ties to the one with the least work
+  left; then that client's least served request, ties to the one closest to done, then
+  to arrival. Its newcomers may take the express lane (`express`).
 - `round_robin`: the higher priority class; then one sentence per request in turn.
 - `fifo`: the one-lock design kept for comparison: the oldest request alone, one sentence
   at a time on the whole server; it never batches and never runs a solo first sentence.
@@ -39,6 +41,8 @@ class QueuedWork(Protocol):
     def next_dispatch(self) -> int: ...
     @property
     def in_flight(self) -> int: ...
+    @property
+    def closed(self) -> bool: ...
 
     def pending_sentences(self) -> int: ...
 
@@ -53,6 +57,9 @@ class SchedulingPolicy(abc.ABC):
     """A request's first sentence on an idle server may run alone on every core."""
     one_at_a_time: ClassVar[bool] = False
     """Nothing is picked while any sentence is being synthesized."""
+    express: ClassVar[bool] = False
+    """A newcomer's short first sentence may take the express lane (workers.py) when
+    every worker is busy: only for a policy that puts newcomers first."""
 
     @abc.abstractmethod
     def pick(
@@ -67,19 +74,23 @@ class SchedulingPolicy(abc.ABC):
         jobs it accepts too: a batch's companions are the sentences the policy would run
         next that may share the batch's run."""
 
-    def ids_ahead(self, job: QueuedWork, priority: int) -> int:
+    def ids_ahead(self, job: QueuedWork, priority: int, sentences: float = math.inf) -> int:
         """Phoneme ids of `job` this policy runs before the first sentence of a new request
-        of `priority`. Sentences being synthesized now count in full."""
+        of `priority` with `sentences` sentences (inf: unknown, an open stream). Sentences
+        being synthesized now count in full."""
         pending = job.sentences[job.next_dispatch :]
         running = job.sentences[max(0, job.next_dispatch - job.in_flight) : job.next_dispatch]
         total = sum(len(ids) for ids in running)
         if not pending:
             return total
-        return total + self._pending_ahead(job, pending, priority)
+        return total + self._pending_ahead(job, pending, priority, sentences)
 
     @abc.abstractmethod
-    def _pending_ahead(self, job: QueuedWork, pending: list[list[int]], priority: int) -> int:
-        """Of the job's `pending` sentences (at least one), the ids run before a newcomer."""
+    def _pending_ahead(
+        self, job: QueuedWork, pending: list[list[int]], priority: int, sentences: float
+    ) -> int:
+        """Of the job's `pending` sentences (at least one), the ids run before a newcomer
+        of `sentences` sentences."""
 
 
 class _ByPriority(SchedulingPolicy):
@@ -102,22 +113,26 @@ class _ByPriority(SchedulingPolicy):
     def _choose(self, candidates: list[Job], priority: int, clients: ClientShares) -> Job:
         """One of `candidates` (at least one, all of `priority`)."""
 
-    def _pending_ahead(self, job: QueuedWork, pending: list[list[int]], priority: int) -> int:
+    def _pending_ahead(
+        self, job: QueuedWork, pending: list[list[int]], priority: int, sentences: float
+    ) -> int:
         if job.priority < priority:  # a higher class runs to its end first
             return sum(len(ids) for ids in pending)
-        if job.priority == priority and self._next_goes_first(job):
+        if job.priority == priority and self._next_goes_first(job, sentences):
             return len(pending[0])
         return 0
 
     @abc.abstractmethod
-    def _next_goes_first(self, job: QueuedWork) -> bool:
-        """Whether, in the newcomer's own class, the job's next sentence runs before it."""
+    def _next_goes_first(self, job: QueuedWork, sentences: float) -> bool:
+        """Whether, in the newcomer's own class, the job's next sentence runs before a
+        newcomer of `sentences` sentences."""
 
 
 class Fair(_ByPriority):
     """Least attained service: between clients first, then between that client's requests."""
 
     name = "fair"
+    express = True
 
     def _choose(self, candidates: list[Job], priority: int, clients: ClientShares) -> Job:
         # Between clients first: the least served client's requests only (see clients.py).
@@ -125,7 +140,11 @@ class Fair(_ByPriority):
         # request arriving just after several long ones need not wait for all their
         # first sentences), then arrival. An open job's length is unknown.
         if len(clients) > 1:
-            client = clients.least_served(dict.fromkeys(job.client for job in candidates))
+            left: dict[str, float] = {}  # each client's least work left, in sentences
+            for job in candidates:
+                work = job.pending_sentences() if job.closed else math.inf
+                left[job.client] = min(left.get(job.client, math.inf), work)
+            client = clients.least_served(left, left.__getitem__)
             candidates = [job for job in candidates if job.client == client]
         return min(
             candidates,
@@ -136,9 +155,11 @@ class Fair(_ByPriority):
             ),
         )
 
-    def _next_goes_first(self, job: QueuedWork) -> bool:
-        # A newcomer has been served nothing: only requests served nothing either go first.
-        return job.next_dispatch == 0
+    def _next_goes_first(self, job: QueuedWork, sentences: float) -> bool:
+        # A newcomer has been served nothing: only requests served nothing either go first,
+        # and of those only the ones with no more work left (ties go to arrival).
+        left = job.pending_sentences() if job.closed else math.inf
+        return job.next_dispatch == 0 and left <= sentences
 
 
 class RoundRobin(_ByPriority):
@@ -157,7 +178,7 @@ class RoundRobin(_ByPriority):
         self._cursor[priority] = chosen.seq
         return chosen
 
-    def _next_goes_first(self, job: QueuedWork) -> bool:
+    def _next_goes_first(self, job: QueuedWork, sentences: float) -> bool:
         return True  # every request's turn comes once before the newcomer's
 
 
@@ -181,7 +202,9 @@ class Fifo(SchedulingPolicy):
         oldest = jobs[0]
         return oldest if eligible(oldest) and (accept is None or accept(oldest)) else None
 
-    def _pending_ahead(self, job: QueuedWork, pending: list[list[int]], priority: int) -> int:
+    def _pending_ahead(
+        self, job: QueuedWork, pending: list[list[int]], priority: int, sentences: float
+    ) -> int:
         return sum(len(ids) for ids in pending)  # every earlier request runs to its end
 
 

@@ -1,12 +1,13 @@
 """The heart of the service: sentence-level dispatch of synthesis to a fixed pool of worker
 threads, under one lock that owns every job's state.
 
-The unit of work is one sentence. Each worker repeatedly asks the policy (policies.py)
-which admitted request should get the CPU next, synthesizes one sentence of it outside
-the lock (runs.py), and hands the audio back to the request's asyncio queue in sentence
-order. A short request therefore waits for at most one sentence of each longer one,
-never for their whole text. Who may enter is admission.py; the queue deadline and the
-stall reaper are watchdog.py; the figures are stats.py.
+The unit of work is one sentence. Each worker (workers.py) repeatedly asks the policy
+(policies.py) which admitted request should get the CPU next, synthesizes one sentence of
+it outside the lock (runs.py), and the scheduler hands the audio back to the request's
+asyncio queue in sentence order. A newcomer's first sentence goes first, and waits for a
+worker at most as long as the express lane takes to start it (workers.py). Who may enter
+is admission.py; the queue deadline and the stall reaper are watchdog.py; the figures are
+stats.py.
 
 With batching on (`BatchRule.size` > 1, for GPUs), a worker takes the policy's pick and
 then, in the policy's own order, the next ready sentences that may share its model run
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -37,20 +39,18 @@ from tts_service.errors import (
     SynthesisFailed,
     TextTooLong,
 )
-from tts_service.scheduling import admission, runs
-from tts_service.scheduling.batching import Batch, BatchRule
+from tts_service.scheduling import admission
+from tts_service.scheduling.batching import BatchRule
 from tts_service.scheduling.dispatch import Dispatch
-from tts_service.scheduling.jobs import END, Chunk, Claim, Job, JobState, Priority
+from tts_service.scheduling.jobs import END, Chunk, Job, JobState, Priority
 from tts_service.scheduling.observer import SafeObserver, SchedulerObserver
 from tts_service.scheduling.policies import SchedulingPolicy, create_policy
 from tts_service.scheduling.stats import Figures
 from tts_service.scheduling.synthesizer import Synthesizer
 from tts_service.scheduling.watchdog import Watchdog
+from tts_service.scheduling.workers import WORKER_NICE, ExpressRule, WorkerPool
 
 log = logging.getLogger(__name__)
-
-_DROPPED = SentenceAudio(b"")
-"""What a claimed sentence of a request that ended before it ran settles with."""
 
 
 class Scheduler:
@@ -68,6 +68,8 @@ class Scheduler:
         max_client_requests: int | None = None,
         stall_timeout: float | None = None,
         batch: BatchRule | None = None,
+        express: ExpressRule | None = None,
+        worker_nice: int = WORKER_NICE,
     ) -> None:
         self.policy = create_policy(policy) if isinstance(policy, str) else policy
         self.batch = batch if batch is not None and self.policy.batches else BatchRule()
@@ -84,7 +86,9 @@ class Scheduler:
         self._stopping = False
         self.draining = False
         self._ids = itertools.count(1)
-        self._busy = 0
+        self.pool = WorkerPool(
+            self, self._dispatch, workers, self.batch, express or ExpressRule(), worker_nice
+        )
         self._speeds = admission.VoiceSpeeds()
         self.figures = Figures()
         self.watchdog = Watchdog(self._cond, lambda: list(self._jobs), self._end, stall_timeout)
@@ -114,10 +118,7 @@ class Scheduler:
         return self._stopping
 
     def start(self) -> None:
-        for n in range(self.workers):
-            thread = threading.Thread(target=self._work, name=f"tts-worker-{n}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self.pool.start()
         if (reaper := self.watchdog.start()) is not None:
             self._threads.append(reaper)
 
@@ -129,12 +130,12 @@ class Scheduler:
     @property
     def working(self) -> bool:
         """A request is admitted or a sentence still runs (a cancelled one's may)."""
-        return not self._idle.is_set() or self._busy > 0
+        return not self._idle.is_set() or self.pool.working
 
     @property
     def live_workers(self) -> int:
         """Worker threads alive (a worker survives any error; tests check this)."""
-        return sum(t.is_alive() for t in self._threads if t.name.startswith("tts-worker"))
+        return self.pool.live_workers
 
     def stop(self) -> None:
         """Stop the workers; unfinished jobs fail with ShuttingDown."""
@@ -142,8 +143,9 @@ class Scheduler:
         with self._cond:
             self._stopping = True
             for job in list(self._jobs):
-                self._fail(job, ShuttingDown("the server stopped before this request finished"))
+                self.fail(job, ShuttingDown("the server stopped before this request finished"))
             self._cond.notify_all()
+        self.pool.join(timeout=10)
         for thread in self._threads:
             thread.join(timeout=10)
         self._threads.clear()
@@ -159,7 +161,7 @@ class Scheduler:
         with self._cond:
             left = list(self._jobs)
             for job in left:
-                self._fail(job, ShuttingDown("the server shut down before this request finished"))
+                self.fail(job, ShuttingDown("the server shut down before this request finished"))
         return len(left)
 
     # ---------------------------------------------------------------- admission
@@ -226,7 +228,9 @@ class Scheduler:
             sentences=len(job.sentences),
             client_requests=self._dispatch.clients.requests(job.client),
             timeout=job.timeout,
-            wait=lambda: self._predicted_wait(job.priority),
+            wait=lambda: self._predicted_wait(
+                job.priority, len(job.sentences) if job.closed else math.inf
+            ),
             backlog_retry=self._retry_after,
         )
         if refused is not None:
@@ -234,9 +238,15 @@ class Scheduler:
             self._safe.rejected(refused.reason)
             raise refused.error
 
-    def _predicted_wait(self, priority: Priority) -> float:
+    def _predicted_wait(self, priority: Priority, sentences: float = math.inf) -> float:
+        """Before a new request of `sentences` sentences would start (inf: an open one)."""
         return admission.predicted_wait(
-            self._jobs, priority, self.policy, self.workers, lambda job: self.speed_of(job.voice)
+            self._jobs,
+            priority,
+            self.policy,
+            self.workers,
+            lambda job: self.speed_of(job.voice),
+            sentences,
         )
 
     @property
@@ -267,7 +277,7 @@ class Scheduler:
             queued = self._dispatch.queued_sentences()
             if queued + len(sentences) > self.limits.max_queued_sentences:
                 message = "the server is busy (too many sentences queued); retry later"
-                self._fail(job, Overloaded(message, retry_after=self._retry_after()))
+                self.fail(job, Overloaded(message, retry_after=self._retry_after()))
                 return
             had_none = not job.sentences
             job.sentences.extend(sentences)
@@ -317,90 +327,17 @@ class Scheduler:
     async def collect(self, job: Job) -> bytes:
         return b"".join([chunk.pcm async for chunk in self.stream(job)])
 
-    # ---------------------------------------------------------------- dispatch
+    # ---------------------------------------------------------------- results
 
-    def _work(self) -> None:
-        while True:
-            with self._cond:
-                job = self._dispatch.pick()
-                while job is None and not self._stopping:
-                    self._cond.wait()
-                    job = self._dispatch.pick()
-                if self._stopping or job is None:
-                    return
-                self._busy += 1
-                index = self._dispatch.claim(job)
-                solo = self._dispatch.solo_running = self._dispatch.can_run_solo(job, index)
-                claims = [(job, index)] if solo else self._fill_batch(job, index)
-            try:
-                if len(claims) > 1:
-                    self._run_batch(claims)
-                elif claims:
-                    self._run(*claims[0], solo)
-            except Exception as exc:  # never lose a worker: fail only the jobs at hand
-                log.exception("worker error on request %s sentence %d", job.id, index)
-                with self._cond:
-                    for claimed, _ in claims:
-                        self._fail(claimed, SynthesisFailed(f"internal error: {exc}"))
+    @property
+    def lock(self) -> threading.Condition:
+        """The one lock that owns every job's state (the workers take it too)."""
+        return self._cond
 
-    def _fill_batch(self, job: Job, index: int) -> list[Claim]:
-        """Under the lock: the claimed sentence and the companions that share its run (see
-        `Dispatch.fill`); nothing when every claimed request ended while it waited."""
-        batch = Batch.open(self.batch, job, index)
-        if batch is None:
-            return [(job, index)]
-        claims = self._dispatch.fill(batch, self._cond.wait, lambda: self._stopping)
-        if not claims:
-            self._busy -= 1
-        return claims
+    def batched(self, size: int) -> None:
+        self._safe.batched(size)
 
-    def _run(self, job: Job, index: int, solo: bool) -> None:
-        """Synthesize one sentence outside the lock, then hand it over under it."""
-        result, elapsed = runs.synthesize_one(job, index, solo)
-        with self._cond:
-            self._busy -= 1
-            if solo:
-                self._dispatch.solo_running = False
-                self.figures.solo_sentences += 1
-            if self.batch.enabled:
-                self._safe.batched(1)
-            # The all-cores session is faster than what admission plans for.
-            self._settle(job, index, result, elapsed, learn=not solo)
-
-    def _run_batch(self, claims: list[Claim]) -> None:
-        """Several sentences in one model run outside the lock, then each handed over as if
-        it had run alone. If the batch fails, each sentence runs again alone, so a sentence
-        fails only its own request, and only if it fails by itself too."""
-        ran = runs.synthesize_together(claims)
-        if ran is None:
-            self._run_singly(claims)
-            return
-        audios, elapsed = ran
-        ids = [len(job.sentences[index]) for job, index in claims]
-        with self._cond:
-            self._busy -= 1
-            self.figures.batches += 1
-            self.figures.batched_sentences += len(claims)
-            self._safe.batched(len(claims))
-            # Admission plans in worker-seconds per phoneme id: the batch's, as a whole.
-            self.learn_speed(claims[0][0].voice, sum(ids), elapsed)
-            for (job, index), audio, count in zip(claims, audios, ids, strict=True):
-                self._settle(job, index, audio, elapsed * count / sum(ids), learn=False)
-
-    def _run_singly(self, claims: list[Claim]) -> None:
-        for job, index in claims:
-            with self._cond:
-                if job.finished:
-                    self._settle(job, index, _DROPPED, 0.0, learn=False)
-                    continue
-            result, elapsed = runs.synthesize_one(job, index, solo=False)
-            with self._cond:
-                self._safe.batched(1)
-                self._settle(job, index, result, elapsed, learn=True)
-        with self._cond:
-            self._busy -= 1
-
-    def _settle(
+    def settle(
         self, job: Job, index: int, result: SentenceAudio | Exception, elapsed: float, learn: bool
     ) -> None:
         """Under the lock: a claimed sentence is done; hand it to its request in order."""
@@ -410,14 +347,14 @@ class Scheduler:
             job.call_done()
             return
         if isinstance(result, Exception):
-            self._fail(job, SynthesisFailed(f"synthesis failed: {result}"))
+            self.fail(job, SynthesisFailed(f"synthesis failed: {result}"))
             return
         if learn:
             self.learn_speed(job.voice, len(job.sentences[index]), elapsed)
         self.totals["sentences"] += 1
         if not job.keep(index, result, elapsed):
             limit = (job.max_samples or 0) / job.voice.sample_rate
-            self._fail(job, AudioTooLong(audio_limit_message(limit), param="text"))
+            self.fail(job, AudioTooLong(audio_limit_message(limit), param="text"))
             return
         self._safe.sentence_done(elapsed, len(result.pcm) / 2 / job.voice.sample_rate)
         self._emit_ready(job)
@@ -440,7 +377,7 @@ class Scheduler:
         if job.closed and not job.finished and job.next_emit >= len(job.sentences):
             self._end(job, JobState.DONE, None, "completed")
 
-    def _fail(self, job: Job, error: ServiceError) -> None:
+    def fail(self, job: Job, error: ServiceError) -> None:
         if not job.finished:
             self._end(job, JobState.FAILED, error, "failed")
 
@@ -471,7 +408,7 @@ class Scheduler:
             return {
                 "policy": self.policy.name,
                 "workers": self.workers,
-                "busy_workers": self._busy,
+                "busy_workers": self.pool.busy,
                 "queued_requests": queued,
                 "active_requests": len(self._jobs) - queued,
                 "queued_sentences": self._dispatch.queued_sentences(),
@@ -484,6 +421,8 @@ class Scheduler:
                 "draining": self.draining,
                 "solo_first_sentence": self.solo_first,
                 "solo_sentences": figures.solo_sentences,
+                "express_lane": self.pool.express_lane,
+                "express_sentences": figures.express_sentences,
                 "batch_size": self.batch.size,
                 "batch_wait_ms": round(self.batch.wait * 1000, 3),
                 "batches": figures.batches,

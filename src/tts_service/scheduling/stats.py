@@ -50,6 +50,8 @@ class Figures:
     first_audio: Window = field(default_factory=Window)
     solo_sentences: int = 0
     """Sentences that ran on a voice's all-cores session."""
+    express_sentences: int = 0
+    """First sentences that ran on the express lane while every worker was busy."""
     batches: int = 0
     """Model runs of more than one sentence."""
     batched_sentences: int = 0

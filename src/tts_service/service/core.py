@@ -23,6 +23,7 @@ from tts_service.scheduling.admission import retry_after
 from tts_service.scheduling.jobs import Job, Priority
 from tts_service.scheduling.observer import SchedulerObserver
 from tts_service.scheduling.scheduler import Scheduler
+from tts_service.scheduling.workers import ExpressRule
 from tts_service.service.checks import (
     check_audio_length,
     check_text,
@@ -75,6 +76,11 @@ class TTSService:
             max_client_requests=settings.max_client_requests,
             stall_timeout=settings.stall_timeout,
             batch=settings.batch_rule,
+            # The express lane shares the CPU; a GPU runs one model at a time anyway.
+            express=ExpressRule(
+                settings.express_lane and self.device.active == "cpu", settings.express_max_ids
+            ),
+            worker_nice=settings.worker_nice,
         )
         # espeak-ng is process-global behind Piper's lock: one thread is all it can use.
         self._phonemizer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="phonemizer")

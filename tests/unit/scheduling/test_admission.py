@@ -25,6 +25,7 @@ class Work:
     next_dispatch: int = 0
     in_flight: int = 0
     extra: list[int] = field(default_factory=list)
+    closed: bool = True
 
     def pending_sentences(self) -> int:
         return len(self.sentences) - self.next_dispatch
@@ -51,6 +52,18 @@ def test_round_robin_counts_one_sentence_of_every_request() -> None:
 def test_fifo_counts_everything_before() -> None:
     jobs = [Work(ids(5, 50)), Work(ids(7, 70), next_dispatch=1)]
     assert ids_ahead(jobs, priority=1, policy=Fifo()) == 55 + 70
+
+
+def test_fair_counts_only_unstarted_requests_with_no_more_work_than_the_newcomer() -> None:
+    jobs = [
+        Work(ids(10, 20), next_dispatch=1, in_flight=1),  # running: its 10 count
+        Work(ids(5)),  # one sentence, like the newcomer: earlier, so first
+        Work(ids(7, 7, 7)),  # more work left than a one-sentence newcomer: after it
+        Work(ids(9), closed=False),  # open: its length is unknown, so after it
+    ]
+    assert ids_ahead(jobs, priority=1, policy=Fair(), sentences=1) == 10 + 5
+    assert ids_ahead(jobs, priority=1, policy=Fair(), sentences=3) == 10 + 5 + 7
+    assert ids_ahead(jobs, priority=1, policy=Fair()) == 10 + 5 + 7 + 9  # size unknown
 
 
 def test_higher_priorities_count_in_full_and_lower_not_at_all() -> None:
