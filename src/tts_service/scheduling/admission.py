@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tts_service.errors import Overloaded, ServiceError, ShuttingDown, TooManyClientRequests
+from tts_service.scheduling.jobs import Job as AdmittedJob
 from tts_service.scheduling.policies import QueuedWork, SchedulingPolicy
 
 # Admit only what the estimate says starts within this share of its deadline: sentence
@@ -192,3 +193,62 @@ def fits_deadline(wait: float, timeout: float) -> bool:
 def retry_after(seconds: float) -> int:
     """A `Retry-After` value: whole seconds, at least 1, at most a minute."""
     return int(min(MAX_RETRY_AFTER, max(1, math.ceil(seconds))))
+
+
+class Gate:
+    """Admission for one scheduler: its count limits, and the wait its policy predicts at
+    each voice's measured speed. Called under the scheduler's lock."""
+
+    def __init__(
+        self,
+        limits: Limits,
+        policy: SchedulingPolicy,
+        speed_of: Callable[[Any], SpeedEstimate],
+        overall: SpeedEstimate,
+    ) -> None:
+        self.limits = limits
+        self._policy = policy
+        self._speed_of = speed_of
+        self._overall = overall
+
+    def refusal(
+        self,
+        jobs: Sequence[AdmittedJob],
+        job: AdmittedJob,
+        *,
+        closing: bool,
+        queued: int,
+        held: int,
+    ) -> Refusal | None:
+        """Why `job` may not join `jobs` (with `queued` sentences queued and `held`
+        requests of its client), or None."""
+        sentences = len(job.sentences) if job.closed else math.inf
+        return refusal(
+            self.limits,
+            closing=closing,
+            admitted=len(jobs),
+            queued_sentences=queued,
+            sentences=len(job.sentences),
+            client_requests=held,
+            timeout=job.timeout,
+            wait=lambda: self.predicted_wait(jobs, job.priority, sentences),
+            backlog_retry=lambda: self.retry_after(jobs),
+        )
+
+    def predicted_wait(
+        self, jobs: Sequence[AdmittedJob], priority: int, sentences: float = math.inf
+    ) -> float:
+        """Before a new request of `sentences` sentences would start (inf: an open one)."""
+        return predicted_wait(
+            jobs,
+            priority,
+            self._policy,
+            self.limits.workers,
+            lambda job: self._speed_of(job.voice),
+            sentences,
+        )
+
+    def retry_after(self, jobs: Sequence[AdmittedJob]) -> int:
+        """A `Retry-After` from the whole backlog at the all-voices speed."""
+        backlog = sum(len(ids) for job in jobs for ids in job.sentences[job.next_dispatch :])
+        return retry_after(self._overall.seconds(backlog) / max(1, self.limits.workers))

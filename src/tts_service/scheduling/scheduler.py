@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import math
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -77,9 +76,6 @@ class Scheduler:
         self.solo_first = solo_first and self.policy.solo_first
         self._dispatch = Dispatch(self.policy, max_sentences_ahead, self.solo_first, self._started)
         self._jobs = self._dispatch.jobs  # admitted, unfinished, in arrival order
-        self.limits = admission.Limits(
-            workers, max_queued_requests, max_queued_sentences, max_client_requests
-        )
         self._safe = SafeObserver(observer or SchedulerObserver())
         self._cond = threading.Condition()
         self._threads: list[threading.Thread] = []
@@ -90,6 +86,13 @@ class Scheduler:
             self, self._dispatch, workers, self.batch, express or ExpressRule(), worker_nice
         )
         self._speeds = admission.VoiceSpeeds()
+        limits = admission.Limits(
+            workers, max_queued_requests, max_queued_sentences, max_client_requests
+        )
+        # A lambda: tests replace `speed_of` on the instance.
+        self.gate = admission.Gate(
+            limits, self.policy, lambda voice: self.speed_of(voice), self._speeds.overall
+        )
         self.figures = Figures()
         self.watchdog = Watchdog(self._cond, lambda: list(self._jobs), self._end, stall_timeout)
         self._idle = threading.Event()
@@ -184,7 +187,7 @@ class Scheduler:
         TextTooLong. `max_seconds` caps the audio it may produce; `on_done` is called once
         the admitted job is over (never if this raises). Loop thread only."""
         loop = asyncio.get_running_loop()
-        most = self.limits.max_queued_sentences
+        most = self.gate.limits.max_queued_sentences
         if len(sentences) > most:
             raise TextTooLong(
                 f"text has {len(sentences)} sentences; at most {most} fit in one request"
@@ -220,34 +223,17 @@ class Scheduler:
 
     def _admit(self, job: Job) -> None:
         """Under the lock: raise the reason `job` may not enter, if there is one."""
-        refused = admission.refusal(
-            self.limits,
+        refused = self.gate.refusal(
+            self._jobs,
+            job,
             closing=self.draining or self._stopping,
-            admitted=len(self._jobs),
-            queued_sentences=self._dispatch.queued_sentences(),
-            sentences=len(job.sentences),
-            client_requests=self._dispatch.clients.requests(job.client),
-            timeout=job.timeout,
-            wait=lambda: self._predicted_wait(
-                job.priority, len(job.sentences) if job.closed else math.inf
-            ),
-            backlog_retry=self._retry_after,
+            queued=self._dispatch.queued_sentences(),
+            held=self._dispatch.clients.requests(job.client),
         )
         if refused is not None:
             self.totals["rejected"] += 1
             self._safe.rejected(refused.reason)
             raise refused.error
-
-    def _predicted_wait(self, priority: Priority, sentences: float = math.inf) -> float:
-        """Before a new request of `sentences` sentences would start (inf: an open one)."""
-        return admission.predicted_wait(
-            self._jobs,
-            priority,
-            self.policy,
-            self.workers,
-            lambda job: self.speed_of(job.voice),
-            sentences,
-        )
 
     @property
     def speed(self) -> admission.SpeedEstimate:
@@ -263,10 +249,6 @@ class Scheduler:
         with self._cond:
             self._speeds.learn(voice, ids, seconds)
 
-    def _retry_after(self) -> int:
-        backlog = sum(len(ids) for job in self._jobs for ids in job.sentences[job.next_dispatch :])
-        return admission.retry_after(self.speed.seconds(backlog) / max(1, self.workers))
-
     def add_sentences(self, job: Job, sentences: Sequence[list[int]], close: bool = False) -> None:
         """Append sentences to an open job (streaming text input). Loop thread only."""
         with self._cond:
@@ -275,9 +257,9 @@ class Scheduler:
             if job.closed:
                 raise RuntimeError("job is closed")
             queued = self._dispatch.queued_sentences()
-            if queued + len(sentences) > self.limits.max_queued_sentences:
+            if queued + len(sentences) > self.gate.limits.max_queued_sentences:
                 message = "the server is busy (too many sentences queued); retry later"
-                self.fail(job, Overloaded(message, retry_after=self._retry_after()))
+                self.fail(job, Overloaded(message, retry_after=self.gate.retry_after(self._jobs)))
                 return
             had_none = not job.sentences
             job.sentences.extend(sentences)
@@ -404,6 +386,7 @@ class Scheduler:
     def stats(self) -> dict[str, Any]:
         with self._cond:
             queued = sum(1 for job in self._jobs if job.state is JobState.QUEUED)
+            wait = self.gate.predicted_wait(self._jobs, Priority.NORMAL)
             figures = self.figures
             return {
                 "policy": self.policy.name,
@@ -412,11 +395,11 @@ class Scheduler:
                 "queued_requests": queued,
                 "active_requests": len(self._jobs) - queued,
                 "queued_sentences": self._dispatch.queued_sentences(),
-                "capacity_requests": self.limits.capacity,
-                "capacity_sentences": self.limits.max_queued_sentences,
-                "capacity_client_requests": self.limits.max_client_requests,
+                "capacity_requests": self.gate.limits.capacity,
+                "capacity_sentences": self.gate.limits.max_queued_sentences,
+                "capacity_client_requests": self.gate.limits.max_client_requests,
                 "clients": len(self._dispatch.clients),
-                "predicted_wait_seconds": round(self._predicted_wait(Priority.NORMAL), 3),
+                "predicted_wait_seconds": round(wait, 3),
                 "seconds_per_phoneme_id": round(self.speed.seconds_per_id, 6),
                 "draining": self.draining,
                 "solo_first_sentence": self.solo_first,
