@@ -59,7 +59,8 @@ class SchedulingPolicy(abc.ABC):
     """Nothing is picked while any sentence is being synthesized."""
     express: ClassVar[bool] = False
     """A newcomer's short first sentence may take the express lane (workers.py) when
-    every worker is busy: only for a policy that puts newcomers first."""
+    every worker is busy: only for a policy that puts newcomers first, and whose `pick`
+    changes nothing (the lane asks it without always taking its answer)."""
 
     @abc.abstractmethod
     def pick(
@@ -140,9 +141,9 @@ class Fair(_ByPriority):
         # request arriving just after several long ones need not wait for all their
         # first sentences), then arrival. An open job's length is unknown.
         if len(clients) > 1:
-            left: dict[str, float] = {}  # each client's least work left, in sentences
+            left: dict[str, float] = {}  # each client's least work left, in phoneme ids
             for job in candidates:
-                work = job.pending_sentences() if job.closed else math.inf
+                work = _ids_left(job) if job.closed else math.inf
                 left[job.client] = min(left.get(job.client, math.inf), work)
             client = clients.least_served(left, left.__getitem__)
             candidates = [job for job in candidates if job.client == client]
@@ -206,6 +207,10 @@ class Fifo(SchedulingPolicy):
         self, job: QueuedWork, pending: list[list[int]], priority: int, sentences: float
     ) -> int:
         return sum(len(ids) for ids in pending)  # every earlier request runs to its end
+
+
+def _ids_left(job: Job) -> int:
+    return sum(len(ids) for ids in job.sentences[job.next_dispatch :])
 
 
 POLICIES: dict[str, type[SchedulingPolicy]] = {

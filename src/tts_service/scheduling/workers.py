@@ -5,8 +5,8 @@ synthesizes it outside the lock and hands the result back to the scheduler.
 
 The express lane bounds how long a newcomer waits for a worker (issue 18). When every
 regular worker is busy with a sentence, a request's first sentence that the policy would
-run next (and that is short: at most `ExpressRule.max_ids` phoneme ids) runs at once on
-one more thread instead of waiting for a running sentence to end. That oversubscribes
+run next anyway (and that is short: at most `ExpressRule.max_ids` phoneme ids) runs at
+once on one more thread instead of waiting for a running sentence to end. That oversubscribes
 the CPU by at most one short sentence. The regular workers run at a lower CPU priority
 (`nice`), so the express sentence, the event loop and the phonemizer get the cores first
 while the long sentences they interrupt carry on in the gaps: throughput is the same
@@ -232,10 +232,13 @@ class WorkerPool:
         """Under the lock: a newcomer's short first sentence, if every worker is busy."""
         if self.busy < self.count:
             return None  # a free worker takes the policy's pick itself
-        most = self.express.max_ids
-        return self._dispatch.pick(
-            lambda job: job.next_dispatch == 0 and len(job.sentences[0]) <= most
-        )
+        # Only what the policy would run next anyway (priority classes, attained service),
+        # when that is a request's short first sentence. An express policy's pick has no
+        # side effects, so asking is free.
+        job = self._dispatch.pick()
+        if job is None or job.next_dispatch != 0 or len(job.sentences[0]) > self.express.max_ids:
+            return None
+        return job
 
     def _express(self) -> None:
         lock = self._host.lock

@@ -14,7 +14,7 @@ import pytest
 
 from tts_service.engine.voice import SentenceAudio, SynthesisOptions
 from tts_service.scheduling.batching import BatchRule
-from tts_service.scheduling.jobs import JobState
+from tts_service.scheduling.jobs import JobState, Priority
 from tts_service.scheduling.scheduler import Scheduler
 from tts_service.scheduling.workers import ExpressRule, lower_priority
 
@@ -246,3 +246,23 @@ def test_a_worker_thread_lowers_its_own_priority_only() -> None:
     thread.join()
     assert seen == [min(19, before + 7)]  # Linux: nice is per thread
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
+
+
+async def test_the_express_lane_never_jumps_a_higher_priority_class(
+    schedulers: list[tuple[Scheduler, GatedVoice]],
+) -> None:
+    """It runs only what the policy would run next: with high-priority work waiting, a
+    normal newcomer waits for the worker too."""
+    voice = GatedVoice(hold=(LONG,))
+    scheduler = start(schedulers, voice, express=ExpressRule(True, max_ids=4))
+    long = scheduler.submit(voice, sentences(LONG, 1), OPTIONS, client="long")
+    await voice.held(LONG)
+    urgent = scheduler.submit(
+        voice, sentences(OTHER, 2, length=5), OPTIONS, client="urgent", priority=Priority.HIGH
+    )
+    short = scheduler.submit(voice, sentences(SHORT, 1), OPTIONS, client="short")
+    await asyncio.sleep(0.05)
+    assert short.state is JobState.QUEUED and urgent.state is JobState.QUEUED
+    voice.release()
+    await bounded(asyncio.gather(*(scheduler.collect(j) for j in (long, urgent, short))))
+    assert voice.calls.index((OTHER, 0)) < voice.calls.index((SHORT, 0))
