@@ -61,7 +61,7 @@ def pinned() -> Iterator[InProcessServer]:
     )
     with InProcessServer(settings) as server:
         never_late = SpeedEstimate(mean=0.0, measured=True)
-        server.service.scheduler.speed_of = lambda voice: never_late  # type: ignore[method-assign]
+        server.service.scheduler.gate.speed_of = lambda voice: never_late  # type: ignore[method-assign]
         yield server
 
 

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from tts_service.errors import Overloaded, ServiceError, ShuttingDown, TooManyClientRequests
 from tts_service.scheduling.jobs import Job as AdmittedJob
+from tts_service.scheduling.jobs import Priority
 from tts_service.scheduling.policies import QueuedWork, SchedulingPolicy
 
 # Admit only what the estimate says starts within this share of its deadline: sentence
@@ -203,13 +204,20 @@ class Gate:
         self,
         limits: Limits,
         policy: SchedulingPolicy,
-        speed_of: Callable[[Any], SpeedEstimate],
-        overall: SpeedEstimate,
     ) -> None:
         self.limits = limits
         self._policy = policy
-        self._speed_of = speed_of
-        self._overall = overall
+        self.speeds = VoiceSpeeds()
+        """Measured as sentences finish: each voice's, and all voices' together."""
+
+    @property
+    def speed(self) -> SpeedEstimate:
+        """All voices' speed together: for a voice not yet measured."""
+        return self.speeds.overall
+
+    def speed_of(self, voice: object) -> SpeedEstimate:
+        """The voice's own measured speed, or the all-voices figure until it has one."""
+        return self.speeds.of(voice)
 
     def refusal(
         self,
@@ -244,11 +252,20 @@ class Gate:
             priority,
             self._policy,
             self.limits.workers,
-            lambda job: self._speed_of(job.voice),
+            lambda job: self.speed_of(job.voice),
             sentences,
         )
+
+    def report(self, jobs: Sequence[AdmittedJob]) -> dict[str, Any]:
+        """The limits, and the wait a normal request arriving now would have."""
+        return {
+            "capacity_requests": self.limits.capacity,
+            "capacity_sentences": self.limits.max_queued_sentences,
+            "capacity_client_requests": self.limits.max_client_requests,
+            "predicted_wait_seconds": round(self.predicted_wait(jobs, Priority.NORMAL), 3),
+        }
 
     def retry_after(self, jobs: Sequence[AdmittedJob]) -> int:
         """A `Retry-After` from the whole backlog at the all-voices speed."""
         backlog = sum(len(ids) for job in jobs for ids in job.sentences[job.next_dispatch :])
-        return retry_after(self._overall.seconds(backlog) / max(1, self.limits.workers))
+        return retry_after(self.speed.seconds(backlog) / max(1, self.limits.workers))

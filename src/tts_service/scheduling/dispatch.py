@@ -50,6 +50,15 @@ class Dispatch:
     def queued_sentences(self) -> int:
         return sum(job.pending_sentences() for job in self.jobs)
 
+    def report(self) -> dict[str, int]:
+        queued = sum(1 for job in self.jobs if job.state is JobState.QUEUED)
+        return {
+            "queued_requests": queued,
+            "active_requests": len(self.jobs) - queued,
+            "queued_sentences": self.queued_sentences(),
+            "clients": len(self.clients),
+        }
+
     def eligible(self, job: Job) -> bool:
         if job.first_audio_at is None and job.in_flight:
             # Until its first audio is out, a job runs one sentence at a time: a second

@@ -38,7 +38,7 @@ from tts_service.errors import (
     SynthesisFailed,
     TextTooLong,
 )
-from tts_service.scheduling import admission
+from tts_service.scheduling import admission, reader
 from tts_service.scheduling.batching import BatchRule
 from tts_service.scheduling.dispatch import Dispatch
 from tts_service.scheduling.jobs import END, Chunk, Job, JobState, Priority
@@ -78,21 +78,16 @@ class Scheduler:
         self._jobs = self._dispatch.jobs  # admitted, unfinished, in arrival order
         self._safe = SafeObserver(observer or SchedulerObserver())
         self._cond = threading.Condition()
-        self._threads: list[threading.Thread] = []
         self._stopping = False
         self.draining = False
         self._ids = itertools.count(1)
         self.pool = WorkerPool(
             self, self._dispatch, workers, self.batch, express or ExpressRule(), worker_nice
         )
-        self._speeds = admission.VoiceSpeeds()
         limits = admission.Limits(
             workers, max_queued_requests, max_queued_sentences, max_client_requests
         )
-        # A lambda: tests replace `speed_of` on the instance.
-        self.gate = admission.Gate(
-            limits, self.policy, lambda voice: self.speed_of(voice), self._speeds.overall
-        )
+        self.gate = admission.Gate(limits, self.policy)
         self.figures = Figures()
         self.watchdog = Watchdog(self._cond, lambda: list(self._jobs), self._end, stall_timeout)
         self._idle = threading.Event()
@@ -106,14 +101,6 @@ class Scheduler:
     def observer(self, observer: SchedulerObserver) -> None:
         self._safe = SafeObserver(observer)
 
-    @property
-    def totals(self) -> dict[str, int]:
-        return self.figures.totals
-
-    @property
-    def solo_sentences(self) -> int:
-        return self.figures.solo_sentences
-
     # ---------------------------------------------------------------- lifecycle
 
     @property
@@ -122,8 +109,7 @@ class Scheduler:
 
     def start(self) -> None:
         self.pool.start()
-        if (reaper := self.watchdog.start()) is not None:
-            self._threads.append(reaper)
+        self.watchdog.start()
 
     @property
     def idle(self) -> threading.Event:
@@ -149,9 +135,6 @@ class Scheduler:
                 self.fail(job, ShuttingDown("the server stopped before this request finished"))
             self._cond.notify_all()
         self.pool.join(timeout=10)
-        for thread in self._threads:
-            thread.join(timeout=10)
-        self._threads.clear()
 
     async def drain(self, grace: float) -> int:
         """Refuse new work, let admitted work finish for up to `grace` seconds.
@@ -212,7 +195,7 @@ class Scheduler:
             job._loop, job._queue = loop, asyncio.Queue()
             self._dispatch.add(job)
             self._idle.clear()
-            self.totals["submitted"] += 1
+            self.figures.totals["submitted"] += 1
             self._cond.notify_all()
         if job.sentences:
             self.watchdog.arm(job)
@@ -231,23 +214,14 @@ class Scheduler:
             held=self._dispatch.clients.requests(job.client),
         )
         if refused is not None:
-            self.totals["rejected"] += 1
+            self.figures.totals["rejected"] += 1
             self._safe.rejected(refused.reason)
             raise refused.error
-
-    @property
-    def speed(self) -> admission.SpeedEstimate:
-        """All voices' speed together: for a voice not yet measured."""
-        return self._speeds.overall
-
-    def speed_of(self, voice: Synthesizer) -> admission.SpeedEstimate:
-        """The voice's own measured speed, or the all-voices figure until it has one."""
-        return self._speeds.of(voice)
 
     def learn_speed(self, voice: Synthesizer, ids: int, seconds: float) -> None:
         """One sentence of `voice` took `seconds`: update its speed and the overall one."""
         with self._cond:
-            self._speeds.learn(voice, ids, seconds)
+            self.gate.speeds.learn(voice, ids, seconds)
 
     def add_sentences(self, job: Job, sentences: Sequence[list[int]], close: bool = False) -> None:
         """Append sentences to an open job (streaming text input). Loop thread only."""
@@ -278,33 +252,12 @@ class Scheduler:
 
     # ---------------------------------------------------------------- output
 
-    async def stream(self, job: Job) -> AsyncIterator[Chunk]:
-        """Yield the job's chunks in sentence order; raise its error if it fails.
-
-        Leaving early (client gone, consumer cancelled) cancels the job.
-        """
-        assert job._queue is not None
-        try:
-            while True:
-                item = await job._queue.get()
-                if item is END:
-                    return
-                if isinstance(item, ServiceError):
-                    raise item
-                with self._cond:
-                    job.took_one()
-                    self._cond.notify_all()  # a job held back by a slow reader may go on
-                yield item
-        finally:
-            if not job.finished:
-                self.cancel(job)
+    def stream(self, job: Job) -> AsyncIterator[Chunk]:
+        """The job's chunks in sentence order (reader.py); leaving early cancels it."""
+        return reader.chunks(job, self._cond, self.cancel)
 
     def touch(self, job: Job) -> None:
-        """The reader made progress inside a chunk (sent part of a long sentence): a
-        reader that is slow but moving is not stalled."""
-        with self._cond:
-            if job.waiting_since is not None:
-                job.waiting_since = time.monotonic()
+        reader.touch(job, self._cond)
 
     async def collect(self, job: Job) -> bytes:
         return b"".join([chunk.pcm async for chunk in self.stream(job)])
@@ -333,13 +286,13 @@ class Scheduler:
             return
         if learn:
             self.learn_speed(job.voice, len(job.sentences[index]), elapsed)
-        self.totals["sentences"] += 1
+        self.figures.totals["sentences"] += 1
         if not job.keep(index, result, elapsed):
             limit = (job.max_samples or 0) / job.voice.sample_rate
             self.fail(job, AudioTooLong(audio_limit_message(limit), param="text"))
             return
         self._safe.sentence_done(elapsed, len(result.pcm) / 2 / job.voice.sample_rate)
-        self._emit_ready(job)
+        job.emit_ready(self._first_audio)
         self._maybe_complete(job)
 
     def _started(self, job: Job) -> None:
@@ -347,9 +300,6 @@ class Scheduler:
         job.start()
         self.figures.queue_wait.add(job.queue_wait)
         self._safe.started(job.queue_wait)
-
-    def _emit_ready(self, job: Job) -> None:
-        job.emit_ready(self._first_audio)
 
     def _first_audio(self, wait: float) -> None:
         self.figures.first_audio.add(wait)
@@ -365,7 +315,7 @@ class Scheduler:
 
     def _end(self, job: Job, state: JobState, error: ServiceError | None, total: str) -> None:
         """Under the lock: count the job in `total`, then finish it."""
-        self.totals[total] += 1
+        self.figures.totals[total] += 1
         self._finish(job, state, error)
 
     def _finish(self, job: Job, state: JobState, error: ServiceError | None) -> None:
@@ -385,35 +335,19 @@ class Scheduler:
 
     def stats(self) -> dict[str, Any]:
         with self._cond:
-            queued = sum(1 for job in self._jobs if job.state is JobState.QUEUED)
-            wait = self.gate.predicted_wait(self._jobs, Priority.NORMAL)
-            figures = self.figures
             return {
                 "policy": self.policy.name,
                 "workers": self.workers,
                 "busy_workers": self.pool.busy,
-                "queued_requests": queued,
-                "active_requests": len(self._jobs) - queued,
-                "queued_sentences": self._dispatch.queued_sentences(),
-                "capacity_requests": self.gate.limits.capacity,
-                "capacity_sentences": self.gate.limits.max_queued_sentences,
-                "capacity_client_requests": self.gate.limits.max_client_requests,
-                "clients": len(self._dispatch.clients),
-                "predicted_wait_seconds": round(wait, 3),
-                "seconds_per_phoneme_id": round(self.speed.seconds_per_id, 6),
+                **self._dispatch.report(),
+                **self.gate.report(self._jobs),
+                "seconds_per_phoneme_id": round(self.gate.speed.seconds_per_id, 6),
                 "draining": self.draining,
                 "solo_first_sentence": self.solo_first,
-                "solo_sentences": figures.solo_sentences,
                 "express_lane": self.pool.express_lane,
-                "express_sentences": figures.express_sentences,
                 "batch_size": self.batch.size,
                 "batch_wait_ms": round(self.batch.wait * 1000, 3),
-                "batches": figures.batches,
-                "batched_sentences": figures.batched_sentences,
-                "totals": dict(figures.totals),
-                "latency_seconds": figures.latency.summary(),
-                "queue_wait_seconds": figures.queue_wait.summary(),
-                "first_audio_seconds": figures.first_audio.summary(),
+                **self.figures.report(),
             }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 TOTALS = (
     "submitted",
@@ -55,3 +56,16 @@ class Figures:
     batches: int = 0
     """Model runs of more than one sentence."""
     batched_sentences: int = 0
+
+    def report(self) -> dict[str, Any]:
+        """The figures as `Scheduler.stats()` reports them."""
+        return {
+            "solo_sentences": self.solo_sentences,
+            "express_sentences": self.express_sentences,
+            "batches": self.batches,
+            "batched_sentences": self.batched_sentences,
+            "totals": dict(self.totals),
+            "latency_seconds": self.latency.summary(),
+            "queue_wait_seconds": self.queue_wait.summary(),
+            "first_audio_seconds": self.first_audio.summary(),
+        }

@@ -31,6 +31,7 @@ class Watchdog:
         self._end = end
         self.stall_timeout = stall_timeout
         self._stop = threading.Event()
+        self._reaper: threading.Thread | None = None
 
     def arm(self, job: Job) -> None:
         """Start the job's queue deadline (on its loop: the job has sentences now)."""
@@ -45,16 +46,19 @@ class Watchdog:
                 )
                 self._end(job, JobState.EXPIRED, error, "timed_out")
 
-    def start(self) -> threading.Thread | None:
-        """The reaper's thread, started; None when there is no stall timeout."""
-        if self.stall_timeout is None:
-            return None
-        reaper = threading.Thread(target=self._reap_stalled, name="tts-reaper", daemon=True)
-        reaper.start()
-        return reaper
+    def start(self) -> None:
+        """Start the reaper's thread (none without a stall timeout)."""
+        if self.stall_timeout is not None:
+            self._reaper = threading.Thread(
+                target=self._reap_stalled, name="tts-reaper", daemon=True
+            )
+            self._reaper.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10) -> None:
         self._stop.set()
+        if self._reaper is not None:
+            self._reaper.join(timeout=timeout)
+            self._reaper = None
 
     def _reap_stalled(self) -> None:
         """Cancel jobs whose reader took nothing for `stall_timeout` while audio waited."""

@@ -6,8 +6,9 @@ synthesizes it outside the lock and hands the result back to the scheduler.
 The express lane bounds how long a newcomer waits for a worker (issue 18). When every
 regular worker is busy with a sentence, a request's first sentence that the policy would
 run next anyway (and that is short: at most `ExpressRule.max_ids` phoneme ids) runs at
-once on one more thread instead of waiting for a running sentence to end. That oversubscribes
-the CPU by at most one short sentence. The regular workers run at a lower CPU priority
+once on one more thread instead of waiting for a running sentence to end, on the voice's
+all-cores session when first sentences use it. That oversubscribes the CPU by at most one
+short sentence. The regular workers run at a lower CPU priority
 (`nice`), so the express sentence, the event loop and the phonemizer get the cores first
 while the long sentences they interrupt carry on in the gaps: throughput is the same
 (the CPU stays full), and a running long sentence is slowed by at most the express one.
@@ -253,8 +254,12 @@ class WorkerPool:
                 self.express_busy = True
                 index = self._dispatch.claim(job)
             claims = [(job, index)]
+            # On the all-cores session where first sentences run when idle: at a higher
+            # priority than the workers it has most of both cores, and its audio is what
+            # the same request would get on an idle server.
+            solo = self._dispatch.solo_first and job.voice.has_solo_session
             try:
-                result, elapsed = runs.synthesize_one(job, index, solo=False)
+                result, elapsed = runs.synthesize_one(job, index, solo=solo)
                 with lock:
                     self.express_busy = False
                     self._host.figures.express_sentences += 1

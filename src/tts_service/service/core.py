@@ -95,7 +95,7 @@ class TTSService:
 
     def _activity(self) -> int:
         """Grows with every sentence and load: work that leaves freed memory behind."""
-        return int(self.scheduler.totals["sentences"]) + self.voices.loads
+        return int(self.scheduler.figures.totals["sentences"]) + self.voices.loads
 
     async def start(self) -> None:
         log.info("voices run on the %s (%s)", self.device.active, self.device.reason)

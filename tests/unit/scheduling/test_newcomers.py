@@ -33,9 +33,13 @@ class GatedVoice:
     call number `hold_call` (0 is the first) until `release()`."""
 
     sample_rate = 1000
-    has_solo_session = False
 
-    def __init__(self, hold: tuple[int, ...] = (), hold_call: int | None = None) -> None:
+    def __init__(
+        self, hold: tuple[int, ...] = (), hold_call: int | None = None, solo: bool = False
+    ) -> None:
+        self.has_solo_session = solo
+        self.solo_calls: list[Call] = []
+        """The calls asked to run on the all-cores session."""
         self.hold_call = hold_call
         self.call_held = threading.Event()
         self._call_gate = threading.Event()
@@ -53,6 +57,8 @@ class GatedVoice:
         with self._lock:
             number = len(self.calls)
             self.calls.append((tag, index))
+            if solo:
+                self.solo_calls.append((tag, index))
             self.active += 1
             self.max_active = max(self.max_active, self.active)
         try:
@@ -181,6 +187,26 @@ async def test_the_express_lane_starts_a_short_first_sentence_while_every_worker
     voice.release()
     await bounded(asyncio.gather(scheduler.collect(long), scheduler.collect(too_long)))
     assert voice.max_active == 2  # one worker and the lane, never more
+
+
+@pytest.mark.parametrize("solo_first", [True, False])
+async def test_the_express_lane_uses_the_all_cores_session_where_first_sentences_do(
+    schedulers: list[tuple[Scheduler, GatedVoice]], solo_first: bool
+) -> None:
+    """Above the workers' priority it has most of the cores; without solo first sentences
+    (or without the session) it runs on the voice's one-thread session like a worker."""
+    voice = GatedVoice(hold_call=1, solo=True)  # the worker is held in LONG's second
+    scheduler = start(schedulers, voice, express=ExpressRule(True), solo_first=solo_first)
+    long = scheduler.submit(voice, sentences(LONG, 2), OPTIONS, client="long")
+    assert await asyncio.to_thread(voice.call_held.wait, 5)
+    short = scheduler.submit(voice, sentences(SHORT, 1), OPTIONS, client="short")
+    assert len(await bounded(scheduler.collect(short))) > 0
+    assert scheduler.stats()["express_sentences"] == 1
+    voice.release()
+    await bounded(scheduler.collect(long))
+    # The long request's first sentence ran solo too when solo_first: the machine was idle.
+    assert ((SHORT, 0) in voice.solo_calls) is solo_first
+    assert (LONG, 1) not in voice.solo_calls
 
 
 async def test_the_express_lane_runs_one_sentence_at_a_time(

@@ -358,7 +358,7 @@ async def test_retry_after_grows_with_the_backlog(
 ) -> None:
     scheduler = make_scheduler(workers=1, max_queued_requests=0, max_queued_sentences=5000)
     voice = fake(gate_at=0)
-    scheduler.speed.mean = 0.01  # as if measured: 20 ms per fake sentence
+    scheduler.gate.speed.mean = 0.01  # as if measured: 20 ms per fake sentence
     scheduler.submit(voice, sentences(A, 200), OPTIONS)
     await voice.wait_held()
     with pytest.raises(Overloaded) as small:
@@ -467,7 +467,7 @@ async def test_a_failing_sentence_fails_its_request_only(
     # The workers survived: a later request is served by both of them.
     after = [scheduler.submit(voice, sentences(D, 4), OPTIONS) for _ in range(2)]
     assert all(await bounded(asyncio.gather(*(scheduler.collect(job) for job in after))))
-    assert all(thread.is_alive() for thread in scheduler._threads)
+    assert scheduler.live_workers == 2
     totals = scheduler.stats()["totals"]
     assert totals["failed"] == 1 and totals["completed"] == 4
 
@@ -895,7 +895,7 @@ async def test_a_request_that_cannot_start_before_its_deadline_is_refused_at_onc
     make_scheduler: MakeScheduler, fake: Callable[..., FakeVoice]
 ) -> None:
     scheduler = make_scheduler(workers=1, max_queued_requests=1000)
-    scheduler.speed.mean = 0.05  # as measured: 0.1 s per two-id fake sentence
+    scheduler.gate.speed.mean = 0.05  # as measured: 0.1 s per two-id fake sentence
     voice = fake(gate_at=0)
     running = scheduler.submit(voice, sentences(A, 1), OPTIONS)
     await voice.wait_held()
@@ -920,11 +920,11 @@ async def test_the_estimate_learns_from_measured_sentences(
 ) -> None:
     scheduler = make_scheduler(workers=1)
     voice = fake(delay=0.05)
-    before = scheduler.speed.seconds_per_id
+    before = scheduler.gate.speed.seconds_per_id
     for tag in (A, B, C):
         await collect(scheduler, scheduler.submit(voice, sentences(tag, 3), OPTIONS))
     # ~0.05 s per two-id sentence is 0.025 s per id, far above the starting guess
-    assert scheduler.speed.seconds_per_id > before * 2
+    assert scheduler.gate.speed.seconds_per_id > before * 2
 
 
 async def test_each_voice_is_timed_on_its_own(
@@ -936,9 +936,14 @@ async def test_each_voice_is_timed_on_its_own(
     slow, quick = fake(delay=0.04), fake()
     for voice, tag in ((slow, A), (quick, B), (slow, C), (quick, D)):
         await collect(scheduler, scheduler.submit(voice, sentences(tag, 3), OPTIONS))
-    assert scheduler.speed_of(slow).seconds_per_id > 10 * scheduler.speed_of(quick).seconds_per_id
+    assert (
+        scheduler.gate.speed_of(slow).seconds_per_id
+        > 10 * scheduler.gate.speed_of(quick).seconds_per_id
+    )
     unmeasured = fake()
-    assert scheduler.speed_of(unmeasured) is scheduler.speed  # the overall figure until then
+    assert (
+        scheduler.gate.speed_of(unmeasured) is scheduler.gate.speed
+    )  # the overall figure until then
 
 
 # ------------------------------------------------------------------ output cap
@@ -1022,14 +1027,14 @@ async def test_an_error_outside_synthesis_fails_only_its_job(
 ) -> None:
     scheduler = make_scheduler(workers=1)
     voice = fake()
-    real_emit = scheduler._emit_ready
+    real_complete = scheduler._maybe_complete
 
-    def broken_emit(job: Job) -> None:
+    def broken_complete(job: Job) -> None:  # runs on the worker, after a sentence settles
         if job.sentences[0][0] == A:
             raise RuntimeError("bug in hand-over")
-        real_emit(job)
+        real_complete(job)
 
-    monkeypatch.setattr(scheduler, "_emit_ready", broken_emit)
+    monkeypatch.setattr(scheduler, "_maybe_complete", broken_complete)
     bad = scheduler.submit(voice, sentences(A, 2), OPTIONS)
     with pytest.raises(SynthesisFailed):
         await collect(scheduler, bad)
