@@ -69,10 +69,13 @@ class Dispatch:
             and job.next_dispatch - job.consumed < self.max_sentences_ahead
         )
 
-    def pick(self, accept: Accept | None = None) -> Job | None:
+    def pick(self, accept: Accept | None = None, beside_solo: bool = False) -> Job | None:
         """The policy's pick, unless nothing may start now (a solo sentence has the
-        machine, or the policy runs one sentence at a time)."""
-        if self.solo_running or (self.policy.one_at_a_time and self.in_flight):
+        machine and `beside_solo` is not asked, or the policy runs one sentence at a
+        time)."""
+        if (self.solo_running and not beside_solo) or (
+            self.policy.one_at_a_time and self.in_flight
+        ):
             return None
         return self.policy.pick(self.jobs, self.eligible, self.clients, accept)
 

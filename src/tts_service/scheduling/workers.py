@@ -4,14 +4,15 @@ A regular worker repeatedly takes the policy's pick (and, with batching, its com
 synthesizes it outside the lock and hands the result back to the scheduler.
 
 The express lane bounds how long a newcomer waits for a worker (issue 18). When every
-regular worker is busy with a sentence, a request's first sentence that the policy would
-run next anyway (and that is short: at most `ExpressRule.max_ids` phoneme ids) runs at
-once on one more thread instead of waiting for a running sentence to end, on the voice's
-all-cores session when first sentences use it. That oversubscribes the CPU by at most one
-short sentence. The regular workers run at a lower CPU priority
-(`nice`), so the express sentence, the event loop and the phonemizer get the cores first
-while the long sentences they interrupt carry on in the gaps: throughput is the same
-(the CPU stays full), and a running long sentence is slowed by at most the express one.
+regular worker is busy with a sentence (or a solo sentence has the machine), a request's
+first sentence that the policy would run next anyway (and that is short: at most
+`ExpressRule.max_ids` phoneme ids) runs at once on one more thread instead of waiting for
+a running sentence to end, on the voice's all-cores session when first sentences use it
+(and no solo sentence runs). That oversubscribes the CPU by at most one short sentence.
+The regular workers run at a lower CPU priority (`nice`), so the express sentence, the
+event loop and the phonemizer get the cores first while the long sentences they interrupt
+carry on in the gaps: throughput is the same (the CPU stays full), and a running long
+sentence is slowed by at most the express one.
 
 Threads are OS threads (onnxruntime releases the GIL); the scheduler's lock guards every
 shared change.
@@ -230,13 +231,15 @@ class WorkerPool:
     # ------------------------------------------------------------- the express lane
 
     def _express_pick(self) -> Job | None:
-        """Under the lock: a newcomer's short first sentence, if every worker is busy."""
-        if self.busy < self.count:
+        """Under the lock: a newcomer's short first sentence, if every worker is busy or
+        a solo sentence (which the other workers wait for) has the machine."""
+        solo = self._dispatch.solo_running
+        if self.busy < self.count and not solo:
             return None  # a free worker takes the policy's pick itself
         # Only what the policy would run next anyway (priority classes, attained service),
         # when that is a request's short first sentence. An express policy's pick has no
         # side effects, so asking is free.
-        job = self._dispatch.pick()
+        job = self._dispatch.pick(beside_solo=solo)
         if job is None or job.next_dispatch != 0 or len(job.sentences[0]) > self.express.max_ids:
             return None
         return job
@@ -257,7 +260,12 @@ class WorkerPool:
             # On the all-cores session where first sentences run when idle: at a higher
             # priority than the workers it has most of both cores, and its audio is what
             # the same request would get on an idle server.
-            solo = self._dispatch.solo_first and job.voice.has_solo_session
+            # Beside a running solo sentence it takes one thread, like a worker.
+            solo = (
+                self._dispatch.solo_first
+                and job.voice.has_solo_session
+                and not self._dispatch.solo_running
+            )
             try:
                 result, elapsed = runs.synthesize_one(job, index, solo=solo)
                 with lock:

@@ -209,6 +209,25 @@ async def test_the_express_lane_uses_the_all_cores_session_where_first_sentences
     assert (LONG, 1) not in voice.solo_calls
 
 
+async def test_the_express_lane_starts_a_newcomer_beside_a_solo_sentence(
+    schedulers: list[tuple[Scheduler, GatedVoice]],
+) -> None:
+    """A long request's first sentence has the machine (the other worker waits for it);
+    a newcomer does not wait for it to end, and takes one thread, not the solo session."""
+    voice = GatedVoice(hold=(LONG,), solo=True)
+    scheduler = start(schedulers, voice, workers=2, express=ExpressRule(True), solo_first=True)
+    long = scheduler.submit(voice, sentences(LONG, 2), OPTIONS, client="long")
+    await voice.held(LONG)
+    assert voice.solo_calls == [(LONG, 0)]
+    short = scheduler.submit(voice, sentences(SHORT, 1), OPTIONS, client="short")
+    assert len(await bounded(scheduler.collect(short))) > 0  # LONG's first still held
+    assert voice.holding[LONG].is_set() and (LONG, 1) not in voice.calls
+    assert (SHORT, 0) not in voice.solo_calls
+    assert scheduler.stats()["express_sentences"] == 1
+    voice.release()
+    await bounded(scheduler.collect(long))
+
+
 async def test_the_express_lane_runs_one_sentence_at_a_time(
     schedulers: list[tuple[Scheduler, GatedVoice]],
 ) -> None:
