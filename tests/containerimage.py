@@ -31,6 +31,7 @@ BASE = "docker.io/library/python:3.11-slim"
 TAG = "localhost/tts-service:test"
 STAND_IN_LABEL = "tts-service.stand-in"
 CONTAINER_LABEL = "tts-service.test=image"
+OWNER_LABEL = "tts-service.test.owner"
 STAND_IN_PACKAGES = "python3,python3-pip,python3-venv,ca-certificates"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
@@ -239,30 +240,45 @@ def build(tag: str = TAG, device: str = "cpu", timeout: float = 900) -> float:
 
 
 def cleanup_leftovers() -> None:
-    """What an interrupted run left: processes rooted in the tests' containers, bind
-    mounts over their root filesystems, the containers themselves."""
-    storage = str(cache_dir() / "storage") + "/"
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if os.readlink(proc / "root").startswith(storage):
-                    os.kill(int(proc.name), signal.SIGKILL)
-            except (OSError, ProcessLookupError):
-                pass
-    unmount_under(storage)
-    listed = podman("ps", "-a", "-q", "--filter", f"label={CONTAINER_LABEL}", check=False)
-    for container in listed.stdout.split():
+    """What an interrupted run left: for each of the tests' containers whose owner (the
+    test process that created it) is gone, the processes rooted in its filesystem, the bind
+    mounts over it, and the container. A run going on beside this one keeps its own."""
+    listed = podman(
+        "ps", "-a", "--filter", f"label={CONTAINER_LABEL}",
+        "--format", '{{.ID}} {{index .Labels "' + OWNER_LABEL + '"}}',
+        check=False,
+    )  # fmt: skip
+    for line in listed.stdout.splitlines():
+        container, _, owner = line.partition(" ")
+        if owner.strip().isdigit() and Path(f"/proc/{owner.strip()}").exists():
+            continue
+        merged = podman(
+            "container", "inspect", "--format", "{{.GraphDriver.Data.MergedDir}}", container,
+            check=False,
+        ).stdout.strip()  # fmt: skip
+        if merged:
+            kill_rooted_under(merged + "/")
+            unmount_under(merged + "/")
         podman("rm", "-f", container, check=False)
 
 
+def kill_rooted_under(prefix: str) -> None:
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if os.readlink(proc / "root").startswith(prefix.rstrip("/")):
+                    os.kill(int(proc.name), signal.SIGKILL)
+            except OSError:
+                pass
+
+
 def unmount_under(prefix: str) -> None:
-    """Lazily unmount every mount point below `prefix` that is not podman's own root
-    filesystem mount, deepest first."""
+    """Lazily unmount every mount point below `prefix`, deepest first."""
     mounts = []
     with open("/proc/self/mounts") as table:
         for line in table:
             point = line.split()[1].encode().decode("unicode_escape")
-            if point.startswith(prefix) and not point.endswith("/merged"):
+            if point.startswith(prefix):
                 mounts.append(point)
     for point in sorted(mounts, key=len, reverse=True):
         subprocess.run(["umount", "-l", point], capture_output=True, timeout=30)
@@ -310,8 +326,9 @@ class ImageRoot:
 
     def __enter__(self) -> ImageRoot:
         self.container = podman(
-            "create", "--label", CONTAINER_LABEL, "--network", "host", self.image
-        ).stdout.strip()
+            "create", "--label", CONTAINER_LABEL, "--label", f"{OWNER_LABEL}={os.getpid()}",
+            "--network", "host", self.image,
+        ).stdout.strip()  # fmt: skip
         self.path = Path(podman("mount", self.container).stdout.strip())
         for system in ("proc", "sys", "dev"):
             self.bind(Path("/" + system), "/" + system)
