@@ -86,12 +86,22 @@ def unavailable() -> str | None:
 
 
 def base_reachable() -> bool:
-    if podman("image", "exists", BASE, check=False).returncode == 0:
-        return True
+    return base_present() or pull_base()
+
+
+def base_present() -> bool:
+    return podman("image", "exists", BASE, check=False).returncode == 0
+
+
+def pull_base() -> bool:
     try:
         return podman("pull", "--quiet", BASE, timeout=90, check=False).returncode == 0
     except subprocess.TimeoutExpired:
         return False
+
+
+def is_stand_in(image: str) -> bool:
+    return STAND_IN_LABEL in (inspect(image)["Config"].get("Labels") or {})
 
 
 def apt_mirror() -> str:
@@ -157,15 +167,17 @@ def make_stand_in() -> None:
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache, prefix="rootfs-") as scratch:
         rootfs = Path(scratch) / "rootfs"
-        subprocess.run(
+        made = subprocess.run(
             [
                 "debootstrap", "--variant=minbase", f"--include={STAND_IN_PACKAGES}",
                 "bookworm", str(rootfs), apt_mirror(),
             ],
-            check=True,
             capture_output=True,
+            text=True,
             timeout=600,
         )  # fmt: skip
+        if made.returncode != 0:
+            raise RuntimeError(f"debootstrap failed:\n{made.stdout[-3000:]}{made.stderr[-3000:]}")
         for marker in rootfs.glob("usr/lib/python3*/EXTERNALLY-MANAGED"):
             marker.unlink()
         for link, target in (("python", "python3"), ("pip", "pip3")):
@@ -184,7 +196,6 @@ def make_stand_in() -> None:
                 if path.is_file():
                     path.unlink()
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        cache = cache_dir()
         imported = subprocess.run(
             [
                 "podman", "--root", str(cache / "storage"), "--runroot", str(cache / "run"),
@@ -208,13 +219,14 @@ def make_stand_in() -> None:
 
 
 def ensure_base() -> str:
-    """The base image in the tests' storage; says which one it is."""
-    if base_reachable():
-        labels = inspect(BASE)["Config"].get("Labels") or {}
-        if STAND_IN_LABEL not in labels:
-            return f"{BASE} (pulled)"
-    elif podman("image", "exists", BASE, check=False).returncode != 0:
+    """The base image in the tests' storage, the real one when it can be pulled (tried
+    again while the one here is the stand-in); says which one it is."""
+    if (not base_present() or is_stand_in(BASE)) and pull_base():
+        return f"{BASE} (pulled)"
+    if not base_present():
         make_stand_in()
+    if not is_stand_in(BASE):
+        return f"{BASE} (pulled before)"
     return f"{BASE} stand-in: Debian bookworm from debootstrap ({STAND_IN_PACKAGES})"
 
 
