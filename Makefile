@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: serve test install install-test lint browser-deps bench clean
+.PHONY: serve test install install-test lint browser-deps image-deps bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,12 @@ lint: install-test
 browser-deps:
 	@.ci/ensure-chromium
 
-test: install-test lint browser-deps
+# podman and debootstrap for the image tests (apt-get, only when missing; without root or
+# apt-get it says so and the image tests skip with that reason).
+image-deps:
+	@.ci/ensure-image-tools
+
+test: install-test lint browser-deps image-deps
 	$(BIN)/pytest $(ARGS)
 
 bench: install
