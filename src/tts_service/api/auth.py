@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tts_service.api.errors import error_body
+from tts_service.error_dialect import error_body
 from tts_service.errors import Unauthorized
 
 PUBLIC_PATHS = frozenset(

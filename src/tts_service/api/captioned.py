@@ -13,15 +13,9 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
 from tts_service.api.body import openapi_body
-from tts_service.api.native import CLIENT_CLOSED, get_service
-from tts_service.api.openai import (
-    SPEECH_ERRORS,
-    SpeechBody,
-    admit,
-    openai_error_body,
-    openai_error_response,
-    usage,
-)
+from tts_service.api.connection import CLIENT_CLOSED, get_service
+from tts_service.api.errors import openai_error_response
+from tts_service.api.openai import SPEECH_ERRORS, SpeechBody, admit, usage
 from tts_service.api.schemas import AUDIO_HEADERS, AudioFormat
 from tts_service.api.streaming import (
     ClientGone,
@@ -33,6 +27,7 @@ from tts_service.api.streaming import (
 from tts_service.api.timed import b64, encode_whole_timed, encoded_pieces, json_line
 from tts_service.audio.encoders import output_rate
 from tts_service.engine.words import Word, all_words
+from tts_service.error_dialect import openai_error_body
 from tts_service.errors import ServiceError
 from tts_service.service import Admitted, TTSService
 

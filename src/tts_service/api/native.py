@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request, Response, WebSocket, WebSocketDisconnect
 
 from tts_service.api import captions
 from tts_service.api.body import openapi_body, parse_json, read_model, validate
+from tts_service.api.connection import CLIENT_CLOSED, client_address, get_service
 from tts_service.api.errors import ServiceErrorBody, documented_errors, native_error_response
 from tts_service.api.schemas import (
     AUDIO_CONTENT,
@@ -49,8 +50,6 @@ NDJSON = "application/x-ndjson"
 
 router = APIRouter(tags=["synthesis"])
 
-CLIENT_CLOSED = 499  # nginx's code for "client closed request"; only ever seen in logs
-
 SYNTHESIS_ERRORS = documented_errors(
     ServiceErrorBody,
     {
@@ -71,16 +70,6 @@ BINARY_HEADERS = {
         "schema": {"type": "number"},
     },
 }
-
-
-def get_service(connection: Request | WebSocket) -> TTSService:
-    service: TTSService = connection.app.state.service
-    return service
-
-
-def client_address(connection: Request | WebSocket) -> str:
-    """The remote address: one client for the per-client limit and fairness."""
-    return connection.client.host if connection.client is not None else ""
 
 
 def describe(admitted: Admitted, started: float) -> dict[str, Any]:

@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from tts_service.api import captions
 from tts_service.api.body import openapi_body, read_model
-from tts_service.api.errors import documented_errors, error_headers
-from tts_service.api.native import CLIENT_CLOSED, client_address, get_service
+from tts_service.api.connection import CLIENT_CLOSED, client_address, get_service
+from tts_service.api.errors import OpenAIErrorBody, documented_errors, openai_error_response
 from tts_service.api.schemas import AUDIO_CONTENT, AUDIO_HEADERS
 from tts_service.api.streaming import (
     ClientGone,
@@ -32,13 +32,8 @@ from tts_service.api.streaming import (
 from tts_service.api.timed import timed_words
 from tts_service.audio.encoders import content_type, output_rate
 from tts_service.config import OPENAI_VOICE_NAMES, Settings
-from tts_service.errors import (
-    InvalidRequest,
-    ServiceError,
-    SpeakerNotFound,
-    ValidationFailed,
-    VoiceNotFound,
-)
+from tts_service.error_dialect import openai_error_body
+from tts_service.errors import InvalidRequest, ServiceError, VoiceNotFound
 from tts_service.service import Admitted, SpeechRequest, TTSService
 from tts_service.voices.loaded import validate_voice_name
 
@@ -129,73 +124,6 @@ class SpeechBody(BaseModel):
             client=client,
             timestamps=self.timed,
         )
-
-
-# ---------------------------------------------------------------------------- errors
-
-
-def error_type(status: int) -> str:
-    if status == 401:
-        return "authentication_error"
-    if status >= 500:
-        return "server_error"
-    return "invalid_request_error"
-
-
-def openai_status(error: ServiceError) -> int:
-    """OpenAI answers every bad parameter, an unknown voice included, with 400. A 404 on
-    this route would read as "endpoint missing" to clients probing for compatibility."""
-    if isinstance(error, VoiceNotFound | ValidationFailed):
-        return 400
-    return error.status
-
-
-# The service names fields as the native API does; OpenAI clients know them by these names.
-_PARAM_NAMES: Final = {"text": "input", "length_scale": "speed"}
-
-
-def _param(error: ServiceError) -> str | None:
-    """The top-level request field at fault, by its OpenAI name."""
-    param = error.details.get("param")
-    if param is not None:
-        field = str(param).split(".")[0]  # "voice.VoiceRef.id" -> "voice"
-        return _PARAM_NAMES.get(field, field)
-    if isinstance(error, VoiceNotFound):
-        return "voice"
-    if isinstance(error, SpeakerNotFound):
-        return "speaker"
-    return None
-
-
-def openai_error_body(error: ServiceError) -> dict[str, Any]:
-    status = openai_status(error)
-    return {
-        "error": {
-            "message": error.message,
-            "type": error_type(status),
-            "param": _param(error),
-            "code": error.code,
-        }
-    }
-
-
-def openai_error_response(error: ServiceError) -> JSONResponse:
-    return JSONResponse(
-        openai_error_body(error), status_code=openai_status(error), headers=error_headers(error)
-    )
-
-
-class OpenAIErrorDetail(BaseModel):
-    message: str
-    type: Literal["invalid_request_error", "authentication_error", "server_error"]
-    param: str | None = Field(description="The request field at fault, by its OpenAI name.")
-    code: str
-
-
-class OpenAIErrorBody(BaseModel):
-    """Every error under /v1/, in OpenAI's shape (its SDKs read `type` and `code`)."""
-
-    error: OpenAIErrorDetail
 
 
 # ----------------------------------------------------------------------- validation

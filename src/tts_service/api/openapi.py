@@ -20,8 +20,7 @@ from pydantic import BaseModel
 
 from tts_service.api.auth import is_public
 from tts_service.api.body import COMPONENT_REF
-from tts_service.api.errors import ServiceErrorBody
-from tts_service.api.openai import OpenAIErrorBody
+from tts_service.api.errors import OpenAIErrorBody, ServiceErrorBody
 from tts_service.api.origin import SAFE_METHODS
 
 HTTP_METHODS: Final = frozenset({"get", "put", "post", "delete", "options", "head", "patch"})

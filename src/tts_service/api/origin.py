@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tts_service.api.errors import error_body
+from tts_service.error_dialect import error_body
 from tts_service.errors import ForbiddenOrigin, InvalidHost, ServiceError
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")

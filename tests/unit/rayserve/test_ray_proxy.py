@@ -10,7 +10,7 @@ from typing import Any
 
 from starlette.types import Message, Receive, Scope, Send
 
-from tts_service.api.errors import error_body
+from tts_service.error_dialect import error_body
 from tts_service.errors import Overloaded, ReplicaFailed
 from tts_service.rayserve.proxy import (
     ServeErrorsMiddleware,
