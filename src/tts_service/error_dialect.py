@@ -5,6 +5,8 @@ middlewares in front of them and the Ray proxy (which must stay light) all answe
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from typing import Any, Final
 
 from tts_service.errors import (
@@ -83,3 +85,28 @@ def error_headers(error: ServiceError) -> dict[str, str]:
     if isinstance(error, RetryLater | ShuttingDown):
         return {"Retry-After": str(error.retry_after)}
     return {}
+
+
+Header = tuple[bytes, bytes]
+
+
+def error_messages(
+    path: str, error: ServiceError, extra: Iterable[Header] = (), kind: str = "http"
+) -> list[dict[str, Any]]:
+    """The two ASGI messages of a JSON error answered before any app runs (a middleware's
+    refusal, the proxy's rewrite). `kind` "websocket.http" refuses a WebSocket handshake
+    with a real response; `extra` headers follow the standard ones."""
+    body = json.dumps(error_body(path, error)).encode()
+    headers: list[Header] = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    headers += [
+        (name.lower().encode(), value.encode()) for name, value in error_headers(error).items()
+    ]
+    headers += extra
+    status = error_status(path, error)
+    return [
+        {"type": f"{kind}.response.start", "status": status, "headers": headers},
+        {"type": f"{kind}.response.body", "body": body},
+    ]

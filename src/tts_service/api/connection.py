@@ -12,6 +12,11 @@ from tts_service.service import TTSService
 CLIENT_CLOSED: Final = 499  # nginx's code for "client closed request"; only ever seen in logs
 
 
+class ClientGone(Exception):
+    """The HTTP client disconnected before its response was ready: answered CLIENT_CLOSED
+    (by `api.errors`), which only the access log and the metrics ever see."""
+
+
 def get_service(connection: Request | WebSocket) -> TTSService:
     service: TTSService = connection.app.state.service
     return service

@@ -8,8 +8,6 @@ the audio then streams sentence by sentence in any format, or as server-sent eve
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from collections.abc import AsyncGenerator
 from typing import Any, Final, Literal, TypeVar
@@ -19,18 +17,19 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from tts_service.api import captions
+from tts_service.api.audio_headers import AUDIO_HEADERS, SAMPLE_RATE, audio_headers
 from tts_service.api.body import openapi_body, read_model
-from tts_service.api.connection import CLIENT_CLOSED, client_address, get_service
+from tts_service.api.connection import client_address, get_service
 from tts_service.api.errors import OpenAIErrorBody, documented_errors, openai_error_response
-from tts_service.api.schemas import AUDIO_CONTENT, AUDIO_HEADERS
+from tts_service.api.framing import b64, framed, sse_event
+from tts_service.api.schemas import AUDIO_CONTENT
 from tts_service.api.streaming import (
-    ClientGone,
     JobStreamingResponse,
     encoded_stream,
     unless_disconnected,
 )
 from tts_service.api.timed import timed_words
-from tts_service.audio.encoders import content_type, output_rate
+from tts_service.audio.encoders import content_type
 from tts_service.config import OPENAI_VOICE_NAMES, Settings
 from tts_service.error_dialect import openai_error_body
 from tts_service.errors import InvalidRequest, ServiceError, VoiceNotFound
@@ -197,11 +196,7 @@ def usage(admitted: Admitted) -> dict[str, int]:
     }
 
 
-def sse_event(payload: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
-
-
-async def sse_stream(
+def sse_stream(
     audio: AsyncGenerator[bytes, None], admitted: Admitted
 ) -> AsyncGenerator[bytes, None]:
     """OpenAI's speech SSE: one `speech.audio.delta` per encoded chunk, then `speech.audio.done`.
@@ -210,17 +205,19 @@ async def sse_stream(
     error status); once events flow the status is 200, so a later failure becomes an
     `error` event.
     """
-    sent = False
+    return framed(_events(audio, admitted), sse_error)
+
+
+def sse_error(error: ServiceError) -> bytes:
+    return sse_event({"type": "error", **openai_error_body(error)})
+
+
+async def _events(
+    audio: AsyncGenerator[bytes, None], admitted: Admitted
+) -> AsyncGenerator[bytes, None]:
     try:
         async for data in audio:
-            audio_b64 = base64.b64encode(data).decode("ascii")
-            yield sse_event({"type": "speech.audio.delta", "audio": audio_b64})
-            sent = True
-    except ServiceError as error:
-        if not sent:
-            raise
-        yield sse_event({"type": "error", **openai_error_body(error)})
-        return
+            yield sse_event({"type": "speech.audio.delta", "audio": b64(data)})
     finally:
         await audio.aclose()
     yield sse_event({"type": "speech.audio.done", "usage": usage(admitted)})
@@ -229,11 +226,7 @@ async def sse_stream(
 def speech_response(service: TTSService, body: SpeechBody, admitted: Admitted) -> Response:
     fmt = body.response_format
     assert fmt not in captions.CAPTION_FORMATS  # answered by caption_response
-    headers = {
-        "X-Voice": admitted.voice.info.name,
-        "X-Sentences": str(admitted.sentences),
-        "X-Sample-Rate": str(output_rate(fmt, admitted.voice.sample_rate)),
-    }
+    headers = audio_headers(admitted, fmt)
     audio = encoded_stream(service, admitted, fmt)
     if body.stream_format == "sse":
         headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -267,7 +260,7 @@ _SPEECH_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
         "with response_format vtt or srt, the caption file.",
         "headers": {
             **AUDIO_HEADERS,
-            "X-Sample-Rate": {**AUDIO_HEADERS["X-Sample-Rate"], "required": False},
+            SAMPLE_RATE: {**AUDIO_HEADERS[SAMPLE_RATE], "required": False},
         },
         "content": {
             **AUDIO_CONTENT,
@@ -301,12 +294,9 @@ async def create_speech(request: Request) -> Response:
 
 async def caption_response(request: Request, fmt: str, admitted: Admitted) -> Response:
     """The caption file alone: the speech is synthesized to time its words, then dropped."""
-    try:
-        sentences = await unless_disconnected(request, timed_words(get_service(request), admitted))
-    except ClientGone:
-        return Response(status_code=CLIENT_CLOSED)
+    sentences = await unless_disconnected(request, timed_words(get_service(request), admitted))
     text = captions.render(fmt, sentences, admitted.text)
-    headers = {"X-Voice": admitted.voice.info.name, "X-Sentences": str(admitted.sentences)}
+    headers = audio_headers(admitted)
     return Response(text, media_type=captions.CAPTION_CONTENT_TYPES[fmt], headers=headers)
 
 

@@ -15,17 +15,9 @@ AudioFormat = Literal["wav", "pcm", "mp3", "opus", "aac", "flac"]
 assert set(AudioFormat.__args__) == set(AUDIO_FORMATS)  # type: ignore[attr-defined]
 assert set(CaptionFormat.__args__) == set(CAPTION_FORMATS)  # type: ignore[attr-defined]
 
-# OpenAPI: an audio answer, in whichever format was asked for, and the headers about it.
+# OpenAPI: an audio answer, in whichever format was asked for (its headers: api.audio_headers).
 AUDIO_CONTENT: Final[dict[str, Any]] = {
     CONTENT_TYPES[fmt]: {"schema": {"type": "string", "format": "binary"}} for fmt in AUDIO_FORMATS
-}
-AUDIO_HEADERS: Final[dict[str, Any]] = {
-    name: {"description": description, "required": True, "schema": {"type": kind}}
-    for name, description, kind in (
-        ("X-Voice", "The voice that speaks.", "string"),
-        ("X-Sentences", "Sentences in the text.", "integer"),
-        ("X-Sample-Rate", "Of the audio as encoded.", "integer"),
-    )
 }
 
 
