@@ -22,7 +22,8 @@ from tts_service.api.body import openapi_body, read_model
 from tts_service.api.connection import client_address, get_service
 from tts_service.api.errors import OpenAIErrorBody, documented_errors, openai_error_response
 from tts_service.api.framing import b64, framed, sse_event
-from tts_service.api.schemas import AUDIO_CONTENT
+from tts_service.api.schemas import AUDIO_CONTENT, SPEAKABLE, VOICE_NAME, string_pattern
+from tts_service.api.speech_events import SSE_CONTENT
 from tts_service.api.streaming import (
     JobStreamingResponse,
     encoded_stream,
@@ -66,7 +67,7 @@ class ModelNotFound(InvalidRequest):
 class VoiceRef(BaseModel):
     """OpenAI's custom-voice form `{"id": "..."}`; the id is a voice name here."""
 
-    id: StrictStr
+    id: StrictStr = Field(json_schema_extra=string_pattern(VOICE_NAME))
 
 
 class SpeechBody(BaseModel):
@@ -83,12 +84,15 @@ class SpeechBody(BaseModel):
     )
     input: StrictStr = Field(
         min_length=1,
-        description="The text to speak; it must hold at least one non-blank character.",
+        description="The text to speak; it must hold at least one non-blank character. A "
+        "text in which the voice finds nothing to say (only punctuation, say) is a 400.",
+        json_schema_extra=string_pattern(SPEAKABLE),
     )
     voice: StrictStr | VoiceRef | None = Field(
         None,
         description="A Piper voice name, or an OpenAI voice name (alloy, ash, ...) mapped by "
         "the server's openai_voice_map (default: the default voice). Optional here.",
+        json_schema_extra=string_pattern(VOICE_NAME),
     )
     response_format: SpeechFormat = Field(
         "mp3",
@@ -264,7 +268,7 @@ _SPEECH_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
         },
         "content": {
             **AUDIO_CONTENT,
-            "text/event-stream": {"schema": {"type": "string"}},
+            "text/event-stream": SSE_CONTENT,
             **{
                 media.split(";")[0]: {"schema": {"type": "string"}}
                 for media in captions.CAPTION_CONTENT_TYPES.values()
