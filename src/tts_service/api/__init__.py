@@ -9,7 +9,16 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from tts_service import __version__
-from tts_service.api import captioned, docs, metrics_route, native, ops, ui, voice_catalog
+from tts_service.api import (
+    audio_headers,
+    captioned,
+    docs,
+    metrics_route,
+    native,
+    ops,
+    ui,
+    voice_catalog,
+)
 from tts_service.api.access_log import AccessLogMiddleware
 from tts_service.api.auth import ApiKeyMiddleware
 from tts_service.api.errors import install_error_handlers
@@ -104,10 +113,7 @@ def create_app(
             expose_headers=[
                 "X-Request-ID",
                 "Retry-After",
-                "X-Voice",
-                "X-Sentences",
-                "X-Sample-Rate",
-                "X-Duration",
+                *audio_headers.EXPOSED,
             ],
             max_age=600,
         )

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Iterable
 from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tts_service.api.errors import error_body
+from tts_service.error_dialect import error_messages
 from tts_service.errors import Unauthorized
 
 PUBLIC_PATHS = frozenset(
@@ -121,22 +120,13 @@ class ApiKeyMiddleware:
         error = Unauthorized(
             "missing API key: send 'Authorization: Bearer <key>'" if missing else "invalid API key"
         )
-        body = json.dumps(error_body(scope["path"], error)).encode()
         challenge = b'Bearer realm="tts-service"'
         if not missing:
             challenge += b', error="invalid_token"'
-        await send(
-            {
-                "type": "http.response.start",
-                "status": error.status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", challenge),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        for message in error_messages(
+            scope["path"], error, extra=[(b"www-authenticate", challenge)]
+        ):
+            await send(message)
 
     @staticmethod
     async def _close_websocket(receive: Receive, send: Send) -> None:

@@ -12,27 +12,23 @@ from typing import Any, Final
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
+from tts_service.api.audio_headers import AUDIO_HEADERS, audio_headers
 from tts_service.api.body import openapi_body
-from tts_service.api.native import CLIENT_CLOSED, get_service
-from tts_service.api.openai import (
-    SPEECH_ERRORS,
-    SpeechBody,
-    admit,
-    openai_error_body,
-    openai_error_response,
-    usage,
-)
-from tts_service.api.schemas import AUDIO_HEADERS, AudioFormat
+from tts_service.api.connection import get_service
+from tts_service.api.errors import openai_error_response
+from tts_service.api.framing import b64, framed, json_line
+from tts_service.api.openai import SPEECH_ERRORS, SpeechBody, admit, usage
+from tts_service.api.schemas import AudioFormat
 from tts_service.api.streaming import (
-    ClientGone,
     JobStreamingResponse,
     json_with_base64,
     slices,
     unless_disconnected,
 )
-from tts_service.api.timed import b64, encode_whole_timed, encoded_pieces, json_line
+from tts_service.api.timed import encode_whole_timed, encoded_pieces
 from tts_service.audio.encoders import output_rate
 from tts_service.engine.words import Word, all_words
+from tts_service.error_dialect import openai_error_body
 from tts_service.errors import ServiceError
 from tts_service.service import Admitted, TTSService
 
@@ -73,26 +69,28 @@ def word_timestamps(words: list[Word]) -> list[dict[str, Any]]:
     ]
 
 
-async def captioned_lines(
+def captioned_lines(
     service: TTSService, admitted: Admitted, fmt: str
 ) -> AsyncGenerator[bytes, None]:
     """One JSON line per sentence, `{"audio", "audio_format", "timestamps"}`, as it is made;
     a last line with the encoder's tail (no timestamps). A failure once lines flow is an
     `{"error": ...}` line in OpenAI's shape."""
+    return framed(_lines(service, admitted, fmt), openai_error_line)
+
+
+def openai_error_line(error: ServiceError) -> bytes:
+    return json_line(openai_error_body(error))
+
+
+async def _lines(service: TTSService, admitted: Admitted, fmt: str) -> AsyncGenerator[bytes, None]:
     pieces = encoded_pieces(service, admitted, fmt)
-    opened = False
     try:
         async for piece in pieces:
             line = {"audio": b64(piece.audio), "audio_format": fmt}
             data = json_line({**line, "timestamps": word_timestamps(piece.words)})
-            opened = True
             for part in slices(data):
                 yield part
                 admitted.touch()
-    except ServiceError as error:
-        if not opened:
-            raise
-        yield json_line(openai_error_body(error))
     finally:
         await pieces.aclose()
 
@@ -102,22 +100,14 @@ async def captioned_speech_response(
 ) -> Response:
     service = get_service(request)
     fmt = body.response_format
-    headers = {
-        "X-Voice": admitted.voice.info.name,
-        "X-Sentences": str(admitted.sentences),
-        "X-Sample-Rate": str(output_rate(fmt, admitted.voice.sample_rate)),
-    }
+    headers = audio_headers(admitted, fmt)
     if body.stream:
         lines = captioned_lines(service, admitted, fmt)
         return JobStreamingResponse(
             lines, service, admitted, NDJSON, headers, on_error=openai_error_response
         )
-    try:
-        audio, sentences = await unless_disconnected(
-            request, encode_whole_timed(service, admitted, fmt)
-        )
-    except ClientGone:
-        return Response(status_code=CLIENT_CLOSED)
+    work = encode_whole_timed(service, admitted, fmt)
+    audio, sentences = await unless_disconnected(request, work)
     fields = {
         "audio_format": fmt,
         "sample_rate": output_rate(fmt, admitted.voice.sample_rate),

@@ -1,17 +1,26 @@
-"""One place that turns domain errors into HTTP responses, and documents them."""
+"""One place that turns domain errors into HTTP responses, and documents them (the shapes
+themselves are `tts_service.error_dialect`'s)."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tts_service.errors import RetryLater, ServiceError, ShuttingDown, ValidationFailed
+from tts_service.api.connection import CLIENT_CLOSED, ClientGone
+from tts_service.error_dialect import (
+    error_body,
+    error_headers,
+    native_error_body,
+    openai_error_body,
+    openai_status,
+)
+from tts_service.errors import ServiceError, ValidationFailed
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +39,19 @@ class ServiceErrorBody(BaseModel):
     """Every error of the native API: `{"error": {"code", "message", ...}}`."""
 
     error: ServiceErrorDetail
+
+
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: Literal["invalid_request_error", "authentication_error", "server_error"]
+    param: str | None = Field(description="The request field at fault, by its OpenAI name.")
+    code: str
+
+
+class OpenAIErrorBody(BaseModel):
+    """Every error under /v1/, in OpenAI's shape (its SDKs read `type` and `code`)."""
+
+    error: OpenAIErrorDetail
 
 
 RETRY_AFTER_HEADER: Final[dict[str, Any]] = {
@@ -54,24 +76,15 @@ def documented_errors(
     return responses
 
 
-def error_body(path: str, error: ServiceError) -> dict[str, Any]:
-    """OpenAI's error shape under /v1 (its SDKs read `type`), ours elsewhere."""
-    if path.startswith("/v1/"):
-        from tts_service.api.openai import openai_error_body  # it imports this module
-
-        return openai_error_body(error)
-    return {"error": error.to_dict()}
-
-
-def error_headers(error: ServiceError) -> dict[str, str]:
-    if isinstance(error, RetryLater | ShuttingDown):
-        return {"Retry-After": str(error.retry_after)}
-    return {}
-
-
 def native_error_response(error: ServiceError) -> JSONResponse:
     return JSONResponse(
-        {"error": error.to_dict()}, status_code=error.status, headers=error_headers(error)
+        native_error_body(error), status_code=error.status, headers=error_headers(error)
+    )
+
+
+def openai_error_response(error: ServiceError) -> JSONResponse:
+    return JSONResponse(
+        openai_error_body(error), status_code=openai_status(error), headers=error_headers(error)
     )
 
 
@@ -94,6 +107,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, error: ServiceError) -> JSONResponse:
         return native_error_response(error)
+
+    @app.exception_handler(ClientGone)
+    async def _client_gone(request: Request, error: ClientGone) -> Response:
+        return Response(status_code=CLIENT_CLOSED)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tts_service.error_dialect import error_messages
+from tts_service.errors import BodyTooLarge
 
 
 class BodyTooLargeError(Exception):
@@ -48,22 +49,7 @@ class BodyLimitMiddleware:
                 await self._refuse(scope, send)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
-        error: dict[str, object] = {
-            "code": "body_too_large",
-            "message": f"request body exceeds {self.max_bytes} bytes",
-        }
-        if str(scope.get("path", "")).startswith("/v1/"):  # OpenAI clients read their shape
-            error.update(type="invalid_request_error", param=None)
-        body = json.dumps({"error": error}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        error = BodyTooLarge(f"request body exceeds {self.max_bytes} bytes")
+        path = str(scope.get("path", ""))
+        for message in error_messages(path, error, extra=[(b"connection", b"close")]):
+            await send(message)

@@ -12,18 +12,19 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, Request, Response, WebSocket, WebSocketDisconnect
 
 from tts_service.api import captions
+from tts_service.api.audio_headers import BINARY_HEADERS, audio_headers, duration_header
 from tts_service.api.body import openapi_body, parse_json, read_model, validate
+from tts_service.api.connection import client_address, get_service
 from tts_service.api.errors import ServiceErrorBody, documented_errors, native_error_response
+from tts_service.api.framing import b64, error_line, error_message, framed, json_line
 from tts_service.api.schemas import (
     AUDIO_CONTENT,
-    AUDIO_HEADERS,
     StreamBody,
     SynthesizeBody,
     SynthesizeJsonBody,
     SynthesizeResult,
 )
 from tts_service.api.streaming import (
-    ClientGone,
     JobStreamingResponse,
     audio_response,
     encode_whole,
@@ -32,13 +33,7 @@ from tts_service.api.streaming import (
     slices,
     unless_disconnected,
 )
-from tts_service.api.timed import (
-    b64,
-    encode_whole_timed,
-    encoded_pieces,
-    json_line,
-    timed_chunks,
-)
+from tts_service.api.timed import encode_whole_timed, encoded_pieces, timed_chunks
 from tts_service.audio.encoders import content_type, make_encoder, output_rate
 from tts_service.engine.words import Word, all_words
 from tts_service.errors import Cancelled, IdleTimeout, ServiceError, ValidationFailed
@@ -48,8 +43,6 @@ Body = TypeVar("Body", SynthesizeBody, SynthesizeJsonBody)
 NDJSON = "application/x-ndjson"
 
 router = APIRouter(tags=["synthesis"])
-
-CLIENT_CLOSED = 499  # nginx's code for "client closed request"; only ever seen in logs
 
 SYNTHESIS_ERRORS = documented_errors(
     ServiceErrorBody,
@@ -64,23 +57,6 @@ SYNTHESIS_ERRORS = documented_errors(
         504: "The request waited in the queue past its deadline (`timeout`).",
     },
 )
-BINARY_HEADERS = {
-    **AUDIO_HEADERS,
-    "X-Duration": {
-        "description": "Seconds of audio (not when streamed).",
-        "schema": {"type": "number"},
-    },
-}
-
-
-def get_service(connection: Request | WebSocket) -> TTSService:
-    service: TTSService = connection.app.state.service
-    return service
-
-
-def client_address(connection: Request | WebSocket) -> str:
-    """The remote address: one client for the per-client limit and fairness."""
-    return connection.client.host if connection.client is not None else ""
 
 
 def describe(admitted: Admitted, started: float) -> dict[str, Any]:
@@ -144,22 +120,18 @@ async def synthesize_json(request: Request) -> Response:
             service,
             admitted,
             NDJSON,
-            {"X-Voice": admitted.voice.info.name, "X-Sentences": str(admitted.sentences)},
+            audio_headers(admitted),
             on_error=native_error_response,
         )
-    try:
-        audio, sentences = await unless_disconnected(
-            request, encode_whole_timed(service, admitted, body.format)
-        )
-    except ClientGone:
-        return Response(status_code=CLIENT_CLOSED)
+    work = encode_whole_timed(service, admitted, body.format)
+    audio, sentences = await unless_disconnected(request, work)
     result = describe(admitted, started)
     result.update(format=body.format, sample_rate=rate)
     result.update(timing_fields(body, admitted, sentences))
     return json_with_base64(result, "audio", audio)
 
 
-async def json_lines(
+def json_lines(
     service: TTSService, admitted: Admitted, body: SynthesizeJsonBody, started: float
 ) -> AsyncGenerator[bytes, None]:
     """`{"type": "start"}`, then per sentence `{"type": "audio", "sentence", "audio"}` (base64
@@ -167,6 +139,12 @@ async def json_lines(
     encoder's tail, `{"type": "end"}` with the figures (and `captions`). Nothing is sent
     before the first sentence exists (a refusal is still a real error status); a failure
     after it is an `error` line."""
+    return framed(_lines(service, admitted, body, started), error_line)
+
+
+async def _lines(
+    service: TTSService, admitted: Admitted, body: SynthesizeJsonBody, started: float
+) -> AsyncGenerator[bytes, None]:
     rate = output_rate(body.format, admitted.voice.sample_rate)
     figures = {"format": body.format, "sample_rate": rate}
     start = {"type": "start", "voice": admitted.voice.info.name, **figures}
@@ -188,11 +166,6 @@ async def json_lines(
             for part in slices(data):
                 yield part
                 admitted.touch()  # the client took a slice
-    except ServiceError as error:
-        if not opened:
-            raise
-        yield json_line({"type": "error", "status": error.status, "error": error.to_dict()})
-        return
     finally:
         await pieces.aclose()
     end = {"type": "end", **describe(admitted, started), **figures}
@@ -216,11 +189,7 @@ async def synthesize_binary(request: Request) -> Response:
     """Synthesize and answer the audio file itself (`stream: true` sends it chunked)."""
     body, admitted = await admit(request, SynthesizeBody)
     service = get_service(request)
-    headers = {
-        "X-Voice": admitted.voice.info.name,
-        "X-Sentences": str(admitted.sentences),
-        "X-Sample-Rate": str(output_rate(body.format, admitted.voice.sample_rate)),
-    }
+    headers = audio_headers(admitted, body.format)
     if body.stream:
         return JobStreamingResponse(
             encoded_stream(service, admitted, body.format),
@@ -230,11 +199,8 @@ async def synthesize_binary(request: Request) -> Response:
             headers,
             on_error=native_error_response,
         )
-    try:
-        audio = await unless_disconnected(request, encode_whole(service, admitted, body.format))
-    except ClientGone:
-        return Response(status_code=CLIENT_CLOSED)
-    headers["X-Duration"] = f"{admitted.audio_seconds:.4f}"
+    audio = await unless_disconnected(request, encode_whole(service, admitted, body.format))
+    headers.update(duration_header(admitted))
     return audio_response(audio, content_type(body.format), headers)
 
 
@@ -281,9 +247,7 @@ class _Connection:
                 self.inbox.put_nowait(None)
 
     async def send_error(self, error: ServiceError) -> None:
-        await self.websocket.send_json(
-            {"type": "error", "status": error.status, "error": error.to_dict()}
-        )
+        await self.websocket.send_json(error_message(error))
 
     async def serve(self) -> None:
         while (raw := await self.next_message()) is not None:

@@ -8,8 +8,6 @@ the audio then streams sentence by sentence in any format, or as server-sent eve
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from collections.abc import AsyncGenerator
 from typing import Any, Final, Literal, TypeVar
@@ -19,26 +17,23 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from tts_service.api import captions
+from tts_service.api.audio_headers import AUDIO_HEADERS, SAMPLE_RATE, audio_headers
 from tts_service.api.body import openapi_body, read_model
-from tts_service.api.errors import documented_errors, error_headers
-from tts_service.api.native import CLIENT_CLOSED, client_address, get_service
-from tts_service.api.schemas import AUDIO_CONTENT, AUDIO_HEADERS
+from tts_service.api.connection import client_address, get_service
+from tts_service.api.errors import OpenAIErrorBody, documented_errors, openai_error_response
+from tts_service.api.framing import b64, framed, sse_event
+from tts_service.api.schemas import AUDIO_CONTENT, SPEAKABLE, VOICE_NAME, string_pattern
+from tts_service.api.speech_events import SSE_CONTENT
 from tts_service.api.streaming import (
-    ClientGone,
     JobStreamingResponse,
     encoded_stream,
     unless_disconnected,
 )
 from tts_service.api.timed import timed_words
-from tts_service.audio.encoders import content_type, output_rate
+from tts_service.audio.encoders import content_type
 from tts_service.config import OPENAI_VOICE_NAMES, Settings
-from tts_service.errors import (
-    InvalidRequest,
-    ServiceError,
-    SpeakerNotFound,
-    ValidationFailed,
-    VoiceNotFound,
-)
+from tts_service.error_dialect import openai_error_body
+from tts_service.errors import InvalidRequest, ServiceError, VoiceNotFound
 from tts_service.service import Admitted, SpeechRequest, TTSService
 from tts_service.voices.loaded import validate_voice_name
 
@@ -72,7 +67,7 @@ class ModelNotFound(InvalidRequest):
 class VoiceRef(BaseModel):
     """OpenAI's custom-voice form `{"id": "..."}`; the id is a voice name here."""
 
-    id: StrictStr
+    id: StrictStr = Field(json_schema_extra=string_pattern(VOICE_NAME))
 
 
 class SpeechBody(BaseModel):
@@ -89,12 +84,15 @@ class SpeechBody(BaseModel):
     )
     input: StrictStr = Field(
         min_length=1,
-        description="The text to speak; it must hold at least one non-blank character.",
+        description="The text to speak; it must hold at least one non-blank character. A "
+        "text in which the voice finds nothing to say (only punctuation, say) is a 400.",
+        json_schema_extra=string_pattern(SPEAKABLE),
     )
     voice: StrictStr | VoiceRef | None = Field(
         None,
         description="A Piper voice name, or an OpenAI voice name (alloy, ash, ...) mapped by "
         "the server's openai_voice_map (default: the default voice). Optional here.",
+        json_schema_extra=string_pattern(VOICE_NAME),
     )
     response_format: SpeechFormat = Field(
         "mp3",
@@ -129,73 +127,6 @@ class SpeechBody(BaseModel):
             client=client,
             timestamps=self.timed,
         )
-
-
-# ---------------------------------------------------------------------------- errors
-
-
-def error_type(status: int) -> str:
-    if status == 401:
-        return "authentication_error"
-    if status >= 500:
-        return "server_error"
-    return "invalid_request_error"
-
-
-def openai_status(error: ServiceError) -> int:
-    """OpenAI answers every bad parameter, an unknown voice included, with 400. A 404 on
-    this route would read as "endpoint missing" to clients probing for compatibility."""
-    if isinstance(error, VoiceNotFound | ValidationFailed):
-        return 400
-    return error.status
-
-
-# The service names fields as the native API does; OpenAI clients know them by these names.
-_PARAM_NAMES: Final = {"text": "input", "length_scale": "speed"}
-
-
-def _param(error: ServiceError) -> str | None:
-    """The top-level request field at fault, by its OpenAI name."""
-    param = error.details.get("param")
-    if param is not None:
-        field = str(param).split(".")[0]  # "voice.VoiceRef.id" -> "voice"
-        return _PARAM_NAMES.get(field, field)
-    if isinstance(error, VoiceNotFound):
-        return "voice"
-    if isinstance(error, SpeakerNotFound):
-        return "speaker"
-    return None
-
-
-def openai_error_body(error: ServiceError) -> dict[str, Any]:
-    status = openai_status(error)
-    return {
-        "error": {
-            "message": error.message,
-            "type": error_type(status),
-            "param": _param(error),
-            "code": error.code,
-        }
-    }
-
-
-def openai_error_response(error: ServiceError) -> JSONResponse:
-    return JSONResponse(
-        openai_error_body(error), status_code=openai_status(error), headers=error_headers(error)
-    )
-
-
-class OpenAIErrorDetail(BaseModel):
-    message: str
-    type: Literal["invalid_request_error", "authentication_error", "server_error"]
-    param: str | None = Field(description="The request field at fault, by its OpenAI name.")
-    code: str
-
-
-class OpenAIErrorBody(BaseModel):
-    """Every error under /v1/, in OpenAI's shape (its SDKs read `type` and `code`)."""
-
-    error: OpenAIErrorDetail
 
 
 # ----------------------------------------------------------------------- validation
@@ -269,11 +200,7 @@ def usage(admitted: Admitted) -> dict[str, int]:
     }
 
 
-def sse_event(payload: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
-
-
-async def sse_stream(
+def sse_stream(
     audio: AsyncGenerator[bytes, None], admitted: Admitted
 ) -> AsyncGenerator[bytes, None]:
     """OpenAI's speech SSE: one `speech.audio.delta` per encoded chunk, then `speech.audio.done`.
@@ -282,17 +209,19 @@ async def sse_stream(
     error status); once events flow the status is 200, so a later failure becomes an
     `error` event.
     """
-    sent = False
+    return framed(_events(audio, admitted), sse_error)
+
+
+def sse_error(error: ServiceError) -> bytes:
+    return sse_event({"type": "error", **openai_error_body(error)})
+
+
+async def _events(
+    audio: AsyncGenerator[bytes, None], admitted: Admitted
+) -> AsyncGenerator[bytes, None]:
     try:
         async for data in audio:
-            audio_b64 = base64.b64encode(data).decode("ascii")
-            yield sse_event({"type": "speech.audio.delta", "audio": audio_b64})
-            sent = True
-    except ServiceError as error:
-        if not sent:
-            raise
-        yield sse_event({"type": "error", **openai_error_body(error)})
-        return
+            yield sse_event({"type": "speech.audio.delta", "audio": b64(data)})
     finally:
         await audio.aclose()
     yield sse_event({"type": "speech.audio.done", "usage": usage(admitted)})
@@ -301,11 +230,7 @@ async def sse_stream(
 def speech_response(service: TTSService, body: SpeechBody, admitted: Admitted) -> Response:
     fmt = body.response_format
     assert fmt not in captions.CAPTION_FORMATS  # answered by caption_response
-    headers = {
-        "X-Voice": admitted.voice.info.name,
-        "X-Sentences": str(admitted.sentences),
-        "X-Sample-Rate": str(output_rate(fmt, admitted.voice.sample_rate)),
-    }
+    headers = audio_headers(admitted, fmt)
     audio = encoded_stream(service, admitted, fmt)
     if body.stream_format == "sse":
         headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -339,11 +264,11 @@ _SPEECH_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
         "with response_format vtt or srt, the caption file.",
         "headers": {
             **AUDIO_HEADERS,
-            "X-Sample-Rate": {**AUDIO_HEADERS["X-Sample-Rate"], "required": False},
+            SAMPLE_RATE: {**AUDIO_HEADERS[SAMPLE_RATE], "required": False},
         },
         "content": {
             **AUDIO_CONTENT,
-            "text/event-stream": {"schema": {"type": "string"}},
+            "text/event-stream": SSE_CONTENT,
             **{
                 media.split(";")[0]: {"schema": {"type": "string"}}
                 for media in captions.CAPTION_CONTENT_TYPES.values()
@@ -373,12 +298,9 @@ async def create_speech(request: Request) -> Response:
 
 async def caption_response(request: Request, fmt: str, admitted: Admitted) -> Response:
     """The caption file alone: the speech is synthesized to time its words, then dropped."""
-    try:
-        sentences = await unless_disconnected(request, timed_words(get_service(request), admitted))
-    except ClientGone:
-        return Response(status_code=CLIENT_CLOSED)
+    sentences = await unless_disconnected(request, timed_words(get_service(request), admitted))
     text = captions.render(fmt, sentences, admitted.text)
-    headers = {"X-Voice": admitted.voice.info.name, "X-Sentences": str(admitted.sentences)}
+    headers = audio_headers(admitted)
     return Response(text, media_type=captions.CAPTION_CONTENT_TYPES[fmt], headers=headers)
 
 

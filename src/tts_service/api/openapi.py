@@ -20,9 +20,9 @@ from pydantic import BaseModel
 
 from tts_service.api.auth import is_public
 from tts_service.api.body import COMPONENT_REF
-from tts_service.api.errors import ServiceErrorBody
-from tts_service.api.openai import OpenAIErrorBody
+from tts_service.api.errors import OpenAIErrorBody, ServiceErrorBody
 from tts_service.api.origin import SAFE_METHODS
+from tts_service.api.speech_events import EVENT_MODELS
 
 HTTP_METHODS: Final = frozenset({"get", "put", "post", "delete", "options", "head", "patch"})
 SECURITY_SCHEME: Final = "apiKey"
@@ -132,8 +132,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     components: dict[str, Any] = spec.setdefault("components", {})
     schemas: dict[str, Any] = components.setdefault("schemas", {})
     hoist_request_bodies(spec, schemas)
-    _add_model(schemas, ServiceErrorBody)
-    _add_model(schemas, OpenAIErrorBody)
+    for model in (ServiceErrorBody, OpenAIErrorBody, *EVENT_MODELS):
+        _add_model(schemas, model)
     for path, method, operation in operations(spec):
         add_gate_responses(path, method, operation)
         replace_validation_response(path, operation)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from tts_service.api.native import get_service
+from tts_service.api.connection import get_service
 from tts_service.api.voice_catalog import voice_extras
 
 router = APIRouter(tags=["operations"])

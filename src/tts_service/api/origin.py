@@ -17,13 +17,12 @@ Refusals happen before a body is read or a WebSocket accepted.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tts_service.api.errors import error_body
+from tts_service.error_dialect import error_messages
 from tts_service.errors import ForbiddenOrigin, InvalidHost, ServiceError
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -141,20 +140,9 @@ class OriginGuardMiddleware:
             )
         return None
 
-    @staticmethod
-    def _response(scope: Scope, error: ServiceError) -> tuple[list[tuple[bytes, bytes]], bytes]:
-        body = json.dumps(error_body(scope["path"], error)).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        return headers, body
-
     async def _refuse_http(self, scope: Scope, send: Send, error: ServiceError) -> None:
-        headers, body = self._response(scope, error)
-        start = {"type": "http.response.start", "status": error.status, "headers": headers}
-        await send(start)
-        await send({"type": "http.response.body", "body": body})
+        for message in error_messages(scope["path"], error):
+            await send(message)
 
     async def _refuse_websocket(
         self, scope: Scope, receive: Receive, send: Send, error: ServiceError
@@ -167,8 +155,5 @@ class OriginGuardMiddleware:
         if DENIAL_EXTENSION not in scope.get("extensions", {}):
             await send({"type": "websocket.close", "code": 1008})
             return
-        headers, body = self._response(scope, error)
-        await send(
-            {"type": "websocket.http.response.start", "status": error.status, "headers": headers}
-        )
-        await send({"type": "websocket.http.response.body", "body": body})
+        for reply in error_messages(scope["path"], error, kind="websocket.http"):
+            await send(reply)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
@@ -15,18 +16,30 @@ AudioFormat = Literal["wav", "pcm", "mp3", "opus", "aac", "flac"]
 assert set(AudioFormat.__args__) == set(AUDIO_FORMATS)  # type: ignore[attr-defined]
 assert set(CaptionFormat.__args__) == set(CAPTION_FORMATS)  # type: ignore[attr-defined]
 
-# OpenAPI: an audio answer, in whichever format was asked for, and the headers about it.
+# OpenAPI: an audio answer, in whichever format was asked for (its headers: api.audio_headers).
 AUDIO_CONTENT: Final[dict[str, Any]] = {
     CONTENT_TYPES[fmt]: {"schema": {"type": "string", "format": "binary"}} for fmt in AUDIO_FORMATS
 }
-AUDIO_HEADERS: Final[dict[str, Any]] = {
-    name: {"description": description, "required": True, "schema": {"type": kind}}
-    for name, description, kind in (
-        ("X-Voice", "The voice that speaks.", "string"),
-        ("X-Sentences", "Sentences in the text.", "integer"),
-        ("X-Sample-Rate", "Of the audio as encoded.", "integer"),
-    )
-}
+
+
+# Documented, not enforced here: the service refuses such values itself, in its own words.
+SPEAKABLE: Final = r"[^\s\x00-\x1f\x7f-\x9f]"
+"""Some character that is neither blank nor a control character (`text.clean` makes those
+spaces): a text without one has nothing to speak. Whether the voice finds something to
+say in the rest is its phonemizer's call (a 422, or 400 under /v1/, when it finds none)."""
+VOICE_NAME: Final = r"^$|^(?!.*\.\.)[^\W_][\w.+-]{0,127}$"
+"""What `voices.loaded.validate_voice_name` takes, or "" for the default voice."""
+
+
+def string_pattern(pattern: str) -> Callable[[dict[str, Any]], None]:
+    """`json_schema_extra` that puts `pattern` on a field's string branch (of `anyOf`)."""
+
+    def extra(schema: dict[str, Any]) -> None:
+        for branch in schema.get("anyOf", [schema]):
+            if branch.get("type") == "string":
+                branch["pattern"] = pattern
+
+    return extra
 
 
 class _SpeechFields(BaseModel):
@@ -36,9 +49,16 @@ class _SpeechFields(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     text: StrictStr = Field(
-        min_length=1, description="What to say; at least one non-blank character."
+        min_length=1,
+        description="What to say; at least one non-blank character. A text in which the "
+        "voice finds nothing to say (only punctuation, say) is refused (422).",
+        json_schema_extra=string_pattern(SPEAKABLE),
     )
-    voice: StrictStr | None = Field(None, description="Voice name; default voice if omitted.")
+    voice: StrictStr | None = Field(
+        None,
+        description="Voice name; default voice if omitted.",
+        json_schema_extra=string_pattern(VOICE_NAME),
+    )
     speaker: StrictStr | int | None = Field(None, description="Speaker name or id.")
     length_scale: float | None = Field(
         None, gt=0.05, le=20, description="> 1 is slower; default: the voice's defaults."

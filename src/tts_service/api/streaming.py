@@ -15,6 +15,7 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
+from tts_service.api.connection import ClientGone
 from tts_service.audio.encoders import make_encoder, wav_header
 from tts_service.errors import ServiceError
 from tts_service.service import Admitted, TTSService
@@ -27,10 +28,6 @@ to take this much, so a slow but reading client keeps proving progress (see api/
 and a stalled one is noticed within the stall timeout."""
 
 ErrorRenderer = Callable[[ServiceError], Response]
-
-
-class ClientGone(Exception):
-    """The HTTP client disconnected before its response was ready."""
 
 
 def slices(data: bytes, size: int = SLICE_BYTES) -> Iterator[bytes]:

@@ -1,14 +1,11 @@
 """Audio with its words: each sentence's chunk paired with its timed words, encoded whole
-or sentence by sentence, and JSON lines to stream them (native and OpenAI routes)."""
+or sentence by sentence (native and OpenAI routes)."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 from tts_service.audio.encoders import make_encoder, wav_header
 from tts_service.engine.words import Word
@@ -76,11 +73,3 @@ async def encode_whole_timed(
 async def timed_words(service: TTSService, admitted: Admitted) -> list[list[Word]]:
     """Each sentence's words, the audio synthesized and dropped (a caption file alone)."""
     return [words async for _, words in timed_chunks(service, admitted)]
-
-
-def json_line(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")

@@ -14,8 +14,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from tts_service.api.connection import get_service
 from tts_service.api.errors import ServiceErrorBody, documented_errors
-from tts_service.api.native import get_service
 from tts_service.errors import DownloadsDisabled, ShuttingDown, VoiceNotFound
 from tts_service.service import TTSService
 from tts_service.voices.loaded import validate_voice_name

@@ -12,7 +12,8 @@ shape under /v1/), each with the status that says what happened:
 - any other plain-text error status: the same status with a code for it.
 
 The app's own answers are JSON already and pass untouched; so do WebSockets and every
-success. Light on purpose: the proxy imports this, not the service.
+success. Light on purpose: the proxy imports this, not the service (the error shapes come
+from `tts_service.error_dialect`, which the app's routes and middlewares use too).
 
 It also keeps the stall timeout at the proxy. Serve streams a response from the replica
 to the proxy without backpressure (the replica's sends never wait), so the replica never
@@ -27,15 +28,14 @@ must be in the environment of every Ray node that runs a proxy.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
-from typing import Any
 
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tts_service.config import Settings
+from tts_service.error_dialect import error_messages
 from tts_service.errors import Overloaded, ReplicaFailed, RetryLater, ServiceError
 
 log = logging.getLogger(__name__)
@@ -91,27 +91,6 @@ def lost_replica() -> ReplicaFailed:
         "the replica serving this request stopped before it answered; retry",
         retry_after=RETRY_AFTER,
     )
-
-
-def body_for(path: str, error: ServiceError) -> dict[str, Any]:
-    """The app's error shapes (`api.errors.error_body`), without importing the app."""
-    if path.startswith("/v1/"):
-        kind = "server_error" if error.status >= 500 else "invalid_request_error"
-        detail = {"message": error.message, "type": kind, "param": None, "code": error.code}
-        return {"error": detail}
-    return {"error": error.to_dict()}
-
-
-def error_messages(path: str, error: ServiceError) -> list[Message]:
-    body = json.dumps(body_for(path, error)).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-    retry_after = getattr(error, "retry_after", None)
-    if retry_after is not None:
-        headers.append((b"retry-after", str(retry_after).encode()))
-    return [
-        {"type": "http.response.start", "status": error.status, "headers": headers},
-        {"type": "http.response.body", "body": body},
-    ]
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
@@ -187,7 +166,7 @@ class _Response:
         await self.answer(proxy_error(held["status"], text, retry_after))
 
     async def answer(self, error: ServiceError) -> None:
-        for message in error_messages(self.path, error):
+        for message in error_messages(self.path, error):  # the app's own error shapes
             await self.send(message)
 
 

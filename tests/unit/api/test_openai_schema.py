@@ -11,20 +11,20 @@ from typing import Any
 import pytest
 
 from tts_service.api.body import validate
+from tts_service.api.errors import openai_error_response
 from tts_service.api.openai import (
     MODELS,
     ModelNotFound,
     SpeechBody,
     check_model,
     mapped_voice,
-    openai_error_body,
-    openai_error_response,
     sse_stream,
     voice_aliases,
     voice_not_found,
 )
 from tts_service.config import OPENAI_VOICE_NAMES, Settings
 from tts_service.engine.voice import SentenceAudio, SynthesisOptions
+from tts_service.error_dialect import openai_error_body
 from tts_service.errors import (
     MalformedJSON,
     Overloaded,

@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from typing import Any
 
 from starlette.types import Message, Receive, Scope, Send
 
-from tts_service.api.errors import error_body
-from tts_service.errors import Overloaded, ReplicaFailed
+from tts_service.error_dialect import error_body
 from tts_service.rayserve.proxy import (
     ServeErrorsMiddleware,
-    body_for,
+    proxy_error,
     proxy_middlewares,
     stall_timeout_from_env,
 )
@@ -91,11 +92,21 @@ async def test_openai_routes_get_openais_error_shape() -> None:
     assert set(body["error"]) == {"message", "type", "param", "code"}
 
 
-def test_error_shapes_match_the_apps() -> None:
-    """The proxy builds the app's error bodies without importing the app: same shapes."""
-    for error in (Overloaded("busy", retry_after=2), ReplicaFailed("gone")):
-        for path in ("/synthesize", "/v1/audio/speech"):
-            assert body_for(path, error) == error_body(path, error)
+async def test_error_shapes_are_the_apps() -> None:
+    """The proxy answers in the app's own error dialect, native or OpenAI's by the path."""
+    for path in ("/synthesize", "/v1/audio/speech"):
+        _, _, body = response(await call(plain(503, BACKPRESSURE), path=path))
+        expected = proxy_error(503, BACKPRESSURE.decode(), None)
+        assert body == error_body(path, expected)
+
+
+def test_the_proxy_does_not_import_the_app() -> None:
+    """Serve's proxy loads this module: it must not pull in FastAPI or the service."""
+    code = "import sys, tts_service.rayserve.proxy; print(sorted(m for m in sys.modules"
+    code += " if m.split('.')[0] == 'fastapi' or m.startswith('tts_service.api')))"
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.strip() == "[]"
 
 
 async def test_no_application_is_a_503_to_retry_and_other_errors_keep_their_status() -> None:
