@@ -52,7 +52,7 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
         "(default on)",
     )
     parser.add_argument(
-        "--worker-nice", type=int, help="how much lower the workers' CPU priority is (default 10)"
+        "--worker-nice", type=int, help="how much lower the workers' CPU priority is (default 5)"
     )
     parser.add_argument(
         "--batch-size", type=int, help="sentences per model run, for GPUs (default 1: off)"

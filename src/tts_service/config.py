@@ -228,7 +228,7 @@ class Settings(BaseSettings):
         description="Phoneme ids of the longest first sentence the express lane takes.",
     )
     worker_nice: int = Field(
-        10,
+        5,
         ge=0,
         le=19,
         description="How much lower the synthesis workers' CPU priority is than the event "

@@ -6,13 +6,12 @@ synthesizes it outside the lock and hands the result back to the scheduler.
 The express lane bounds how long a newcomer waits for a worker (issue 18). When every
 regular worker is busy with a sentence (or a solo sentence has the machine), a request's
 first sentence that the policy would run next anyway (and that is short: at most
-`ExpressRule.max_ids` phoneme ids) runs at once on one more thread instead of waiting for
-a running sentence to end, on the voice's all-cores session when first sentences use it
-(and no solo sentence runs). That oversubscribes the CPU by at most one short sentence.
-The regular workers run at a lower CPU priority (`nice`), so the express sentence, the
-event loop and the phonemizer get the cores first while the long sentences they interrupt
-carry on in the gaps: throughput is the same (the CPU stays full), and a running long
-sentence is slowed by at most the express one.
+`ExpressRule.max_ids` phoneme ids) runs at once on one more thread, on the voice's
+one-thread session, instead of waiting for a running sentence to end. That oversubscribes
+the CPU by one thread for at most one short sentence. The regular workers run at a lower
+CPU priority (`nice`), so the express sentence, the event loop and the phonemizer get the
+cores first while the long sentences they interrupt carry on in the gaps: the CPU stays
+full, and a running long sentence is slowed by at most the express one.
 
 Threads are OS threads (onnxruntime releases the GIL); the scheduler's lock guards every
 shared change.
@@ -41,8 +40,11 @@ log = logging.getLogger(__name__)
 EXPRESS_MAX_IDS = 240
 """Phoneme ids of the longest sentence the express lane takes: a 12-15 word sentence of
 the bundled voice, ~0.15 s on one thread. Longer first sentences wait for a worker."""
-WORKER_NICE = 10
-"""How much lower the regular workers' CPU priority is than the rest of the process."""
+WORKER_NICE = 5
+"""How much lower the regular workers' CPU priority is than the rest of the process. At 5
+(CPU weight 335 against 1024) the express sentence still gets most of a core beside the
+workers, and another program on the machine does not starve synthesis the way it does
+at 10 (weight 110): there admission's predicted waits no longer held under foreign load."""
 
 Result = SentenceAudio | Exception
 
@@ -257,17 +259,10 @@ class WorkerPool:
                 self.express_busy = True
                 index = self._dispatch.claim(job)
             claims = [(job, index)]
-            # On the all-cores session where first sentences run when idle: at a higher
-            # priority than the workers it has most of both cores, and its audio is what
-            # the same request would get on an idle server.
-            # Beside a running solo sentence it takes one thread, like a worker.
-            solo = (
-                self._dispatch.solo_first
-                and job.voice.has_solo_session
-                and not self._dispatch.solo_running
-            )
+            # One thread, like a worker: on the all-cores session its second thread would
+            # only take a core from the workers (measured: throughput fell ~15%).
             try:
-                result, elapsed = runs.synthesize_one(job, index, solo=solo)
+                result, elapsed = runs.synthesize_one(job, index, solo=False)
                 with lock:
                     self.express_busy = False
                     self._host.figures.express_sentences += 1

@@ -190,11 +190,11 @@ async def test_the_express_lane_starts_a_short_first_sentence_while_every_worker
 
 
 @pytest.mark.parametrize("solo_first", [True, False])
-async def test_the_express_lane_uses_the_all_cores_session_where_first_sentences_do(
+async def test_the_express_lane_runs_on_one_thread(
     schedulers: list[tuple[Scheduler, GatedVoice]], solo_first: bool
 ) -> None:
-    """Above the workers' priority it has most of the cores; without solo first sentences
-    (or without the session) it runs on the voice's one-thread session like a worker."""
+    """Never on the all-cores session, whose second thread would take a core from the
+    workers it runs beside; a first sentence on an idle machine still runs solo."""
     voice = GatedVoice(hold_call=1, solo=True)  # the worker is held in LONG's second
     scheduler = start(schedulers, voice, express=ExpressRule(True), solo_first=solo_first)
     long = scheduler.submit(voice, sentences(LONG, 2), OPTIONS, client="long")
@@ -204,8 +204,8 @@ async def test_the_express_lane_uses_the_all_cores_session_where_first_sentences
     assert scheduler.stats()["express_sentences"] == 1
     voice.release()
     await bounded(scheduler.collect(long))
-    # The long request's first sentence ran solo too when solo_first: the machine was idle.
-    assert ((SHORT, 0) in voice.solo_calls) is solo_first
+    assert (SHORT, 0) not in voice.solo_calls
+    assert ((LONG, 0) in voice.solo_calls) is solo_first  # it had the machine to itself
     assert (LONG, 1) not in voice.solo_calls
 
 
