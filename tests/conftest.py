@@ -54,6 +54,9 @@ class ServerProcess:
         # Solo first sentences run on a 2-thread session, whose output differs from the
         # 1-thread workers' in the last bit; tests compare bytes, so they opt in explicitly.
         full_env["TTS_SOLO_FIRST_SENTENCE"] = "false"
+        # Tests compare PCM with in-process Piper's: Piper's own peak normalisation, unless
+        # a test asks for the default loudness (TTS_NORMALIZATION=loudness in `env`).
+        full_env["TTS_NORMALIZATION"] = "peak"
         # Downloaded voices stay inside the test run, never in the user's data folder.
         full_env["TTS_DOWNLOAD_DIR"] = str(log_dir / "downloads")
         full_env.update(env or {})

@@ -73,6 +73,12 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--noise-scale", type=float, help="server default noise scale")
     parser.add_argument("--noise-w-scale", type=float, help="server default noise width")
     parser.add_argument(
+        "--normalization",
+        choices=["loudness", "peak"],
+        help="loudness (default): every sentence at --loudness-target; peak: Piper's own",
+    )
+    parser.add_argument("--loudness-target", type=float, help="LUFS, default -18")
+    parser.add_argument(
         "--word-timestamps",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -169,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("--noise-w-scale", type=float)
     say.add_argument("--volume", type=float)
     say.add_argument("--sentence-silence", type=float)
+    say.add_argument(
+        "--normalization",
+        choices=["loudness", "peak"],
+        help="loudness (default): even loudness across sentences; peak: Piper's own",
+    )
     say.add_argument(
         "--captions", type=Path, help="also write captions: NAME.vtt (WebVTT) or NAME.srt"
     )
@@ -313,6 +324,7 @@ async def _say(settings: Settings, args: argparse.Namespace) -> int:
                 noise_w_scale=args.noise_w_scale,
                 volume=args.volume,
                 sentence_silence=args.sentence_silence,
+                normalization=args.normalization,
                 timestamps=fmt is not None,
             )
         )

@@ -202,6 +202,15 @@ class Settings(BaseSettings):
     )
     noise_scale: float | None = Field(None, ge=0.0, le=2.0)
     noise_w_scale: float | None = Field(None, ge=0.0, le=2.0)
+    normalization: Literal["loudness", "peak"] = Field(
+        "loudness",
+        description="loudness: every sentence at loudness_target LUFS (ITU-R BS.1770), "
+        "peaks limited under -1 dBTP; peak: Piper's own, each sentence's peak at full scale. "
+        "A request may ask for the other.",
+    )
+    loudness_target: float = Field(
+        -18.0, ge=-40.0, le=-10.0, description="Integrated loudness of speech, LUFS."
+    )
     device: Literal["cpu", "cuda", "auto"] = Field(
         "cpu",
         description="Where voices run: cpu, cuda (onnxruntime-gpu; the server does not "

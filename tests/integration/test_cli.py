@@ -31,12 +31,17 @@ def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess
 def test_say_writes_a_wav_equal_to_piper(tmp_path: Path) -> None:
     text = "Hello from the command line. Two sentences."
     out = tmp_path / "out.wav"
-    result = run_cli("say", text, "-o", str(out), "--noise-scale", "0", "--noise-w-scale", "0")
+    quiet = ("--noise-scale", "0", "--noise-w-scale", "0")
+    result = run_cli("say", text, "-o", str(out), *quiet, "--normalization", "peak")
     assert result.returncode == 0, result.stderr
     assert f"wrote {out}" in result.stdout and "2 sentences" in result.stdout
     pcm = wav_pcm(out.read_bytes(), rate=RATE)
     assert seconds(pcm) > 1.0
     assert pcm == piper_pcm(text)  # the CLI's default: one onnxruntime thread per worker
+    leveled = tmp_path / "leveled.wav"
+    assert run_cli("say", text, "-o", str(leveled), *quiet).returncode == 0
+    default = wav_pcm(leveled.read_bytes(), rate=RATE)  # loudness, Piper's length
+    assert len(default) == len(pcm) and default != pcm
 
 
 def test_say_writes_captions_beside_the_audio(tmp_path: Path) -> None:

@@ -62,6 +62,7 @@ class Fleet:
             RAY_USAGE_STATS_ENABLED="0",
             PYTHONUNBUFFERED="1",
             TTS_SOLO_FIRST_SENTENCE="false",  # byte-equality with 1-thread Piper
+            TTS_NORMALIZATION="peak",  # and with its per-sentence peak normalisation
             TTS_RAY_QUEUED_PER_WORKER="1",
             TTS_RAY_MAX_QUEUED_REQUESTS="24",
             TTS_RAY_RETRY_AFTER="1",

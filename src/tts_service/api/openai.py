@@ -107,6 +107,11 @@ class SpeechBody(BaseModel):
     speaker: StrictStr | int | None = Field(
         None, description="Extension: speaker name or id of a multi-speaker voice."
     )
+    normalization: Literal["loudness", "peak"] | None = Field(
+        None,
+        description="Extension: loudness (every sentence at the server's loudness target) or "
+        "peak (Piper's own per-sentence peak normalisation). Default: the server's setting.",
+    )
 
     @property
     def voice_name(self) -> str | None:
@@ -124,6 +129,7 @@ class SpeechBody(BaseModel):
             # Relative to the voice's own pace (its defaults, else its config), so speed
             # 1.0 is exactly how the voice speaks by default.
             speed=self.speed,
+            normalization=self.normalization,
             client=client,
             timestamps=self.timed,
         )

@@ -74,6 +74,11 @@ class _SpeechFields(BaseModel):
         le=10,
         description="Seconds after each sentence; default: the voice's defaults, else 0.",
     )
+    normalization: Literal["loudness", "peak"] | None = Field(
+        None,
+        description="loudness: every sentence at the server's loudness target, peaks limited; "
+        "peak: Piper's own, each sentence's peak at full scale. Default: the server's setting.",
+    )
     priority: Literal["high", "normal", "low"] = "normal"
     timeout: float | None = Field(
         None, gt=0, le=3600, description="Max queue wait in seconds (may only lower the server's)."
@@ -89,6 +94,7 @@ class _SpeechFields(BaseModel):
             noise_w_scale=self.noise_w_scale,
             volume=self.volume,
             sentence_silence=self.sentence_silence,
+            normalization=self.normalization,
             priority=self.priority,
             timeout=self.timeout,
             client=client,

@@ -30,6 +30,7 @@ from tts_service.bench.encoding import measure_encoding
 from tts_service.bench.errors import BenchError
 from tts_service.bench.latency import latency_plan, latency_server, measure_latency
 from tts_service.bench.latency_report import LatencyReport, render_latency
+from tts_service.bench.loudness import measure_loudness
 from tts_service.bench.memory import measure_memory, render_memory, sizing
 from tts_service.bench.phases import SERIAL, run_targets
 from tts_service.bench.progress import progress
@@ -100,6 +101,10 @@ def measure(settings: Settings, args: argparse.Namespace, targets: Sequence[Targ
         repeats=1 if args.quick else 3,
         threads=settings.threads_per_worker,  # as the service's workers run it
     )
+    progress("loudness: sentences of every length, peak and loudness normalisation")
+    loudness = measure_loudness(
+        _voice_files(settings), settings.threads_per_worker, settings.loudness_target
+    )
     config = ServerConfig(settings.default_voice, settings.voices_dir, Path(args.output).parent)
     meter = CpuMeter(cores)
     sizes = ", ".join(f"{t.name} {t.workers}x{t.threads_per_worker}" for t in targets)
@@ -123,6 +128,7 @@ def measure(settings: Settings, args: argparse.Namespace, targets: Sequence[Targ
         phonemize_s=serial.phonemize_seconds(workload.stream_text),
         meta=meta,
         words=words,
+        loudness=loudness,
         memory=memory[1] if memory is not None else "",
         latency=latency,
     )

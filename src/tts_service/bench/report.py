@@ -10,6 +10,7 @@ from typing import Any
 from tts_service.bench.encoding import COMPRESSED_FORMATS
 from tts_service.bench.goals import Goal
 from tts_service.bench.latency_report import LatencyReport, render_latency
+from tts_service.bench.loudness import LoudnessSpread, render_loudness
 from tts_service.bench.results import TargetResult
 from tts_service.bench.rounds import round_ratios
 from tts_service.bench.stats import ratio
@@ -35,6 +36,8 @@ class BenchReport:
     meta: dict[str, Any]
     words: WordCost | None = None
     """What word timestamps add to synthesis."""
+    loudness: LoudnessSpread | None = None
+    """How even the loudness is, peak against loudness normalisation."""
     memory: str = ""
     """The memory rows, rendered (memory.py); their figures are in meta["memory"]."""
     latency: LatencyReport | None = None
@@ -91,6 +94,7 @@ class BenchReport:
         ]
         words = self.words.ratio if self.words is not None else None
         checks.append(("word timestamps / synthesis", words, GOAL_WORDS))
+        checks += self.loudness.goals() if self.loudness is not None else []
         verdicts = [
             {"name": name, "value": value, "goal": goal.describe(), "verdict": goal.verdict(value)}
             for name, value, goal in checks
@@ -124,6 +128,7 @@ class BenchReport:
                 "formats": encode,
             },
             "word_timestamps": self.words.to_dict() if self.words is not None else None,
+            "loudness": self.loudness.to_dict() if self.loudness is not None else None,
             "latency": self.latency.to_dict() if self.latency is not None else None,
             "goals": self.goals(),
         }
@@ -261,6 +266,8 @@ def render(report: BenchReport) -> str:
             "voice as it is and with durations taking turns):",
             format_table(["", "time", "/ synthesis", "goal", ""], word_rows(report.words)),
         ]
+    if report.loudness is not None:
+        parts.append(render_loudness(report.loudness))
     if report.latency is not None:
         parts.append(render_latency(report.latency))
     if report.memory:

@@ -20,6 +20,7 @@ from piper.config import PhonemeType, PiperConfig
 from tts_service.engine import words
 from tts_service.engine.alignment import aligned
 from tts_service.engine.devices import CPU, Device, check_session
+from tts_service.engine.loudness import LoudnessTarget, leveled
 from tts_service.engine.phonemizer import Phonemizer
 from tts_service.engine.weights import SharedWeights
 
@@ -40,6 +41,10 @@ class SynthesisOptions:
     volume: float = 1.0
     sentence_silence: float = 0.0
     """Seconds of silence appended after each sentence."""
+    normalization: str = "loudness"
+    """"loudness": every sentence at `loudness_target` LUFS, peaks limited (loudness.py);
+    "peak": Piper's own, each sentence's peak at full scale."""
+    loudness_target: float = -18.0
 
 
 @dataclass(frozen=True)
@@ -362,11 +367,15 @@ class Voice:
         phoneme_ids: list[int],
         options: SynthesisOptions,
     ) -> SentenceAudio:
-        """The model's raw audio for one sentence to its PCM, as Piper finishes it (peak
-        normalised, then volume), with the request's silence after it; one sentence alone
-        or one of a batch alike."""
-        peak = np.max(np.abs(audio)) if audio.size else 0.0
-        audio = np.zeros_like(audio) if peak < 1e-8 else audio / peak
+        """The model's raw audio for one sentence to its PCM: at the target loudness, or
+        as Piper finishes it (peak normalised); then volume, and the request's silence
+        after it; one sentence alone or one of a batch alike."""
+        if options.normalization == "peak":
+            peak = np.max(np.abs(audio)) if audio.size else 0.0
+            audio = np.zeros_like(audio) if peak < 1e-8 else audio / peak
+        else:
+            target = LoudnessTarget(lufs=options.loudness_target)
+            audio = leveled(audio, self.sample_rate, target)
         if options.volume != 1.0:
             audio = audio * options.volume
         audio = np.clip(audio, -1.0, 1.0).astype(np.float32)

@@ -22,6 +22,8 @@ def synthesis_options(
         noise_w_scale=_first(request.noise_w_scale, defaults.noise_w_scale, settings.noise_w_scale),
         volume=_or(1.0, request.volume, defaults.volume),
         sentence_silence=_or(0.0, request.sentence_silence, defaults.sentence_silence),
+        normalization=request.normalization or settings.normalization,
+        loudness_target=settings.loudness_target,
     )
 
 

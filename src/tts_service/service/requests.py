@@ -28,6 +28,8 @@ class SpeechRequest:
     volume: float | None = None
     """None (here and above): the voice's defaults, then the server's, then 1.0 / 0 s."""
     sentence_silence: float | None = None
+    normalization: str | None = None
+    """"loudness" or "peak" (engine.voice.SynthesisOptions); None: the server's setting."""
     priority: str = "normal"
     timeout: float | None = None
     client: str = ""
