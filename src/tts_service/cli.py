@@ -361,8 +361,8 @@ async def _spoken(service: TTSService, admitted: Admitted) -> tuple[bytes, list[
     sentences: list[list[Word]] = []
     async for chunk in admitted.chunks():
         pcm.append(chunk.pcm)
-        if clock is not None:
+        if clock is not None and chunk.first:
             ids = admitted.phoneme_ids(chunk.index)
-            words = clock.sentence(chunk.index, len(chunk.pcm) // 2, chunk.samples_per_id, ids)
+            words = clock.sentence(chunk.index, chunk.samples, chunk.samples_per_id, ids)
             sentences.append(words)
     return b"".join(pcm), sentences

@@ -157,6 +157,7 @@ async def _lines(
             line: dict[str, Any] = {"type": "audio"}
             if piece.sentence is not None:
                 line["sentence"] = piece.sentence
+            if piece.sentence is not None and piece.first:
                 sentences.append(piece.words)
                 if body.timestamps:
                     line["words"] = [word.to_dict() for word in piece.words]
@@ -294,8 +295,9 @@ class _Connection:
         sentences: list[list[Word]] = []
         try:
             async for chunk, words in timed_chunks(self.service, admitted):
-                sentences.append(words)
-                if body.timestamps:
+                if chunk.first:
+                    sentences.append(words)
+                if body.timestamps and chunk.first:
                     await self.websocket.send_json(
                         {
                             "type": "words",

@@ -130,6 +130,7 @@ class SpeechBody(BaseModel):
             # 1.0 is exactly how the voice speaks by default.
             speed=self.speed,
             normalization=self.normalization,
+            streamed=True,  # every answer streams (chunked, or SSE)
             client=client,
             timestamps=self.timed,
         )

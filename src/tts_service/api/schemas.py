@@ -122,7 +122,12 @@ class SynthesizeBody(_SpeechFields):
     """`POST /synthesize/binary`: the audio file alone."""
 
     format: AudioFormat = Field("wav", description="Audio format of the result.")
-    stream: bool = Field(False, description="Chunked, sentence by sentence.")
+    stream: bool = Field(
+        False, description="Chunked, as it is made (a long first sentence in pieces)."
+    )
+
+    def to_request(self, client: str = "") -> SpeechRequest:
+        return dataclasses.replace(super().to_request(client), streamed=self.stream)
 
 
 class SynthesizeJsonBody(_TimedFields):
@@ -132,8 +137,12 @@ class SynthesizeJsonBody(_TimedFields):
     stream: bool = Field(
         False,
         description="Answer JSON lines (application/x-ndjson) as the audio is made: a start "
-        "line, one line per sentence with its audio (and words), an end line.",
+        "line, one line per sentence with its audio (and words), an end line. A long first "
+        "sentence may come as several lines with the same `sentence`, the words on the first.",
     )
+
+    def to_request(self, client: str = "") -> SpeechRequest:
+        return dataclasses.replace(super().to_request(client), streamed=self.stream)
 
 
 class StreamBody(_TimedFields):
@@ -141,9 +150,13 @@ class StreamBody(_TimedFields):
 
     format: AudioFormat | None = Field(
         None,
-        description="Absent: raw 16-bit mono PCM at the voice's rate, one frame per sentence. "
-        "Given: that format's encoded stream, in frames as it is encoded.",
+        description="Absent: raw 16-bit mono PCM at the voice's rate, one frame per sentence "
+        "(a long first sentence: several, as it is decoded). Given: that format's encoded "
+        "stream, in frames as it is encoded.",
     )
+
+    def to_request(self, client: str = "") -> SpeechRequest:
+        return dataclasses.replace(super().to_request(client), streamed=True)
 
 
 class WordTiming(BaseModel):

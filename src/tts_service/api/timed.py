@@ -14,25 +14,28 @@ from tts_service.service import Admitted, Chunk, TTSService
 
 @dataclass(frozen=True)
 class Piece:
-    """Encoded audio for one sentence (`sentence` is its index) with its words, or the
-    encoder's tail after the last sentence (`sentence` None, no words)."""
+    """Encoded audio for one sentence (`sentence` is its index) with its words, or for a
+    piece of it (`first`: the piece with the words), or the encoder's tail after the last
+    sentence (`sentence` None, no words)."""
 
     sentence: int | None
     audio: bytes
     words: list[Word]
+    first: bool = True
 
 
 async def timed_chunks(
     service: TTSService, admitted: Admitted
 ) -> AsyncIterator[tuple[Chunk, list[Word]]]:
-    """The job's chunks in order, each with its words (none without timestamps)."""
+    """The job's chunks in order, each sentence's first with its words (none without
+    timestamps, and none on the later pieces of a sentence that came in pieces)."""
     clock = admitted.word_clock()
     async for chunk in admitted.chunks():
-        if clock is None:
+        if clock is None or not chunk.first:
             yield chunk, []
             continue
         ids = admitted.phoneme_ids(chunk.index)
-        yield chunk, clock.sentence(chunk.index, len(chunk.pcm) // 2, chunk.samples_per_id, ids)
+        yield chunk, clock.sentence(chunk.index, chunk.samples, chunk.samples_per_id, ids)
 
 
 async def encoded_pieces(
@@ -44,7 +47,7 @@ async def encoded_pieces(
     encoder = make_encoder(fmt, admitted.voice.sample_rate)
     async for chunk, words in timed_chunks(service, admitted):
         data = await loop.run_in_executor(None, encoder.encode, chunk.pcm)
-        yield Piece(chunk.index, data, words)
+        yield Piece(chunk.index, data, words, chunk.first)
     tail = await loop.run_in_executor(None, encoder.flush)
     if tail:
         yield Piece(None, tail, [])
@@ -59,17 +62,18 @@ async def encode_whole_timed(
         pcm: list[bytes] = []
         async for chunk, words in timed_chunks(service, admitted):
             pcm.append(chunk.pcm)
-            sentences.append(words)
+            if chunk.first:
+                sentences.append(words)
         size = sum(len(part) for part in pcm)
         return [wav_header(admitted.voice.sample_rate, data_size=size), *pcm], sentences
     parts: list[bytes] = []
     async for piece in encoded_pieces(service, admitted, fmt):
         parts.append(piece.audio)
-        if piece.sentence is not None:
+        if piece.sentence is not None and piece.first:
             sentences.append(piece.words)
     return parts, sentences
 
 
 async def timed_words(service: TTSService, admitted: Admitted) -> list[list[Word]]:
     """Each sentence's words, the audio synthesized and dropped (a caption file alone)."""
-    return [words async for _, words in timed_chunks(service, admitted)]
+    return [words async for chunk, words in timed_chunks(service, admitted) if chunk.first]

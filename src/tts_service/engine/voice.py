@@ -7,7 +7,7 @@ No asyncio and no HTTP here; the scheduler decides when and on which thread this
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,6 +133,22 @@ class SentenceAudio:
     samples_per_id: tuple[int, ...] | None = None
     """Samples each phoneme id took, when the model reports durations (for word timings);
     they sum to the speech, the silence after it not counted."""
+    streamed: int = 0
+    """Samples of this sentence its reader already has: pieces sent while it was decoded
+    (SentencePieces); `pcm` is the rest of it."""
+
+
+@dataclass
+class SentencePieces:
+    """One sentence decoded piece by piece (each piece as the decoder makes it): what is
+    known before its first piece, and the pieces."""
+
+    samples: int
+    """All of its samples, the request's silence after it included."""
+    samples_per_id: tuple[int, ...] | None
+    pieces: Iterator[bytes]
+    """16-bit mono PCM in order; joined, the sentence (the last one ends with the silence).
+    Closing the iterator early stops the decoding."""
 
 
 class Voice:

@@ -105,6 +105,16 @@ class Dispatch:
             and not any(self.eligible(other) for other in self.jobs if other is not job)
         )
 
+    def may_stream(self, job: Job, index: int) -> bool:
+        """A streamed request's first sentence may reach its reader in pieces, as it is
+        decoded (chunked decoding costs more CPU: only while nothing else waits)."""
+        return (
+            job.pieces
+            and index == 0
+            and job.next_emit == 0
+            and not any(self.eligible(other) for other in self.jobs if other is not job)
+        )
+
     def fill(
         self, batch: Batch, wait: Callable[[float], object], stopping: Callable[[], bool]
     ) -> list[Claim]:

@@ -44,13 +44,25 @@ FINISHED = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED, JobSta
 
 @dataclass(frozen=True)
 class Chunk:
-    """One synthesized sentence, 16-bit mono PCM at the voice's sample rate."""
+    """One synthesized sentence, 16-bit mono PCM at the voice's sample rate; or one piece
+    of it, when it was decoded in pieces (`first` and `last` say which)."""
 
     index: int
     pcm: bytes
     synth_seconds: float
     samples_per_id: tuple[int, ...] | None = None
-    """Samples each phoneme id took, when the voice reports it (for word timestamps)."""
+    """Samples each phoneme id took, when the voice reports it (for word timestamps); on
+    a sentence's first piece only."""
+    first: bool = True
+    last: bool = True
+    sentence_samples: int | None = None
+    """On a first piece that is not the whole sentence: the sentence's samples, its
+    silence included (word timings need them before the rest exists)."""
+
+    @property
+    def samples(self) -> int:
+        """The sentence's samples, when this is its first chunk."""
+        return self.sentence_samples if self.sentence_samples is not None else len(self.pcm) // 2
 
 
 END = object()
@@ -73,6 +85,8 @@ class Job:
     """Who asked; fairness and the per-client limit are between clients."""
     max_samples: int | None = None
     """Most audio the request may produce (the output cap), in samples."""
+    pieces: bool = False
+    """Its reader streams: a first sentence may reach it in pieces as it is decoded."""
     on_done: Callable[[], None] | None = None
     """Called once when the job has finished and none of its sentences runs any more
     (the voice cache may then evict its voice)."""
@@ -129,7 +143,18 @@ class Job:
         self.produced_samples += len(audio.pcm) // 2
         if self.max_samples is not None and self.produced_samples > self.max_samples:
             return False
-        self.produced[index] = Chunk(index, audio.pcm, seconds, audio.samples_per_id)
+        whole = audio.streamed == 0
+        timings = audio.samples_per_id if whole else None
+        self.produced[index] = Chunk(index, audio.pcm, seconds, timings, first=whole)
+        return True
+
+    def piece(self, chunk: Chunk, first_audio: Callable[[float], None]) -> bool:
+        """Hand the reader a piece of the sentence it waits for (the next to emit) before
+        the sentence is done; False, handing nothing, past the audio cap."""
+        self.produced_samples += len(chunk.pcm) // 2
+        if self.max_samples is not None and self.produced_samples > self.max_samples:
+            return False
+        self._emitted(chunk, first_audio)
         return True
 
     def emit_ready(self, first_audio: Callable[[float], None]) -> None:
@@ -138,16 +163,22 @@ class Job:
         while self.next_emit in self.produced:
             chunk = self.produced.pop(self.next_emit)
             self.next_emit += 1
-            self.audio_samples += len(chunk.pcm) // 2
-            if self.waiting_since is None:  # the reader has audio to take from now on
-                self.waiting_since = time.monotonic()
-            if self.first_audio_at is None:
-                self.first_audio_at = time.monotonic()
-                first_audio(self.first_audio_at - self.submitted_at)
-            self.deliver(chunk)
+            self._emitted(chunk, first_audio)
 
-    def took_one(self) -> None:
+    def _emitted(self, chunk: Chunk, first_audio: Callable[[float], None]) -> None:
+        self.audio_samples += len(chunk.pcm) // 2
+        if self.waiting_since is None:  # the reader has audio to take from now on
+            self.waiting_since = time.monotonic()
+        if self.first_audio_at is None:
+            self.first_audio_at = time.monotonic()
+            first_audio(self.first_audio_at - self.submitted_at)
+        self.deliver(chunk)
+
+    def took_one(self, chunk: Chunk) -> None:
         """The reader took a chunk: the stall clock restarts if more audio is waiting."""
+        if not chunk.last:  # a piece: the sentence is not taken yet, but it is moving
+            self.waiting_since = time.monotonic()
+            return
         self.consumed += 1
         self.waiting_since = time.monotonic() if self.next_emit > self.consumed else None
 

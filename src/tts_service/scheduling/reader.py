@@ -27,7 +27,7 @@ async def chunks(
             if isinstance(item, ServiceError):
                 raise item
             with lock:
-                job.took_one()
+                job.took_one(item)
                 lock.notify_all()
             yield item
     finally:

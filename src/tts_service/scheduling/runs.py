@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from tts_service.engine.voice import SentenceAudio
+from tts_service.engine.voice import SentenceAudio, SentencePieces
 from tts_service.scheduling.jobs import Claim, Job
-from tts_service.scheduling.synthesizer import BatchSynthesizer
+from tts_service.scheduling.synthesizer import BatchSynthesizer, PieceSynthesizer
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,45 @@ def synthesize_one(job: Job, index: int, solo: bool) -> tuple[SentenceAudio | Ex
         log.exception("synthesis failed for request %s sentence %d", job.id, index)
         return exc, time.perf_counter() - started
     return audio, time.perf_counter() - started
+
+
+Handover = Callable[[bytes, SentencePieces, bool], bool]
+"""Give the reader one piece (`True`: the first); False: stop, the request is over."""
+
+
+def synthesize_in_pieces(
+    job: Job, index: int, solo: bool, hand_over: Handover
+) -> tuple[SentenceAudio | Exception, float] | None:
+    """The sentence decoded in pieces, each but the last handed over as it comes; the
+    last is the result (`streamed` says how much went before it). None: the voice decodes
+    it whole (call `synthesize_one`)."""
+    voice = job.voice
+    if not isinstance(voice, PieceSynthesizer):
+        return None
+    started = time.perf_counter()
+    try:
+        plan = voice.in_pieces(job.sentences[index], job.options, solo=solo)
+        if plan is None:
+            return None
+        streamed, held = 0, b""
+        for pcm in plan.pieces:
+            if held:
+                if not hand_over(held, plan, streamed == 0):
+                    _stop(plan)  # the request is over: nobody takes the rest
+                    return SentenceAudio(b""), time.perf_counter() - started
+                streamed += len(held) // 2
+            held = pcm
+        audio = SentenceAudio(held, plan.samples_per_id, streamed=streamed)
+    except Exception as exc:  # a failing sentence fails its job only
+        log.exception("synthesis failed for request %s sentence %d", job.id, index)
+        return exc, time.perf_counter() - started
+    return audio, time.perf_counter() - started
+
+
+def _stop(plan: SentencePieces) -> None:
+    close = getattr(plan.pieces, "close", None)
+    if close is not None:
+        close()
 
 
 def synthesize_together(claims: Sequence[Claim]) -> tuple[Sequence[SentenceAudio], float] | None:

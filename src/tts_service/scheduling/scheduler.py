@@ -28,7 +28,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from tts_service.engine.voice import SentenceAudio, SynthesisOptions
+from tts_service.engine.voice import SentenceAudio, SentencePieces, SynthesisOptions
 from tts_service.errors import (
     AudioTooLong,
     Cancelled,
@@ -165,10 +165,12 @@ class Scheduler:
         client: str = "",
         max_seconds: float | None = None,
         on_done: Callable[[], None] | None = None,
+        pieces: bool = False,
     ) -> Job:
         """Admit a request or raise Overloaded / TooManyClientRequests / ShuttingDown /
         TextTooLong. `max_seconds` caps the audio it may produce; `on_done` is called once
-        the admitted job is over (never if this raises). Loop thread only."""
+        the admitted job is over (never if this raises); `pieces`: its reader streams, so
+        its first sentence may come in pieces as it is decoded. Loop thread only."""
         loop = asyncio.get_running_loop()
         most = self.gate.limits.max_queued_sentences
         if len(sentences) > most:
@@ -187,6 +189,7 @@ class Scheduler:
             client=client,
             max_samples=max_samples,
             on_done=on_done,
+            pieces=pieces,
         )
         with self._cond:
             self._admit(job)
@@ -272,6 +275,26 @@ class Scheduler:
     def batched(self, size: int) -> None:
         self._safe.batched(size)
 
+    def piece(self, job: Job, index: int, pcm: bytes, plan: SentencePieces, first: bool) -> bool:
+        """Under the lock: a piece of the sentence the job's reader waits for, before the
+        sentence is done. False: the job is over, stop decoding it."""
+        if job.finished:
+            return False
+        chunk = Chunk(
+            index,
+            pcm,
+            0.0,
+            plan.samples_per_id if first else None,
+            first=first,
+            last=False,
+            sentence_samples=plan.samples if first else None,
+        )
+        if not job.piece(chunk, self._first_audio):
+            limit = (job.max_samples or 0) / job.voice.sample_rate
+            self.fail(job, AudioTooLong(audio_limit_message(limit), param="text"))
+            return False
+        return True
+
     def settle(
         self, job: Job, index: int, result: SentenceAudio | Exception, elapsed: float, learn: bool
     ) -> None:
@@ -291,7 +314,8 @@ class Scheduler:
             limit = (job.max_samples or 0) / job.voice.sample_rate
             self.fail(job, AudioTooLong(audio_limit_message(limit), param="text"))
             return
-        self._safe.sentence_done(elapsed, len(result.pcm) / 2 / job.voice.sample_rate)
+        samples = len(result.pcm) // 2 + result.streamed
+        self._safe.sentence_done(elapsed, samples / job.voice.sample_rate)
         job.emit_ready(self._first_audio)
         self._maybe_complete(job)
 

@@ -6,7 +6,7 @@ from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # config imports scheduling: the engine stays unloaded until a voice is
-    from tts_service.engine.voice import SentenceAudio, SynthesisOptions
+    from tts_service.engine.voice import SentenceAudio, SentencePieces, SynthesisOptions
 
 
 class Synthesizer(Protocol):
@@ -39,4 +39,17 @@ class BatchSynthesizer(Protocol):
         self, items: Sequence[tuple[list[int], SynthesisOptions]]
     ) -> Sequence[SentenceAudio]:
         """Several sentences in one run, each as `synthesize` makes it alone."""
+        ...
+
+
+@runtime_checkable
+class PieceSynthesizer(Protocol):
+    """A voice that can hand out a sentence's audio in pieces as it decodes it (the
+    engine's `Voice` when its graph splits: chunked decoding)."""
+
+    def in_pieces(
+        self, phoneme_ids: list[int], options: SynthesisOptions, solo: bool = False
+    ) -> SentencePieces | None:
+        """The sentence in pieces, or None when it is better decoded whole (too short,
+        a graph that does not split)."""
         ...

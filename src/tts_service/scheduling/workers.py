@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from tts_service.engine.voice import SentenceAudio
+from tts_service.engine.voice import SentenceAudio, SentencePieces
 from tts_service.errors import ServiceError, SynthesisFailed
 from tts_service.scheduling import runs
 from tts_service.scheduling.batching import Batch, BatchRule
@@ -66,6 +66,10 @@ class Host(Protocol):
     def stopped(self) -> bool: ...
     @property
     def figures(self) -> Figures: ...
+
+    def piece(
+        self, job: Job, index: int, pcm: bytes, plan: SentencePieces, first: bool
+    ) -> bool: ...
 
     def settle(self, job: Job, index: int, result: Result, elapsed: float, learn: bool) -> None:
         """Under the lock: a claimed sentence is done."""
@@ -158,14 +162,15 @@ class WorkerPool:
                 self.busy += 1
                 index = dispatch.claim(job)
                 solo = dispatch.solo_running = dispatch.can_run_solo(job, index)
-                claims = [(job, index)] if solo else self._fill_batch(job, index)
+                pieces = dispatch.may_stream(job, index)
+                claims = [(job, index)] if solo or pieces else self._fill_batch(job, index)
                 if not claims:
                     self.busy -= 1
             try:
                 if len(claims) > 1:
                     self._run_batch(claims)
                 elif claims:
-                    self._run(*claims[0], solo)
+                    self._run(*claims[0], solo, pieces)
             except Exception as exc:  # never lose a worker: fail only the jobs at hand
                 self._failed(claims, exc)
 
@@ -178,9 +183,10 @@ class WorkerPool:
         lock = self._host.lock
         return self._dispatch.fill(batch, lock.wait, lambda: self._host.stopped)
 
-    def _run(self, job: Job, index: int, solo: bool) -> None:
-        """Synthesize one sentence outside the lock, then hand it over under it."""
-        result, elapsed = runs.synthesize_one(job, index, solo)
+    def _run(self, job: Job, index: int, solo: bool, pieces: bool = False) -> None:
+        """Synthesize one sentence outside the lock (in pieces, each handed over as it is
+        decoded, when `pieces` and the voice can), then hand it over under it."""
+        result, elapsed = self._synthesized(job, index, solo, pieces)
         with self._host.lock:
             self.busy -= 1
             if solo:
@@ -188,8 +194,23 @@ class WorkerPool:
                 self._host.figures.solo_sentences += 1
             if self.batch.enabled:
                 self._host.batched(1)
-            # The all-cores session is faster than what admission plans for.
-            self._host.settle(job, index, result, elapsed, learn=not solo)
+            # The all-cores session is faster than what admission plans for; a sentence
+            # in pieces slower (the decoder's margins), and it waited for its reader.
+            learn = not solo and not (isinstance(result, SentenceAudio) and result.streamed)
+            self._host.settle(job, index, result, elapsed, learn=learn)
+
+    def _synthesized(self, job: Job, index: int, solo: bool, pieces: bool) -> tuple[Result, float]:
+        if pieces:
+            host = self._host
+
+            def hand_over(pcm: bytes, plan: SentencePieces, first: bool) -> bool:
+                with host.lock:
+                    return host.piece(job, index, pcm, plan, first)
+
+            ran = runs.synthesize_in_pieces(job, index, solo, hand_over)
+            if ran is not None:
+                return ran
+        return runs.synthesize_one(job, index, solo)
 
     def _run_batch(self, claims: list[Claim]) -> None:
         """Several sentences in one model run outside the lock, then each handed over as if
@@ -258,11 +279,12 @@ class WorkerPool:
                     return
                 self.express_busy = True
                 index = self._dispatch.claim(job)
+                pieces = self._dispatch.may_stream(job, index)
             claims = [(job, index)]
             # One thread, like a worker: on the all-cores session its second thread would
             # only take a core from the workers (measured: throughput fell ~15%).
             try:
-                result, elapsed = runs.synthesize_one(job, index, solo=False)
+                result, elapsed = self._synthesized(job, index, False, pieces)
                 with lock:
                     self.express_busy = False
                     self._host.figures.express_sentences += 1

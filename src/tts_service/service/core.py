@@ -250,6 +250,7 @@ class TTSService:
             client=request.client,
             max_seconds=self.settings.max_audio_seconds,
             on_done=partial(self.voices.release, voice),
+            pieces=request.streamed,
         )
         return job, sentences, plans
 
@@ -313,6 +314,7 @@ class TTSService:
             client=request.client,
             max_seconds=self.settings.max_audio_seconds,
             on_done=partial(self.voices.release, stream.voice),
+            pieces=True,  # text that streams in streams out
         )
 
 

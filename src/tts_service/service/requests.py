@@ -37,6 +37,9 @@ class SpeechRequest:
     per-client limit and fairness between clients."""
     timestamps: bool = False
     """Time every word (see words.py); a voice that cannot is refused."""
+    streamed: bool = False
+    """The transport sends the audio as it is made: the first sentence may then come in
+    pieces, as it is decoded (chunks share a sentence's `index`: see `Chunk.first`)."""
 
 
 @dataclass(eq=False)

@@ -197,7 +197,12 @@ class WyomingHandler(AsyncEventHandler):
     def _request(self, text: str, voice: SynthesizeVoice | None) -> SpeechRequest:
         name, speaker = voice_wanted(voice)
         return SpeechRequest(
-            text=text, voice=name, speaker=speaker, priority="normal", client=self.client
+            text=text,
+            voice=name,
+            speaker=speaker,
+            priority="normal",
+            client=self.client,
+            streamed=True,  # audio-chunks go out as they are made
         )
 
     async def _synthesize(self, data: dict[str, Any]) -> None:
@@ -358,7 +363,7 @@ class WyomingHandler(AsyncEventHandler):
                     await self.write_event(audio_chunk(piece, rate, samples))
                     samples += samples_in(piece)
                     admitted.touch()  # slow is not stalled
-                if stream is not None:
+                if stream is not None and chunk.last:
                     stream.spoken += 1
         finally:  # also when this client went away: stop its remaining sentences
             admitted.cancel()
