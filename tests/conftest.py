@@ -59,6 +59,8 @@ class ServerProcess:
         full_env["TTS_NORMALIZATION"] = "peak"
         # Downloaded voices stay inside the test run, never in the user's data folder.
         full_env["TTS_DOWNLOAD_DIR"] = str(log_dir / "downloads")
+        # Voices' split graphs (chunked decoding) too: never in the user's cache folder.
+        full_env["TTS_SPLIT_CACHE_DIR"] = str(log_dir / "split-cache")
         full_env.update(env or {})
         full_env["PYTHONUNBUFFERED"] = "1"
         self._log = open(self.log_path, "wb")  # closed in stop()

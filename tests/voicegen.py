@@ -23,6 +23,15 @@ length last 0 frames, and each row of ``output`` [B, 1, 1, T] holds its sentence
 followed by zeros up to the longest.
 ``espeak_voice`` picks the espeak-ng language (``en-us`` by default).
 
+With ``vits=True`` the model has a VITS graph's shape instead of a tone, so it splits at
+``z_p`` as Piper's voices do (engine/seam.py): a front end (id embedding, the durations'
+``Ceil`` with duration noise before it, alignment of ids to frames, a frame mask, the
+prior's ``RandomNormalLike -> Mul -> Mul -> Add`` giving ``z_p``; multi-speaker: a speaker
+embedding ``g`` that shapes ``z_p`` and crosses the seam) and a convolutional decoder
+(convolutions over the frames conditioned on ``g``, two transposed convolutions upsampling
+by the hop length, 256 = 16 x 16). Random but fixed weights: noise-like audio, deterministic
+at ``noise_scale`` = ``noise_w_scale`` = 0, with durations ``aligned_frames`` there.
+
 Usage::
 
     python tests/voicegen.py OUTDIR [--name NAME] [--speakers K] [--sample-rate HZ]
@@ -36,8 +45,9 @@ import math
 import pathlib
 from typing import Any
 
+import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 __all__ = [
     "AMPLITUDE",
@@ -175,10 +185,13 @@ def tiny_voice_model(
     sample_rate: int = 16000,
     alignments: bool = False,
     batch: bool = False,
+    vits: bool = False,
 ) -> onnx.ModelProto:
     """Build the tiny sine-tone ONNX model with Piper's input/output signature."""
     if num_speakers < 1:
         raise ValueError(f"num_speakers must be >= 1, got {num_speakers}")
+    if vits:
+        return _finish(_vits_graph(name, num_speakers))
     if batch:
         return _finish(_batched_graph(name, num_speakers, sample_rate))
     multi = num_speakers > 1
@@ -319,6 +332,135 @@ def _batched_graph(name: str, num_speakers: int, sample_rate: int) -> onnx.Graph
     return helper.make_graph(nodes, name, inputs, outputs)
 
 
+_VITS_CHANNELS = 8
+_VITS_SPEAKER_CHANNELS = 4
+_VITS_UPSAMPLE = (16, 16)  # their product is HOP_LENGTH
+
+
+def _vits_graph(name: str, num_speakers: int) -> onnx.GraphProto:
+    """A VITS-shaped graph (see the module's docstring); the weights come from a fixed
+    seed."""
+    f32, i64 = TensorProto.FLOAT, TensorProto.INT64
+    rng = np.random.default_rng(25)
+    channels, multi = _VITS_CHANNELS, num_speakers > 1
+    weights: list[onnx.TensorProto] = []
+
+    def weight(wname: str, *shape: int, scale: float = 0.5) -> str:
+        array = (rng.standard_normal(shape) * scale).astype(np.float32)
+        weights.append(numpy_helper.from_array(array, wname))
+        return wname
+
+    node = helper.make_node
+    inputs = [
+        helper.make_tensor_value_info("input", i64, [1, "phonemes"]),
+        helper.make_tensor_value_info("input_lengths", i64, [1]),
+        helper.make_tensor_value_info("scales", f32, [3]),
+    ]
+    if multi:
+        inputs.append(helper.make_tensor_value_info("sid", i64, [1]))
+    nodes = [
+        _const("zero_i", 0, i64),
+        _const("one_i", 1, i64),
+        _const("two_i", 2, i64),
+        _const("three_i", 3, i64),
+        _const("one_f", 1.0, f32),
+        _const("quarter_f", 0.25, f32),
+        _const("w_shape", [1, 1, -1], i64),
+        _const("flat", [-1], i64),
+        _const("axis0", [0], i64),
+        _const("axis1", [1], i64),
+        node("Gather", ["scales", "zero_i"], ["noise_scale"], axis=0),
+        node("Gather", ["scales", "one_i"], ["length_scale"], axis=0),
+        node("Gather", ["scales", "two_i"], ["noise_w"], axis=0),
+        # durations: ceil(length_scale * (1 + id % 3) + noise_w * noise / 4)
+        node("Mod", ["input", "three_i"], ["id_mod"]),
+        node("Cast", ["id_mod"], ["id_mod_f"], to=f32),
+        node("Add", ["id_mod_f", "one_f"], ["width"]),
+        node("Mul", ["width", "length_scale"], ["w_scaled"]),
+        node("RandomNormalLike", ["w_scaled"], ["w_noise"], dtype=f32),
+        node("Mul", ["w_noise", "noise_w"], ["w_noise_scaled"]),
+        node("Mul", ["w_noise_scaled", "quarter_f"], ["w_jitter"]),
+        node("Add", ["w_scaled", "w_jitter"], ["w_noisy"]),
+        node("Reshape", ["w_noisy", "w_shape"], ["w"]),
+        node("Ceil", ["w"], ["w_ceil"]),
+        # frames T = sum(w_ceil); frame t belongs to the id whose cumulative end passes t
+        node("Reshape", ["w_ceil", "flat"], ["w_flat"]),
+        node("CumSum", ["w_flat", "zero_i"], ["ends"]),
+        node("ReduceSum", ["w_ceil"], ["frames_f"], keepdims=0),
+        node("Cast", ["frames_f"], ["frames"], to=i64),
+        node("Range", ["zero_i", "frames", "one_i"], ["t_i"]),
+        node("Cast", ["t_i"], ["t_f"], to=f32),
+        node("Unsqueeze", ["ends", "axis0"], ["ends_row"]),
+        node("Unsqueeze", ["t_f", "axis1"], ["t_col"]),
+        node("LessOrEqual", ["ends_row", "t_col"], ["passed"]),
+        node("Cast", ["passed"], ["passed_i"], to=i64),
+        node("ReduceSum", ["passed_i", "axis1"], ["frame_ids"], keepdims=0),
+        # the frame mask [1, 1, T] (all ones: one sentence)
+        node("Less", ["t_f", "frames_f"], ["sounding"]),
+        node("Cast", ["sounding"], ["sounding_f"], to=f32),
+        node("Reshape", ["sounding_f", "w_shape"], ["y_mask"]),
+        # m_p [1, C, T]: each frame its id's embedding
+        node("Reshape", ["input", "flat"], ["ids"]),
+        node("Gather", [weight("emb", _NUM_SYMBOLS, channels), "ids"], ["x"], axis=0),
+        node("Gather", ["x", "frame_ids"], ["x_frames"], axis=0),
+        node("Transpose", ["x_frames"], ["x_t"], perm=[1, 0]),
+        node("Unsqueeze", ["x_t", "axis0"], ["m_text"]),
+    ]
+    m_p = "m_text"
+    if multi:
+        nodes += [
+            _const("axis2", [2], i64),
+            node("Gather", [weight("emb_g", num_speakers, _VITS_SPEAKER_CHANNELS), "sid"], ["g0"]),
+            node("Unsqueeze", ["g0", "axis2"], ["g"]),  # [1, G, 1]
+            node("Conv", ["g", weight("g_proj", channels, _VITS_SPEAKER_CHANNELS, 1)], ["g_c"]),
+            node("Add", ["m_text", "g_c"], ["m_speaker"]),
+        ]
+        m_p = "m_speaker"
+    nodes += [
+        node("Mul", [m_p, "y_mask"], ["m_p"]),
+        node("RandomNormalLike", ["m_p"], ["eps"], dtype=f32),
+        node("Mul", ["eps", weight("exp_logs", 1, channels, 1, scale=0.1)], ["eps_scaled"]),
+        node("Mul", ["eps_scaled", "noise_scale"], ["prior_noise"]),
+        node("Add", ["m_p", "prior_noise"], ["z_p"]),
+        # decoder: a flow-like step conditioned on g, then HiFi-GAN-like upsampling
+        node("Mul", ["z_p", "y_mask"], ["z_masked"]),
+        node("Conv", ["z_masked", weight("flow_w", channels, channels, 5)], ["h0"], pads=[2, 2]),
+    ]
+    h = "h0"
+    if multi:
+        cond = weight("cond_w", channels, _VITS_SPEAKER_CHANNELS, 1)
+        nodes += [node("Conv", ["g", cond], ["cond"]), node("Add", ["h0", "cond"], ["h0g"])]
+        h = "h0g"
+    nodes += [
+        node("Tanh", [h], ["h1"]),
+        node("Mul", ["h1", "y_mask"], ["z"]),
+        node("Conv", ["z", weight("pre_w", channels, channels, 3)], ["u0"], pads=[1, 1]),
+    ]
+    width = channels
+    for stage, rate in enumerate(_VITS_UPSAMPLE):
+        kernel, out = 2 * rate, max(2, width // 2)
+        nodes += [
+            node("LeakyRelu", [f"u{stage}"], [f"a{stage}"], alpha=0.1),
+            node(
+                "ConvTranspose",
+                [f"a{stage}", weight(f"ups_{stage}", width, out, kernel, scale=0.3)],
+                [f"u{stage + 1}"],
+                strides=[rate],
+                pads=[rate // 2, rate // 2],
+            ),
+        ]
+        width = out
+    last = f"u{len(_VITS_UPSAMPLE)}"
+    nodes += [
+        node("LeakyRelu", [last], ["a_post"], alpha=0.1),
+        node("Conv", ["a_post", weight("post_w", 1, width, 7, scale=0.1)], ["wave"], pads=[3, 3]),
+        node("Tanh", ["wave"], ["audio"]),
+        node("Unsqueeze", ["audio", "axis0"], ["output"]),
+    ]
+    outputs = [helper.make_tensor_value_info("output", f32, [1, 1, 1, "time"])]
+    return helper.make_graph(nodes, name, inputs, outputs, initializer=weights)
+
+
 def _plain_length() -> list[onnx.NodeProto]:
     """T = round(N * hop * length_scale)."""
     return [
@@ -357,6 +499,7 @@ def write_tiny_voice(
     espeak_voice: str = "en-us",
     alignments: bool = False,
     batch: bool = False,
+    vits: bool = False,
 ) -> pathlib.Path:
     """Write ``folder/NAME.onnx`` and ``folder/NAME.onnx.json``; return the .onnx path.
 
@@ -368,7 +511,7 @@ def write_tiny_voice(
     model_path = folder / f"{name}.onnx"
     config_path = folder / f"{name}.onnx.json"
 
-    model = tiny_voice_model(name, num_speakers, sample_rate, alignments, batch)
+    model = tiny_voice_model(name, num_speakers, sample_rate, alignments, batch, vits)
     model_path.write_bytes(model.SerializeToString())
     config = tiny_voice_config(name, num_speakers, sample_rate, espeak_voice)
     config_path.write_text(json.dumps(config, ensure_ascii=False, indent=2) + "\n", "utf-8")

@@ -84,6 +84,12 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="voices report word timings for timestamps and captions (default: on)",
     )
+    parser.add_argument(
+        "--chunked-decoding",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="split voices' graphs to decode sentences in chunks (default: on)",
+    )
     parser.add_argument("--api-key", action="append", help="require this bearer key (repeatable)")
     parser.add_argument("--cors-origin", dest="cors_origins", action="append")
     parser.add_argument(

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from tts_service.engine.splitcache import default_cache_dir
 from tts_service.scheduling.batching import MAX_BATCH_SIZE, MAX_BATCH_WAIT, BatchRule
 from tts_service.scheduling.policies import policy_class
 from tts_service.voices.defaults import VoiceDefaults
@@ -221,6 +222,18 @@ class Settings(BaseSettings):
         description="Load voices so that they report phoneme durations (word timestamps "
         "and captions); the audio is the same either way.",
     )
+    chunked_decoding: bool = Field(
+        True, description="Split each voice's graph to decode sentences in chunks (CPU)."
+    )
+    chunk_margins: Annotated[list[Annotated[int, Field(ge=0, le=4096)]], NoDecode] = Field(
+        [48, 40], min_length=2, max_length=2, description="Context frames left, right."
+    )
+    chunk_frames: Annotated[list[Annotated[int, Field(ge=1, le=65536)]], NoDecode] = Field(
+        [16, 32, 64, 128, 256], min_length=1, description="Frames of each chunk in turn."
+    )
+    split_cache_dir: Path = Field(
+        default_factory=default_cache_dir, description="Where voices' split graphs are kept."
+    )
 
     # --- scheduling
     policy: Policy = "fair"
@@ -328,7 +341,15 @@ class Settings(BaseSettings):
         return _split_list(value, "," + os.pathsep)
 
     # Commas only: origins ("https://a.example") and keys may contain os.pathsep (":").
-    @field_validator("preload_voices", "api_key", "cors_origins", "allowed_hosts", mode="before")
+    @field_validator(
+        "preload_voices",
+        "api_key",
+        "cors_origins",
+        "allowed_hosts",
+        "chunk_margins",
+        "chunk_frames",
+        mode="before",
+    )
     @classmethod
     def _lists_from_strings(cls, value: object) -> object:
         return _split_list(value)

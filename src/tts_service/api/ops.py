@@ -59,6 +59,11 @@ class VoiceDescription(BaseModel):
     word_timestamps: bool | None = Field(
         None, description="Whether it can time words (timestamps, captions); null until loaded."
     )
+    chunked_decoding: bool | None = Field(
+        None,
+        description="Whether it can decode a sentence in chunks (its graph splits; see the "
+        "README's Chunked decoding); null until loaded.",
+    )
     available: bool = Field(description="False: its files are broken (see `error`).")
     error: str | None = Field(None, description="Why it cannot speak, when it cannot.")
     aliases: list[str] = Field([], description="Published aliases that also name it.")
@@ -73,7 +78,10 @@ class VoiceDescription(BaseModel):
         None, description="False if the server was busy as it loaded: memory_bytes estimated."
     )
     sessions: int | None = Field(
-        None, description="ONNX sessions of the loaded voice: 2 with its all-cores session."
+        None,
+        description="ONNX sessions of the loaded voice for whole sentences: 2 with its "
+        "all-cores session (a voice with chunked_decoding has its front end and decoder "
+        "besides, on the same weights; memory_bytes counts them).",
     )
 
 
@@ -148,6 +156,7 @@ async def voices(request: Request) -> dict[str, Any]:
                     "available": True,
                     "provider": None if voice is None else voice.provider,
                     "word_timestamps": None if voice is None else voice.word_timestamps,
+                    "chunked_decoding": None if voice is None else voice.can_chunk,
                     **voice_extras(service, name),
                     "memory_bytes": voice.memory_bytes if voice is not None else None,
                     "memory_measured": voice.memory_measured if voice is not None else None,

@@ -13,15 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime
 from piper import PiperVoice, SynthesisConfig
 from piper.config import PhonemeType, PiperConfig
 
 from tts_service.engine import words
 from tts_service.engine.alignment import aligned
-from tts_service.engine.devices import CPU, Device, check_session
+from tts_service.engine.batch import BatchError as BatchError
+from tts_service.engine.batch import batch_inputs, has_batch_axis, split_batch
+from tts_service.engine.chunked import ChunkedDecoder, ChunkedSentence, ChunkPlan, RawSentence
+from tts_service.engine.devices import CPU, Device
 from tts_service.engine.loudness import LoudnessTarget, leveled
 from tts_service.engine.phonemizer import Phonemizer
+from tts_service.engine.sessions import make_session as make_session
+from tts_service.engine.split import ChunkSetup, chunk_support
 from tts_service.engine.weights import SharedWeights
 
 # Piper's own int16 conversion, so our bytes equal `PiperVoice.synthesize()`'s.
@@ -87,43 +91,6 @@ def read_voice_info(name: str, config_path: Path) -> VoiceInfo:
     )
 
 
-def make_session(
-    model: Path | bytes,
-    threads: int,
-    spin: bool = True,
-    weights: SharedWeights | None = None,
-    arena: bool = True,
-    device: Device = CPU,
-) -> onnxruntime.InferenceSession:
-    """One ONNX session; thread counts set explicitly because onnxruntime's default ignores
-    container CPU limits. `spin=False` stops idle intra-op threads from busy-waiting, which
-    matters when workers x threads > cores. With `weights`, the session uses that one copy
-    of the model's tensors (a voice's sessions share it) instead of its own.
-
-    `arena=False` turns onnxruntime's memory arena off: it keeps, per session and for good,
-    the most memory its runs ever needed at once (~35 MB per second of the longest
-    sentence's audio); the server's heap instead goes back to the system when it is idle
-    (memory.py). Neither setting changes a single output bit.
-
-    On CUDA, a session onnxruntime could only put on the CPU is a DeviceUnavailable."""
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    options.enable_cpu_mem_arena = arena
-    if not spin:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if weights is not None:
-        session = weights.session(options, providers=device.providers)
-    else:
-        source = model if isinstance(model, bytes) else str(model)
-        session = onnxruntime.InferenceSession(
-            source, sess_options=options, providers=device.providers
-        )
-    check_session(session, device)
-    return session
-
-
 @dataclass(frozen=True)
 class SentenceAudio:
     """One synthesized sentence (as piper's `AudioChunk` is one)."""
@@ -184,6 +151,9 @@ class Voice:
         """What loading it added to the process (measured by the catalog when it loads)."""
         self.memory_measured = True
         """False when the server was busy as it loaded: `memory_bytes` is an estimate."""
+        self._chunker: ChunkedDecoder | None = None
+        self.chunking_problem = "not asked for"
+        """Why it decodes whole sentences only ("" when it can decode in chunks)."""
 
     @classmethod
     def load(
@@ -196,10 +166,15 @@ class Voice:
         solo_threads: int | None = None,
         alignments: bool = True,
         device: Device = CPU,
+        chunking: ChunkPlan | None = None,
+        split_cache: Path | None = None,
     ) -> Voice:
         """`alignments`: load the model patched to report phoneme durations (for word
         timestamps) when it can be; its audio is the same either way. On a GPU there is
-        no solo session: every run has the device, not a share of the cores."""
+        no solo session: every run has the device, not a share of the cores.
+
+        `chunking`: also build the front-end and decoder sessions when the graph splits
+        (CPU, shared weights; the split kept in `split_cache`), see `start_chunked`."""
         with open(config_path, encoding="utf-8") as handle:
             config = PiperConfig.from_dict(json.load(handle))
         # On a GPU each session copies the weights to the device: a host copy to share
@@ -225,7 +200,42 @@ class Voice:
         # Once now, as part of the load: onnxruntime's first-run allocations are then in
         # the memory the load is measured to add, and no request pays their time.
         voice._run_once(piper_voice)
+        if chunking is not None:
+            probe = voice._inputs(
+                voice.phonemize(FIRST_RUN_TEXT)[0], SynthesisOptions(noise_scale=0, noise_w_scale=0)
+            )
+            setup = ChunkSetup(chunking, split_cache, threads, spin)
+            support = chunk_support(weights, durations, int(config.hop_length), setup, probe)
+            voice._chunker, voice.chunking_problem = support.decoder, support.reason
         return voice
+
+    @property
+    def can_chunk(self) -> bool:
+        """It decodes a sentence in chunks (`start_chunked`)."""
+        return self._chunker is not None
+
+    def start_chunked(self, phoneme_ids: list[int], options: SynthesisOptions) -> ChunkedSentence:
+        """Run the front end of one sentence: its timings and length now, its raw audio
+        chunk by chunk (each decoded as the iterator is advanced). Joined, the chunks are
+        `raw_audio`'s within the margins' error (README: "Chunked decoding")."""
+        if self._chunker is None:
+            raise ValueError(f"voice {self.info.name} cannot decode in chunks")
+        return self._chunker.start(self._inputs(phoneme_ids, options), len(phoneme_ids))
+
+    def raw_audio(
+        self, phoneme_ids: list[int], options: SynthesisOptions, solo: bool = False
+    ) -> RawSentence:
+        """One sentence's raw float32 audio from the whole-sentence session (before peak
+        normalisation, gain or volume), as `synthesize` starts from it."""
+        piper_voice = self._solo if solo and self._solo is not None else self._piper
+        result = piper_voice.phoneme_ids_to_audio(
+            phoneme_ids, self._config(options), include_alignments=self._durations
+        )
+        audio, samples_per_id = result if isinstance(result, tuple) else (result, None)
+        return RawSentence.of(audio, samples_per_id, len(phoneme_ids))
+
+    def _inputs(self, phoneme_ids: list[int], options: SynthesisOptions) -> dict[str, np.ndarray]:
+        return batch_inputs([phoneme_ids], self._scales(options), [self._speaker(options)])
 
     @property
     def sessions(self) -> int:
@@ -307,19 +317,22 @@ class Voice:
 
         `solo=True` runs it on the all-cores session when the voice has one.
         """
-        config = SynthesisConfig(
+        piper_voice = self._solo if solo and self._solo is not None else self._piper
+        result = piper_voice.phoneme_ids_to_audio(
+            phoneme_ids, self._config(options), include_alignments=self._durations
+        )
+        audio, samples_per_id = result if isinstance(result, tuple) else (result, None)
+        assert isinstance(audio, np.ndarray)
+        return self._spoken(audio, samples_per_id, phoneme_ids, options)
+
+    @staticmethod
+    def _config(options: SynthesisOptions) -> SynthesisConfig:
+        return SynthesisConfig(
             speaker_id=options.speaker_id,
             length_scale=options.length_scale,
             noise_scale=options.noise_scale,
             noise_w_scale=options.noise_w_scale,
         )
-        piper_voice = self._solo if solo and self._solo is not None else self._piper
-        result = piper_voice.phoneme_ids_to_audio(
-            phoneme_ids, config, include_alignments=self._durations
-        )
-        audio, samples_per_id = result if isinstance(result, tuple) else (result, None)
-        assert isinstance(audio, np.ndarray)
-        return self._spoken(audio, samples_per_id, phoneme_ids, options)
 
     @property
     def can_batch(self) -> bool:
@@ -403,61 +416,3 @@ class Voice:
         if samples_per_id is None or len(samples_per_id) != len(phoneme_ids):
             return SentenceAudio(data)
         return SentenceAudio(data, tuple(int(n) for n in samples_per_id))
-
-
-class BatchError(RuntimeError):
-    """The model's batch output does not add up (lengths past the padded audio)."""
-
-
-def has_batch_axis(session: onnxruntime.InferenceSession) -> bool:
-    """The model's `input` has a free first dimension (Piper's exports call it
-    `batch_size`); a model exported for one sentence at a time fixes it to 1."""
-    for model_input in session.get_inputs():
-        if model_input.name == "input":
-            first = model_input.shape[0] if model_input.shape else 1
-            return not isinstance(first, int)
-    return False
-
-
-def batch_inputs(
-    ids: Sequence[list[int]], scales: tuple[float, float, float], speakers: Sequence[int | None]
-) -> dict[str, np.ndarray]:
-    """The model's inputs for several sentences: ids padded to the longest (the model masks
-    past each `input_lengths`), one `scales`, one speaker each when the voice has several."""
-    longest = max(len(one) for one in ids)
-    padded = np.zeros((len(ids), longest), dtype=np.int64)
-    for row, one in enumerate(ids):
-        padded[row, : len(one)] = one
-    inputs: dict[str, np.ndarray] = {
-        "input": padded,
-        "input_lengths": np.array([len(one) for one in ids], dtype=np.int64),
-        "scales": np.array(scales, dtype=np.float32),
-    }
-    if any(speaker is not None for speaker in speakers):
-        inputs["sid"] = np.array([speaker or 0 for speaker in speakers], dtype=np.int64)
-    return inputs
-
-
-def split_batch(
-    outputs: Sequence[np.ndarray], lengths: Sequence[int], hop: int
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Each sentence's audio and samples per phoneme id out of a batch run's padded output.
-
-    A sentence's true length is the sum of its ids' durations (frames) times the hop
-    length, as Piper's `phoneme_ids_to_audio(..., include_alignments=True)` counts them.
-    What follows it is padding. The vocoder is not masked, so the last few hundred
-    samples of a shorter sentence see the padding's zeros through its convolutions where
-    alone they would see the end of the signal: they may differ from a solo run by a few
-    units of the int16 scale (tests measure it)."""
-    if len(outputs) < 2:
-        raise BatchError("the model reports no durations: a batch cannot be split")
-    audio = np.asarray(outputs[0]).reshape(len(lengths), -1)
-    durations = np.asarray(outputs[1]).reshape(len(lengths), -1)
-    parts = []
-    for row, length in enumerate(lengths):
-        samples_per_id = (durations[row, :length] * hop).astype(np.int64)
-        total = int(samples_per_id.sum())
-        if total > audio.shape[1]:
-            raise BatchError(f"sentence {row} claims {total} samples of {audio.shape[1]}")
-        parts.append((audio[row, :total], samples_per_id))
-    return parts

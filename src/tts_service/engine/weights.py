@@ -27,6 +27,7 @@ import numpy as np
 import onnxruntime
 
 from tts_service.engine.devices import Provider
+from tts_service.engine.onnxgraph import initializer_names
 from tts_service.engine.protowire import (
     LEN,
     VARINT,
@@ -208,18 +209,30 @@ class SharedWeights:
         return sum(array.nbytes for array in self._arrays.values())
 
     def session(
-        self, options: onnxruntime.SessionOptions, providers: Sequence[Provider]
+        self,
+        options: onnxruntime.SessionOptions,
+        providers: Sequence[Provider],
+        graph: bytes | None = None,
     ) -> onnxruntime.InferenceSession:
         """A session on the shared tensors. onnxruntime checks (and may read a few of) the
-        external tensors while it optimizes the graph: it finds them in the model file."""
+        external tensors while it optimizes the graph: it finds them in the model file.
+
+        `graph`: parse this model instead of `graph()`, one cut from it (seam.py: the
+        front end, the decoder) whose tensors are still the shared ones; each is handed
+        only the tensors it reads."""
         if self.model is None:
+            if graph is not None:
+                raise ValueError("a model whose weights are not shared has no cut graphs")
             return onnxruntime.InferenceSession(
                 str(self.path), sess_options=options, providers=providers
             )
+        model = self.model if graph is None else graph
+        used = None if graph is None else initializer_names(graph)
         for name, value in self._values.items():
-            options.add_initializer(name, value)
+            if used is None or name in used:
+                options.add_initializer(name, value)
         options.add_session_config_entry(_EXTERNAL_FOLDER, str(self._real.parent))
-        return onnxruntime.InferenceSession(self.model, sess_options=options, providers=providers)
+        return onnxruntime.InferenceSession(model, sess_options=options, providers=providers)
 
 
 def _mapped(fileno: int) -> mmap.mmap:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from functools import cached_property
 
 from tts_service.config import Settings
+from tts_service.engine.chunked import ChunkPlan
 from tts_service.engine.devices import Device
 from tts_service.engine.voice import Voice, VoiceInfo
 from tts_service.voices.budget import LoadMeter
@@ -53,6 +54,14 @@ class VoiceListing:
         return [entry for entry in self.published if entry.name not in installed]
 
 
+def chunk_plan(settings: Settings) -> ChunkPlan | None:
+    """How voices decode in chunks (None: whole sentences only)."""
+    if not settings.chunked_decoding:
+        return None
+    left, right = settings.chunk_margins
+    return ChunkPlan(left, right, tuple(settings.chunk_frames))
+
+
 class VoiceLibrary:
     def __init__(
         self,
@@ -78,6 +87,8 @@ class VoiceLibrary:
             meter=meter,
             retry_after=retry_after,
             device=device,
+            chunking=chunk_plan(settings),
+            split_cache=settings.split_cache_dir,
         )
         self.defaults = DefaultsBook(settings.voice_defaults)
         if loaded is None:  # loaded voices handed in (tests) are kept as they are

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from piper.config import PiperConfig
 
+from tts_service.engine.chunked import ChunkPlan
 from tts_service.engine.devices import CPU, Device
 from tts_service.engine.voice import Voice, VoiceInfo, read_voice_info
 from tts_service.errors import (
@@ -149,6 +150,8 @@ class LoadedVoices:
         meter: LoadMeter | None = None,
         retry_after: Callable[[], int] = lambda: 1,
         device: Device = CPU,
+        chunking: ChunkPlan | None = None,
+        split_cache: Path | None = None,
     ) -> None:
         self._files = files
         self._threads = threads_per_session
@@ -156,10 +159,21 @@ class LoadedVoices:
         self._executor = executor
         self._loader = loader or (
             lambda f, t: Voice.load(
-                f.name, f.model, f.config, t, spin, alignments=alignments, device=device
+                f.name,
+                f.model,
+                f.config,
+                t,
+                spin,
+                alignments=alignments,
+                device=device,
+                chunking=chunking,
+                split_cache=split_cache,
             )
         )
         solo = solo_threads is not None and solo_threads > threads_per_session
+        # The front end and the decoder together weigh about one whole-sentence session
+        # (the graph's two halves, the weights shared): estimated as one more.
+        self._load_sessions = 1 if chunking is None else 2
         self._solo_threads = solo_threads if solo else None
         self.budget = MemoryBudget(memory_budget)
         self._meter = meter or LoadMeter()
@@ -279,7 +293,7 @@ class LoadedVoices:
         return self._holds.held(voice)
 
     def _sessions(self) -> int:
-        return 1 if self._solo_threads is None else 2
+        return self._load_sessions + (0 if self._solo_threads is None else 1)
 
     def _make_room(self, files: VoiceFiles) -> int:
         """Evict idle voices until the new one fits the budget; its estimated size.
@@ -333,11 +347,11 @@ class LoadedVoices:
         weights = getattr(voice, "weights", None)
         floor = weights.shared_bytes if weights is not None else 0
         if added is None:  # measured while busy: what the model and one session should take
-            voice.memory_bytes = self.budget.estimate(model_bytes, 1)
+            voice.memory_bytes = self.budget.estimate(model_bytes, self._load_sessions)
             voice.memory_measured = False
         else:
             voice.memory_bytes = max(added, floor)
-            self.budget.learn(voice.memory_bytes, model_bytes, 1)
+            self.budget.learn(voice.memory_bytes, model_bytes, self._load_sessions)
         self.loads += 1
         self._remember(files.name, voice)
         log.info("loaded voice %s (%s)", files.name, _size_note(voice))
