@@ -16,7 +16,7 @@ import numpy as np
 from piper import PiperVoice, SynthesisConfig
 from piper.config import PhonemeType, PiperConfig
 
-from tts_service.engine import words
+from tts_service.engine import calibration, words
 from tts_service.engine.alignment import aligned
 from tts_service.engine.batch import BatchError as BatchError
 from tts_service.engine.batch import batch_inputs, has_batch_axis, split_batch
@@ -24,12 +24,15 @@ from tts_service.engine.chunked import ChunkedDecoder, ChunkedSentence, ChunkPla
 from tts_service.engine.devices import CPU, Device
 from tts_service.engine.loudness import LoudnessTarget, leveled
 from tts_service.engine.phonemizer import Phonemizer
+from tts_service.engine.pieces import chunk_gain, leveled_pieces, to_pcm
 from tts_service.engine.sessions import make_session as make_session
 from tts_service.engine.split import ChunkSetup, chunk_support
+from tts_service.engine.splitcache import voice_key
 from tts_service.engine.weights import SharedWeights
 
-# Piper's own int16 conversion, so our bytes equal `PiperVoice.synthesize()`'s.
-_MAX_WAV_VALUE = 32767.0
+CHUNK_MIN_IDS = 60
+"""The shortest sentence decoded in pieces, in phoneme ids (~5 words): a shorter one is
+done sooner whole than its front end and first chunk take (measured: bench/chunking.py)."""
 # The all-cores session's first run (its one-time costs), when it is added.
 FIRST_RUN_TEXT = "Ready."
 
@@ -154,6 +157,8 @@ class Voice:
         self._chunker: ChunkedDecoder | None = None
         self.chunking_problem = "not asked for"
         """Why it decodes whole sentences only ("" when it can decode in chunks)."""
+        self.raw_lufs: float | None = None
+        """Its raw output's loudness (calibration.py), when it decodes in chunks."""
 
     @classmethod
     def load(
@@ -207,7 +212,38 @@ class Voice:
             setup = ChunkSetup(chunking, split_cache, threads, spin)
             support = chunk_support(weights, durations, int(config.hop_length), setup, probe)
             voice._chunker, voice.chunking_problem = support.decoder, support.reason
+            if voice._chunker is not None:
+                voice.raw_lufs = voice._calibrated(split_cache)
         return voice
+
+    def _calibrated(self, folder: Path | None) -> float:
+        """Its raw loudness, kept per voice file beside its split (calibration.py)."""
+        quiet = SynthesisOptions(noise_scale=0.0, noise_w_scale=0.0)
+
+        def measure() -> float:
+            sentences = [self.phonemize(text)[0] for text in calibration.SENTENCES]
+            raw = (self.raw_audio(ids, quiet).audio for ids in sentences)
+            return calibration.measured(raw, self.sample_rate)
+
+        return calibration.raw_loudness(folder, voice_key(self._model_path(), "loudness"), measure)
+
+    def in_pieces(
+        self, phoneme_ids: list[int], options: SynthesisOptions, solo: bool = False
+    ) -> SentencePieces | None:
+        """The sentence's PCM piece by piece as it is decoded (pieces.py), or None when it
+        is decoded whole: no split, Piper's peak normalisation (which needs the whole
+        sentence's peak), or shorter than CHUNK_MIN_IDS."""
+        if self._chunker is None or self.raw_lufs is None or options.normalization == "peak":
+            return None
+        if len(phoneme_ids) < CHUNK_MIN_IDS:
+            return None
+        sentence = self.start_chunked(phoneme_ids, options)
+        self._learn_pace(len(phoneme_ids), sentence.total_samples, options.length_scale)
+        target = LoudnessTarget(lufs=options.loudness_target)
+        silence = int(self.sample_rate * options.sentence_silence)
+        gain = chunk_gain(self.raw_lufs, target)
+        pieces = leveled_pieces(sentence, gain, target, self.sample_rate, options.volume, silence)
+        return SentencePieces(sentence.total_samples + silence, sentence.samples_per_id, pieces)
 
     @property
     def can_chunk(self) -> bool:
@@ -405,12 +441,8 @@ class Voice:
         else:
             target = LoudnessTarget(lufs=options.loudness_target)
             audio = leveled(audio, self.sample_rate, target)
-        if options.volume != 1.0:
-            audio = audio * options.volume
-        audio = np.clip(audio, -1.0, 1.0).astype(np.float32)
-        pcm = np.clip(audio * _MAX_WAV_VALUE, -_MAX_WAV_VALUE, _MAX_WAV_VALUE).astype(np.int16)
-        self._learn_pace(len(phoneme_ids), pcm.size, options.length_scale)
-        data = pcm.tobytes()
+        data = to_pcm(audio, options.volume)
+        self._learn_pace(len(phoneme_ids), len(data) // 2, options.length_scale)
         if options.sentence_silence > 0:
             data += bytes(2 * int(self.sample_rate * options.sentence_silence))
         if samples_per_id is None or len(samples_per_id) != len(phoneme_ids):

@@ -15,7 +15,7 @@ from tts_service.errors import ServiceError
 from tts_service.scheduling.synthesizer import Synthesizer
 
 if TYPE_CHECKING:  # config imports scheduling: the engine stays unloaded until a voice is
-    from tts_service.engine.voice import SentenceAudio, SynthesisOptions
+    from tts_service.engine.voice import SentenceAudio, SentencePieces, SynthesisOptions
 
 log = logging.getLogger(__name__)
 
@@ -148,12 +148,22 @@ class Job:
         self.produced[index] = Chunk(index, audio.pcm, seconds, timings, first=whole)
         return True
 
-    def piece(self, chunk: Chunk, first_audio: Callable[[float], None]) -> bool:
+    def piece(
+        self,
+        index: int,
+        pcm: bytes,
+        plan: SentencePieces,
+        first: bool,
+        first_audio: Callable[[float], None],
+    ) -> bool:
         """Hand the reader a piece of the sentence it waits for (the next to emit) before
-        the sentence is done; False, handing nothing, past the audio cap."""
-        self.produced_samples += len(chunk.pcm) // 2
+        the sentence is done, its timings on the first piece; False, handing nothing,
+        past the audio cap."""
+        self.produced_samples += len(pcm) // 2
         if self.max_samples is not None and self.produced_samples > self.max_samples:
             return False
+        timings, samples = (plan.samples_per_id, plan.samples) if first else (None, None)
+        chunk = Chunk(index, pcm, 0.0, timings, first, last=False, sentence_samples=samples)
         self._emitted(chunk, first_audio)
         return True
 

@@ -280,20 +280,10 @@ class Scheduler:
         sentence is done. False: the job is over, stop decoding it."""
         if job.finished:
             return False
-        chunk = Chunk(
-            index,
-            pcm,
-            0.0,
-            plan.samples_per_id if first else None,
-            first=first,
-            last=False,
-            sentence_samples=plan.samples if first else None,
-        )
-        if not job.piece(chunk, self._first_audio):
-            limit = (job.max_samples or 0) / job.voice.sample_rate
-            self.fail(job, AudioTooLong(audio_limit_message(limit), param="text"))
-            return False
-        return True
+        if job.piece(index, pcm, plan, first, self._first_audio):
+            return True
+        self._too_long(job)
+        return False
 
     def settle(
         self, job: Job, index: int, result: SentenceAudio | Exception, elapsed: float, learn: bool
@@ -311,13 +301,16 @@ class Scheduler:
             self.learn_speed(job.voice, len(job.sentences[index]), elapsed)
         self.figures.totals["sentences"] += 1
         if not job.keep(index, result, elapsed):
-            limit = (job.max_samples or 0) / job.voice.sample_rate
-            self.fail(job, AudioTooLong(audio_limit_message(limit), param="text"))
+            self._too_long(job)
             return
         samples = len(result.pcm) // 2 + result.streamed
         self._safe.sentence_done(elapsed, samples / job.voice.sample_rate)
         job.emit_ready(self._first_audio)
         self._maybe_complete(job)
+
+    def _too_long(self, job: Job) -> None:
+        limit = (job.max_samples or 0) / job.voice.sample_rate
+        self.fail(job, AudioTooLong(audio_limit_message(limit), param="text"))
 
     def _started(self, job: Job) -> None:
         """Under the lock: the job's first sentence was claimed."""

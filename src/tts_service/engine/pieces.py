@@ -1,0 +1,59 @@
+"""A sentence's PCM piece by piece as the chunked decoder makes it (chunked.py): the
+voice's calibrated gain (known before the first chunk: calibration.py), the same limiter
+a whole sentence gets (loudness.py), then volume, as 16-bit PCM.
+
+A whole sentence in loudness mode is measured and given its own gain; a sentence in
+pieces cannot be (its end does not exist yet), so it gets its voice's: its loudness is
+the voice's typical one, within a few LU of the target, and its samples equal the whole
+sentence's leveled with that same gain up to the decoder's margins' error (tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from tts_service.engine.chunked import ChunkedSentence
+from tts_service.engine.loudness import Limiter, LoudnessTarget, gain_to
+
+_MAX_WAV_VALUE = 32767.0
+
+
+def to_pcm(audio: np.ndarray, volume: float) -> bytes:
+    """Float audio (full scale 1.0) times `volume` to 16-bit PCM, as Piper converts it."""
+    if volume != 1.0:
+        audio = audio * volume
+    audio = np.clip(audio, -1.0, 1.0).astype(np.float32)
+    pcm = np.clip(audio * _MAX_WAV_VALUE, -_MAX_WAV_VALUE, _MAX_WAV_VALUE).astype(np.int16)
+    return pcm.tobytes()
+
+
+def chunk_gain(raw_lufs: float, target: LoudnessTarget) -> float:
+    """What a chunked sentence of a voice whose raw output measures `raw_lufs` gets."""
+    return gain_to(target, raw_lufs)
+
+
+def leveled_pieces(
+    sentence: ChunkedSentence,
+    gain: float,
+    target: LoudnessTarget,
+    rate: int,
+    volume: float,
+    silence: int,
+) -> Iterator[bytes]:
+    """The sentence's chunks as PCM pieces, then the limiter's last few milliseconds and
+    `silence` samples of silence (the request's pause after the sentence). Closing it
+    early closes the decoder's iterator too (no more chunks are decoded)."""
+    limiter = Limiter(target.ceiling, rate)
+    chunks = sentence.chunks
+    try:
+        for raw in chunks:
+            out = limiter.process(np.asarray(raw, dtype=np.float64) * gain)
+            if out.size:
+                yield to_pcm(out, volume)
+        yield to_pcm(limiter.flush(), volume) + bytes(2 * silence)
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
