@@ -92,7 +92,9 @@ def test_openai_sdk_speech_is_at_the_target(loud_server: ServerProcess) -> None:
     wav = client.audio.speech.create(
         model="tts-1", voice="alloy", input=LONG, response_format="wav"
     ).content
-    assert lufs(wav_pcm(wav)) == pytest.approx(TARGET, abs=1.0)
+    # Its answer streams: the long first sentence is decoded in chunks with the voice's
+    # gain (within 2 LU of the target; a sentence decoded whole gets its own: 1 LU).
+    assert lufs(wav_pcm(wav)) == pytest.approx(TARGET, abs=2.0)
     peak = client.audio.speech.create(
         model="tts-1",
         voice="alloy",
@@ -112,7 +114,7 @@ async def test_websocket_frames_are_at_the_target(loud_server: ServerProcess) ->
         assert json.loads(await ws.recv())["type"] == "start"
         while isinstance(message := await ws.recv(), bytes):
             frames.append(message)
-    assert len(frames) == 2
+    assert len(frames) == 2  # a short first sentence: nothing is decoded in pieces
     for frame in frames:
         assert lufs(frame) == pytest.approx(TARGET, abs=1.0)
 
@@ -127,5 +129,7 @@ async def test_wyoming_audio_is_at_the_target(loud_server: ServerProcess) -> Non
                 pcm += AudioChunk.from_event(event).audio
             if event.type == "audio-stop":
                 break
-    assert lufs(pcm) == pytest.approx(TARGET, abs=1.0)
-    assert pcm == native(loud_server, LONG)
+    # A long first sentence of a streamed answer is decoded in chunks with the voice's
+    # gain (test_chunked_streaming.py): near the target, and as native streaming makes it.
+    assert lufs(pcm) == pytest.approx(TARGET, abs=2.0)
+    assert pcm == native(loud_server, LONG, stream=True)
