@@ -11,6 +11,7 @@ sentence's leveled with that same gain up to the decoder's margins' error (tests
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -18,6 +19,20 @@ from tts_service.engine.chunked import ChunkedSentence
 from tts_service.engine.loudness import Limiter, LoudnessTarget, gain_to
 
 _MAX_WAV_VALUE = 32767.0
+"""Piper's own int16 conversion, so our bytes equal `PiperVoice.synthesize()`'s."""
+
+
+@dataclass
+class SentencePieces:
+    """One sentence decoded piece by piece (each piece as the decoder makes it): what is
+    known before its first piece, and the pieces."""
+
+    samples: int
+    """All of its samples, the request's silence after it included."""
+    samples_per_id: tuple[int, ...] | None
+    pieces: Iterator[bytes]
+    """16-bit mono PCM in order; joined, the sentence (the last one ends with the silence).
+    Closing the iterator early stops the decoding."""
 
 
 def to_pcm(audio: np.ndarray, volume: float) -> bytes:
@@ -36,6 +51,21 @@ def chunk_gain(raw_lufs: float, target: LoudnessTarget) -> float:
 
 def leveled_pieces(
     sentence: ChunkedSentence,
+    raw_lufs: float,
+    target: LoudnessTarget,
+    rate: int,
+    volume: float,
+    silence: int,
+) -> SentencePieces:
+    """The sentence at the gain for a voice whose raw output measures `raw_lufs`, in PCM
+    pieces (`silence` samples of silence after the last one)."""
+    gain = chunk_gain(raw_lufs, target)
+    pieces = _pieces(sentence, gain, target, rate, volume, silence)
+    return SentencePieces(sentence.total_samples + silence, sentence.samples_per_id, pieces)
+
+
+def _pieces(
+    sentence: ChunkedSentence,
     gain: float,
     target: LoudnessTarget,
     rate: int,
@@ -43,8 +73,8 @@ def leveled_pieces(
     silence: int,
 ) -> Iterator[bytes]:
     """The sentence's chunks as PCM pieces, then the limiter's last few milliseconds and
-    `silence` samples of silence (the request's pause after the sentence). Closing it
-    early closes the decoder's iterator too (no more chunks are decoded)."""
+    the silence. Closing it early closes the decoder's iterator too (no more chunks are
+    decoded)."""
     limiter = Limiter(target.ceiling, rate)
     chunks = sentence.chunks
     try:

@@ -7,7 +7,7 @@ No asyncio and no HTTP here; the scheduler decides when and on which thread this
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from tts_service.engine.chunked import ChunkedDecoder, ChunkedSentence, ChunkPla
 from tts_service.engine.devices import CPU, Device
 from tts_service.engine.loudness import LoudnessTarget, leveled
 from tts_service.engine.phonemizer import Phonemizer
-from tts_service.engine.pieces import chunk_gain, leveled_pieces, to_pcm
+from tts_service.engine.pieces import SentencePieces, leveled_pieces, to_pcm
 from tts_service.engine.sessions import make_session as make_session
 from tts_service.engine.split import ChunkSetup, chunk_support
 from tts_service.engine.splitcache import voice_key
@@ -106,19 +106,6 @@ class SentenceAudio:
     streamed: int = 0
     """Samples of this sentence its reader already has: pieces sent while it was decoded
     (SentencePieces); `pcm` is the rest of it."""
-
-
-@dataclass
-class SentencePieces:
-    """One sentence decoded piece by piece (each piece as the decoder makes it): what is
-    known before its first piece, and the pieces."""
-
-    samples: int
-    """All of its samples, the request's silence after it included."""
-    samples_per_id: tuple[int, ...] | None
-    pieces: Iterator[bytes]
-    """16-bit mono PCM in order; joined, the sentence (the last one ends with the silence).
-    Closing the iterator early stops the decoding."""
 
 
 class Voice:
@@ -227,23 +214,26 @@ class Voice:
 
         return calibration.raw_loudness(folder, voice_key(self._model_path(), "loudness"), measure)
 
+    def decodes_in_pieces(self, phoneme_ids: list[int], options: SynthesisOptions) -> bool:
+        """`in_pieces` would hand this sentence out in pieces."""
+        can = self._chunker is not None and self.raw_lufs is not None
+        return can and options.normalization != "peak" and len(phoneme_ids) >= CHUNK_MIN_IDS
+
     def in_pieces(
         self, phoneme_ids: list[int], options: SynthesisOptions, solo: bool = False
     ) -> SentencePieces | None:
         """The sentence's PCM piece by piece as it is decoded (pieces.py), or None when it
         is decoded whole: no split, Piper's peak normalisation (which needs the whole
         sentence's peak), or shorter than CHUNK_MIN_IDS."""
-        if self._chunker is None or self.raw_lufs is None or options.normalization == "peak":
-            return None
-        if len(phoneme_ids) < CHUNK_MIN_IDS:
+        if self.raw_lufs is None or not self.decodes_in_pieces(phoneme_ids, options):
             return None
         sentence = self.start_chunked(phoneme_ids, options)
         self._learn_pace(len(phoneme_ids), sentence.total_samples, options.length_scale)
         target = LoudnessTarget(lufs=options.loudness_target)
         silence = int(self.sample_rate * options.sentence_silence)
-        gain = chunk_gain(self.raw_lufs, target)
-        pieces = leveled_pieces(sentence, gain, target, self.sample_rate, options.volume, silence)
-        return SentencePieces(sentence.total_samples + silence, sentence.samples_per_id, pieces)
+        return leveled_pieces(
+            sentence, self.raw_lufs, target, self.sample_rate, options.volume, silence
+        )
 
     @property
     def can_chunk(self) -> bool:

@@ -14,6 +14,7 @@ from tts_service.scheduling.batching import Batch
 from tts_service.scheduling.clients import ClientShares
 from tts_service.scheduling.jobs import Claim, Job, JobState
 from tts_service.scheduling.policies import Accept, SchedulingPolicy
+from tts_service.scheduling.synthesizer import PieceSynthesizer
 
 
 class Dispatch:
@@ -107,11 +108,15 @@ class Dispatch:
 
     def may_stream(self, job: Job, index: int) -> bool:
         """A streamed request's first sentence may reach its reader in pieces, as it is
-        decoded (chunked decoding costs more CPU: only while nothing else waits)."""
+        decoded (chunked decoding costs more CPU: only while nothing else waits), when its
+        voice would decode it so."""
+        voice = job.voice
         return (
             job.pieces
             and index == 0
             and job.next_emit == 0
+            and isinstance(voice, PieceSynthesizer)
+            and voice.decodes_in_pieces(job.sentences[index], job.options)
             and not any(self.eligible(other) for other in self.jobs if other is not job)
         )
 

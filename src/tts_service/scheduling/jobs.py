@@ -15,7 +15,8 @@ from tts_service.errors import ServiceError
 from tts_service.scheduling.synthesizer import Synthesizer
 
 if TYPE_CHECKING:  # config imports scheduling: the engine stays unloaded until a voice is
-    from tts_service.engine.voice import SentenceAudio, SentencePieces, SynthesisOptions
+    from tts_service.engine.pieces import SentencePieces
+    from tts_service.engine.voice import SentenceAudio, SynthesisOptions
 
 log = logging.getLogger(__name__)
 

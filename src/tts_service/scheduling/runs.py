@@ -8,7 +8,8 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from tts_service.engine.voice import SentenceAudio, SentencePieces
+from tts_service.engine.pieces import SentencePieces
+from tts_service.engine.voice import SentenceAudio
 from tts_service.scheduling.jobs import Claim, Job
 from tts_service.scheduling.synthesizer import BatchSynthesizer, PieceSynthesizer
 

@@ -28,7 +28,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from tts_service.engine.voice import SentenceAudio, SentencePieces, SynthesisOptions
+from tts_service.engine.pieces import SentencePieces
+from tts_service.engine.voice import SentenceAudio, SynthesisOptions
 from tts_service.errors import (
     AudioTooLong,
     Cancelled,

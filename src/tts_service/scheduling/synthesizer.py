@@ -6,7 +6,8 @@ from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # config imports scheduling: the engine stays unloaded until a voice is
-    from tts_service.engine.voice import SentenceAudio, SentencePieces, SynthesisOptions
+    from tts_service.engine.pieces import SentencePieces
+    from tts_service.engine.voice import SentenceAudio, SynthesisOptions
 
 
 class Synthesizer(Protocol):
@@ -46,6 +47,10 @@ class BatchSynthesizer(Protocol):
 class PieceSynthesizer(Protocol):
     """A voice that can hand out a sentence's audio in pieces as it decodes it (the
     engine's `Voice` when its graph splits: chunked decoding)."""
+
+    def decodes_in_pieces(self, phoneme_ids: list[int], options: SynthesisOptions) -> bool:
+        """`in_pieces` would hand this sentence out in pieces (decided before it runs)."""
+        ...
 
     def in_pieces(
         self, phoneme_ids: list[int], options: SynthesisOptions, solo: bool = False

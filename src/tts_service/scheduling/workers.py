@@ -26,7 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from tts_service.engine.voice import SentenceAudio, SentencePieces
+from tts_service.engine.pieces import SentencePieces
+from tts_service.engine.voice import SentenceAudio
 from tts_service.errors import ServiceError, SynthesisFailed
 from tts_service.scheduling import runs
 from tts_service.scheduling.batching import Batch, BatchRule
@@ -161,8 +162,10 @@ class WorkerPool:
                     return
                 self.busy += 1
                 index = dispatch.claim(job)
-                solo = dispatch.solo_running = dispatch.can_run_solo(job, index)
+                # In pieces, the sentence runs on one core and its reader has audio soon:
+                # the other cores may take the request's next sentences meanwhile.
                 pieces = dispatch.may_stream(job, index)
+                solo = dispatch.solo_running = not pieces and dispatch.can_run_solo(job, index)
                 claims = [(job, index)] if solo or pieces else self._fill_batch(job, index)
                 if not claims:
                     self.busy -= 1

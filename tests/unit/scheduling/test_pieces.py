@@ -11,7 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tts_service.engine.voice import SentenceAudio, SentencePieces, SynthesisOptions
+from tts_service.engine.pieces import SentencePieces
+from tts_service.engine.voice import SentenceAudio, SynthesisOptions
 from tts_service.errors import AudioTooLong
 from tts_service.scheduling.jobs import Chunk, Job
 from tts_service.scheduling.scheduler import Scheduler
@@ -51,12 +52,15 @@ class PiecedVoice:
         self.whole.append(tag)
         return SentenceAudio(b"".join(pcm(tag, k) for k in range(PIECES)), TIMINGS)
 
+    def decodes_in_pieces(self, phoneme_ids: list[int], options: SynthesisOptions) -> bool:
+        return len(phoneme_ids) >= 3  # shorter: "too short to gain", decoded whole
+
     def in_pieces(
         self, phoneme_ids: list[int], options: SynthesisOptions, solo: bool = False
     ) -> SentencePieces | None:
         tag = phoneme_ids[0]
         self.in_pieces_calls.append(tag)
-        if len(phoneme_ids) < 3:  # "too short to gain": decoded whole
+        if not self.decodes_in_pieces(phoneme_ids, options):
             return None
         return SentencePieces(PIECES * SAMPLES, TIMINGS, self._pieces(tag))
 
@@ -132,7 +136,7 @@ async def test_a_sentence_the_voice_keeps_whole_comes_whole(
     job = scheduler.submit(voice, [[1, 0]], OPTIONS, pieces=True)
     chunk = await next_chunk(scheduler.stream(job))
     assert (chunk.first, chunk.last) == (True, True)
-    assert voice.in_pieces_calls == [1] and voice.whole == [1]
+    assert voice.in_pieces_calls == [] and voice.whole == [1]  # asked first, then whole
 
 
 async def test_with_others_waiting_the_first_sentence_is_decoded_whole(
@@ -191,3 +195,51 @@ async def test_the_audio_cap_counts_pieces(scheduler: Scheduler, voice: PiecedVo
     with pytest.raises(AudioTooLong):
         await next_chunk(chunks)
     assert await asyncio.to_thread(voice.closed.wait, 10)
+
+
+class SoloPiecedVoice(PiecedVoice):
+    has_solo_session = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.solo: list[tuple[int, bool]] = []
+
+    def synthesize(
+        self, phoneme_ids: list[int], options: SynthesisOptions, solo: bool = False
+    ) -> SentenceAudio:
+        self.solo.append((phoneme_ids[0], solo))
+        return super().synthesize(phoneme_ids, options, solo)
+
+    def in_pieces(
+        self, phoneme_ids: list[int], options: SynthesisOptions, solo: bool = False
+    ) -> SentencePieces | None:
+        self.solo.append((phoneme_ids[0], solo))
+        return super().in_pieces(phoneme_ids, options, solo)
+
+
+async def test_a_sentence_in_pieces_leaves_the_other_cores_to_the_next_sentence() -> None:
+    """On an idle server a first sentence runs solo (all cores), which holds the other
+    workers back; one in pieces runs on one core, and once its first piece is out a second
+    worker takes the next sentence while the pieces go on."""
+    voice = SoloPiecedVoice()
+    scheduler = Scheduler(workers=2, solo_first=True)
+    scheduler.start()
+    try:
+        job = scheduler.submit(voice, [long(1), long(2)], OPTIONS, pieces=True)
+        chunks = scheduler.stream(job)
+        voice.step(2)
+        assert (await next_chunk(chunks)).first
+        for _ in range(2000):  # sentence 2 starts while sentence 1's pieces are held
+            if voice.whole:
+                break
+            await asyncio.sleep(0.005)
+        assert voice.whole == [2] and voice.decoded == [(1, 0), (1, 1)]
+        assert voice.solo[0] == (1, False)
+        voice.step(100)
+        await asyncio.wait_for(scheduler.collect(job), 10)
+        short = scheduler.submit(voice, [[3, 0]], OPTIONS, pieces=True)  # idle again
+        await asyncio.wait_for(scheduler.collect(short), 10)
+        assert voice.solo[-1] == (3, True)  # a sentence decoded whole still runs solo
+    finally:
+        voice.step(100)
+        scheduler.stop()
