@@ -193,6 +193,11 @@ class Voice:
         """It decodes a sentence in chunks (`start_chunked`)."""
         return self._chunker is not None
 
+    @property
+    def chunk_plan(self) -> ChunkPlan | None:
+        """Its margins and chunk sizes (frames of `hop_length` samples), if it chunks."""
+        return None if self._chunker is None else self._chunker.plan
+
     def start_chunked(self, phoneme_ids: list[int], options: SynthesisOptions) -> ChunkedSentence:
         """Run the front end of one sentence: its timings and length now, its raw audio
         chunk by chunk (each decoded as the iterator is advanced). Joined, the chunks are
