@@ -173,6 +173,27 @@ def test_a_chunk_is_decoded_when_the_iterator_advances(tmp_path: Path) -> None:
     assert list(sentence.chunks) == [] and counting.runs == 2
 
 
+def test_chunks_of_two_sentences_interleave(generated: Voice) -> None:
+    """A scheduler may alternate sentences chunk by chunk: each comes out as alone."""
+    first_ids, second_ids = generated.phonemize(f"{LONG} Another one, a little shorter.")
+    alone = [
+        joined(list(generated.start_chunked(ids, QUIET).chunks)) for ids in (first_ids, second_ids)
+    ]
+    first = generated.start_chunked(first_ids, QUIET).chunks
+    second = generated.start_chunked(second_ids, QUIET).chunks
+    parts: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
+    running = [(first, parts[0]), (second, parts[1])]
+    while running:  # one chunk of each in turn
+        for chunks, out in list(running):
+            chunk = next(chunks, None)
+            if chunk is None:
+                running.remove((chunks, out))
+            else:
+                out.append(chunk)
+    assert np.array_equal(joined(parts[0]), alone[0])
+    assert np.array_equal(joined(parts[1]), alone[1])
+
+
 def test_a_graph_without_a_seam_decodes_whole_sentences(tmp_path: Path) -> None:
     model = write_tiny_voice(tmp_path, "tiny-tone", 1, alignments=True)
     voice = Voice.load(
