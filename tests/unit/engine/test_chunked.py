@@ -92,6 +92,14 @@ def test_generated_voices_chunked_equal_their_whole_decode(generated: Voice) -> 
         assert max_lsb(whole, chunked) <= MAX_LSB
 
 
+def test_with_noise_the_chunks_still_add_up_to_the_timings(joe: Voice) -> None:
+    ids = joe.phonemize(LONG)[0]
+    sentence = joe.start_chunked(ids, SynthesisOptions())  # the voice's own noise
+    chunks = list(sentence.chunks)
+    assert sentence.samples_per_id is not None
+    assert sum(sentence.samples_per_id) == sentence.total_samples == joined(chunks).size
+
+
 def test_speakers_of_a_generated_voice_differ_through_the_seam(tmp_path: Path) -> None:
     voice = tiny(tmp_path, 3, 22050)
     ids = voice.phonemize("Two speakers.")[0]

