@@ -11,6 +11,8 @@ from pydantic import ValidationError
 from tts_service import config
 from tts_service.cli import build_parser, settings_from
 from tts_service.config import OPENAI_VOICE_NAMES, Settings, available_cores, cgroup_cpu_limit
+from tts_service.engine.chunked import ChunkPlan
+from tts_service.voices.library import chunk_plan
 
 
 @pytest.fixture(autouse=True)
@@ -148,3 +150,28 @@ def test_default_workers_follow_the_quota(tmp_path: Path, monkeypatch: pytest.Mo
     settings = Settings()
     assert settings.worker_count == 1
     assert settings.solo_threads is None  # one core: no all-cores session
+
+
+def test_the_cache_folder_is_the_users_cache_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TTS_SPLIT_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert Settings().split_cache_dir == tmp_path / "tts-service"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert Settings().split_cache_dir == Path.home() / ".cache" / "tts-service"
+
+
+def test_the_chunk_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TTS_CHUNK_MARGINS", "32,24")
+    monkeypatch.setenv("TTS_CHUNK_FRAMES", "8, 64")
+    assert chunk_plan(Settings()) == ChunkPlan(32, 24, (8, 64))
+    monkeypatch.setenv("TTS_CHUNKED_DECODING", "false")
+    assert chunk_plan(Settings()) is None
+    monkeypatch.setenv("TTS_CHUNK_FRAMES", "0")
+    with pytest.raises(ValueError, match="chunk_frames"):
+        Settings()
+    monkeypatch.setenv("TTS_CHUNK_FRAMES", "16")
+    monkeypatch.setenv("TTS_CHUNK_MARGINS", "48")
+    with pytest.raises(ValueError, match="chunk_margins"):
+        Settings()

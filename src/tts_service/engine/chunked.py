@@ -14,7 +14,7 @@ first chunk gives early audio, larger ones after cost fewer margins.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,9 +64,10 @@ class ChunkedSentence:
     reports durations."""
     total_samples: int
     """Samples of the sentence's raw audio: the chunks together have exactly this many."""
-    chunks: Iterator[np.ndarray]
+    chunks: Generator[np.ndarray, None, None]
     """The model's raw float32 audio (before normalisation, gain or volume), one chunk per
-    step; each is decoded when the iterator is advanced."""
+    step; each is decoded when the generator is advanced (`close()` it, or drop it, to
+    stop: nothing more is decoded)."""
 
 
 class ChunkedDecoder:
@@ -104,7 +105,9 @@ class ChunkedDecoder:
         """Every frame in one decoder run (the load's check, and the measure of chunks)."""
         return np.asarray(self.decoder.run(None, feeds)[0], dtype=np.float32).reshape(-1)
 
-    def _chunks(self, feeds: dict[str, np.ndarray], frames: int) -> Iterator[np.ndarray]:
+    def _chunks(
+        self, feeds: dict[str, np.ndarray], frames: int
+    ) -> Generator[np.ndarray, None, None]:
         for start, end in self.plan.windows(frames):
             yield self.decode_window(feeds, frames, start, end)
 

@@ -92,16 +92,17 @@ def _support(
     cache = SplitCache(setup.cache_dir) if setup.cache_dir is not None else None
     key = voice_key(model_path, "durations" if tensor else "plain")
     stored = cache.load(key) if cache is not None else None
+    frontend = None
     if stored is None:
-        stored = _split(graph, tensor, session)
+        stored, frontend = _split(graph, tensor, session)
         if cache is not None:
             cache.store(key, stored)
     if stored.seam is None:
         log.info("voice model %s decodes whole sentences: %s", model_path.name, stored.reason)
         return ChunkSupport(None, stored.reason)
-    decoder = ChunkedDecoder(
-        session(stored.frontend), session(stored.decoder), stored.seam, hop, setup.plan
-    )
+    if frontend is None:
+        frontend = session(stored.frontend)
+    decoder = ChunkedDecoder(frontend, session(stored.decoder), stored.seam, hop, setup.plan)
     problem = _check(decoder, probe)
     if problem:
         log.warning("voice model %s decodes whole sentences: %s", model_path.name, problem)
@@ -109,22 +110,27 @@ def _support(
     return ChunkSupport(decoder)
 
 
-def _split(graph: bytes, durations: str | None, session: SessionFactory) -> StoredSplit:
+def _split(
+    graph: bytes, durations: str | None, session: SessionFactory
+) -> tuple[StoredSplit, onnxruntime.InferenceSession | None]:
+    """The split of `graph`, and the front-end session built on the way (the decoder's
+    inputs take their types from it)."""
     try:
         parsed = read_graph(graph)
         seam = find_seam(parsed, durations)
     except (NoSeam, GraphFormatError) as error:
-        return StoredSplit(None, reason=str(error))
+        return StoredSplit(None, reason=str(error)), None
     frontend = frontend_model(parsed, seam)
-    types = _output_types(session(frontend), seam)
+    frontend_session = session(frontend)
+    types = _output_types(frontend_session)
     if isinstance(types, str):
-        return StoredSplit(None, reason=types)
+        return StoredSplit(None, reason=types), None
     decoder = decoder_model(parsed, seam, types)
-    return StoredSplit(_named(seam), frontend, decoder)
+    return StoredSplit(_named(seam), frontend, decoder), frontend_session
 
 
 def _output_types(
-    frontend: onnxruntime.InferenceSession, seam: Seam
+    frontend: onnxruntime.InferenceSession,
 ) -> dict[str, tuple[int, int | None]] | str:
     """Each crossing tensor's element type and rank, as onnxruntime infers them."""
     types: dict[str, tuple[int, int | None]] = {}

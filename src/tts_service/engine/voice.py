@@ -240,13 +240,20 @@ class Voice:
         """It decodes a sentence in chunks (`start_chunked`)."""
         return self._chunker is not None
 
+    @property
+    def chunk_plan(self) -> ChunkPlan | None:
+        """Its margins and chunk sizes (frames of `hop_length` samples), if it chunks."""
+        return None if self._chunker is None else self._chunker.plan
+
     def start_chunked(self, phoneme_ids: list[int], options: SynthesisOptions) -> ChunkedSentence:
         """Run the front end of one sentence: its timings and length now, its raw audio
         chunk by chunk (each decoded as the iterator is advanced). Joined, the chunks are
         `raw_audio`'s within the margins' error (README: "Chunked decoding")."""
         if self._chunker is None:
             raise ValueError(f"voice {self.info.name} cannot decode in chunks")
-        return self._chunker.start(self._inputs(phoneme_ids, options), len(phoneme_ids))
+        sentence = self._chunker.start(self._inputs(phoneme_ids, options), len(phoneme_ids))
+        self._learn_pace(len(phoneme_ids), sentence.total_samples, options.length_scale)
+        return sentence
 
     def raw_audio(
         self, phoneme_ids: list[int], options: SynthesisOptions, solo: bool = False
@@ -258,7 +265,9 @@ class Voice:
             phoneme_ids, self._config(options), include_alignments=self._durations
         )
         audio, samples_per_id = result if isinstance(result, tuple) else (result, None)
-        return RawSentence.of(audio, samples_per_id, len(phoneme_ids))
+        raw = RawSentence.of(audio, samples_per_id, len(phoneme_ids))
+        self._learn_pace(len(phoneme_ids), raw.audio.size, options.length_scale)
+        return raw
 
     def _inputs(self, phoneme_ids: list[int], options: SynthesisOptions) -> dict[str, np.ndarray]:
         return batch_inputs([phoneme_ids], self._scales(options), [self._speaker(options)])

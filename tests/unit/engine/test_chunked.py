@@ -92,6 +92,14 @@ def test_generated_voices_chunked_equal_their_whole_decode(generated: Voice) -> 
         assert max_lsb(whole, chunked) <= MAX_LSB
 
 
+def test_with_noise_the_chunks_still_add_up_to_the_timings(joe: Voice) -> None:
+    ids = joe.phonemize(LONG)[0]
+    sentence = joe.start_chunked(ids, SynthesisOptions())  # the voice's own noise
+    chunks = list(sentence.chunks)
+    assert sentence.samples_per_id is not None
+    assert sum(sentence.samples_per_id) == sentence.total_samples == joined(chunks).size
+
+
 def test_speakers_of_a_generated_voice_differ_through_the_seam(tmp_path: Path) -> None:
     voice = tiny(tmp_path, 3, 22050)
     ids = voice.phonemize("Two speakers.")[0]
@@ -171,6 +179,27 @@ def test_a_chunk_is_decoded_when_the_iterator_advances(tmp_path: Path) -> None:
     assert counting.runs == 2
     sentence.chunks.close()  # a cancel: nothing more is decoded
     assert list(sentence.chunks) == [] and counting.runs == 2
+
+
+def test_chunks_of_two_sentences_interleave(generated: Voice) -> None:
+    """A scheduler may alternate sentences chunk by chunk: each comes out as alone."""
+    first_ids, second_ids = generated.phonemize(f"{LONG} Another one, a little shorter.")
+    alone = [
+        joined(list(generated.start_chunked(ids, QUIET).chunks)) for ids in (first_ids, second_ids)
+    ]
+    first = generated.start_chunked(first_ids, QUIET).chunks
+    second = generated.start_chunked(second_ids, QUIET).chunks
+    parts: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
+    running = [(first, parts[0]), (second, parts[1])]
+    while running:  # one chunk of each in turn
+        for chunks, out in list(running):
+            chunk = next(chunks, None)
+            if chunk is None:
+                running.remove((chunks, out))
+            else:
+                out.append(chunk)
+    assert np.array_equal(joined(parts[0]), alone[0])
+    assert np.array_equal(joined(parts[1]), alone[1])
 
 
 def test_a_graph_without_a_seam_decodes_whole_sentences(tmp_path: Path) -> None:

