@@ -16,10 +16,14 @@ import statistics
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tts_service.engine.loudness import integrated_loudness
+
+if TYPE_CHECKING:  # the voice calls this module
+    from tts_service.engine.voice import Voice
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +34,8 @@ SENTENCES = (
     "Sorry, I could not find a song with that name, but here is something similar.",
     "The kitchen lights are on, and the front door has been locked for the night.",
 )
+LOUDNESS_FOLDER = "loudness"
+"""Under the split cache's folder, beside the splits' own folders."""
 VERSION = 1
 """Of the sentences and the measure: a stored value of another version is measured anew."""
 
@@ -43,10 +49,23 @@ def measured(raw_audio: Iterable[np.ndarray], rate: int) -> float:
     return float(statistics.median(finite))
 
 
+def voice_loudness(voice: Voice, folder: Path | None, key: str) -> float:
+    """`voice`'s raw loudness on SENTENCES at noise 0, kept under `key` in `folder`."""
+    from tts_service.engine.voice import SynthesisOptions
+
+    quiet = SynthesisOptions(noise_scale=0.0, noise_w_scale=0.0)
+
+    def measure() -> float:
+        sentences = [voice.phonemize(text)[0] for text in SENTENCES]
+        return measured((voice.raw_audio(ids, quiet).audio for ids in sentences), voice.sample_rate)
+
+    return raw_loudness(folder, key, measure)
+
+
 def raw_loudness(folder: Path | None, key: str, measure: Callable[[], float]) -> float:
     """The voice's stored loudness (`key`: its file's identity), else `measure()` now,
     stored for the next load when `folder` can be written."""
-    path = folder / f"{key}.loudness.json" if folder is not None else None
+    path = folder / LOUDNESS_FOLDER / f"{key}.json" if folder is not None else None
     if path is not None:
         try:
             stored = json.loads(path.read_text(encoding="utf-8"))

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tts_service.engine.chunked import ChunkedSentence
 from tts_service.engine.loudness import Limiter, LoudnessTarget, gain_to
+
+if TYPE_CHECKING:  # the voice calls this module
+    from tts_service.engine.voice import SynthesisOptions
 
 _MAX_WAV_VALUE = 32767.0
 """Piper's own int16 conversion, so our bytes equal `PiperVoice.synthesize()`'s."""
@@ -50,17 +54,14 @@ def chunk_gain(raw_lufs: float, target: LoudnessTarget) -> float:
 
 
 def leveled_pieces(
-    sentence: ChunkedSentence,
-    raw_lufs: float,
-    target: LoudnessTarget,
-    rate: int,
-    volume: float,
-    silence: int,
+    sentence: ChunkedSentence, raw_lufs: float, options: SynthesisOptions, rate: int
 ) -> SentencePieces:
     """The sentence at the gain for a voice whose raw output measures `raw_lufs`, in PCM
-    pieces (`silence` samples of silence after the last one)."""
+    pieces, with the request's volume and its silence after the last one."""
+    target = LoudnessTarget(lufs=options.loudness_target)
     gain = chunk_gain(raw_lufs, target)
-    pieces = _pieces(sentence, gain, target, rate, volume, silence)
+    silence = int(rate * options.sentence_silence)
+    pieces = _pieces(sentence, gain, target, rate, options.volume, silence)
     return SentencePieces(sentence.total_samples + silence, sentence.samples_per_id, pieces)
 
 

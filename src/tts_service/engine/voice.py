@@ -108,6 +108,32 @@ class SentenceAudio:
     (SentencePieces); `pcm` is the rest of it."""
 
 
+def piper_config(options: SynthesisOptions) -> SynthesisConfig:
+    return SynthesisConfig(
+        speaker_id=options.speaker_id,
+        length_scale=options.length_scale,
+        noise_scale=options.noise_scale,
+        noise_w_scale=options.noise_w_scale,
+    )
+
+
+def resolved_scales(config: PiperConfig, options: SynthesisOptions) -> tuple[float, float, float]:
+    """(noise, length, noise width) as Piper resolves them: the voice's own default for
+    what the request leaves out."""
+    return (
+        float(config.noise_scale if options.noise_scale is None else options.noise_scale),
+        float(config.length_scale if options.length_scale is None else options.length_scale),
+        float(config.noise_w_scale if options.noise_w_scale is None else options.noise_w_scale),
+    )
+
+
+def speaker_of(config: PiperConfig, options: SynthesisOptions) -> int | None:
+    """The speaker id Piper would feed the model (None: a single-speaker voice)."""
+    if config.num_speakers <= 1:
+        return None
+    return config.default_speaker_id if options.speaker_id is None else options.speaker_id
+
+
 class Voice:
     """A loaded Piper voice: phonemizer + one ONNX session shared by all workers.
 
@@ -193,26 +219,9 @@ class Voice:
         # the memory the load is measured to add, and no request pays their time.
         voice._run_once(piper_voice)
         if chunking is not None:
-            probe = voice._inputs(
-                voice.phonemize(FIRST_RUN_TEXT)[0], SynthesisOptions(noise_scale=0, noise_w_scale=0)
-            )
             setup = ChunkSetup(chunking, split_cache, threads, spin)
-            support = chunk_support(weights, durations, int(config.hop_length), setup, probe)
-            voice._chunker, voice.chunking_problem = support.decoder, support.reason
-            if voice._chunker is not None:
-                voice.raw_lufs = voice._calibrated(split_cache)
+            voice._chunker, voice.chunking_problem, voice.raw_lufs = _chunking(voice, setup)
         return voice
-
-    def _calibrated(self, folder: Path | None) -> float:
-        """Its raw loudness, kept per voice file beside its split (calibration.py)."""
-        quiet = SynthesisOptions(noise_scale=0.0, noise_w_scale=0.0)
-
-        def measure() -> float:
-            sentences = [self.phonemize(text)[0] for text in calibration.SENTENCES]
-            raw = (self.raw_audio(ids, quiet).audio for ids in sentences)
-            return calibration.measured(raw, self.sample_rate)
-
-        return calibration.raw_loudness(folder, voice_key(self._model_path(), "loudness"), measure)
 
     def decodes_in_pieces(self, phoneme_ids: list[int], options: SynthesisOptions) -> bool:
         """`in_pieces` would hand this sentence out in pieces."""
@@ -228,12 +237,7 @@ class Voice:
         if self.raw_lufs is None or not self.decodes_in_pieces(phoneme_ids, options):
             return None
         sentence = self.start_chunked(phoneme_ids, options)
-        self._learn_pace(len(phoneme_ids), sentence.total_samples, options.length_scale)
-        target = LoudnessTarget(lufs=options.loudness_target)
-        silence = int(self.sample_rate * options.sentence_silence)
-        return leveled_pieces(
-            sentence, self.raw_lufs, target, self.sample_rate, options.volume, silence
-        )
+        return leveled_pieces(sentence, self.raw_lufs, options, self.sample_rate)
 
     @property
     def can_chunk(self) -> bool:
@@ -262,7 +266,7 @@ class Voice:
         normalisation, gain or volume), as `synthesize` starts from it."""
         piper_voice = self._solo if solo and self._solo is not None else self._piper
         result = piper_voice.phoneme_ids_to_audio(
-            phoneme_ids, self._config(options), include_alignments=self._durations
+            phoneme_ids, piper_config(options), include_alignments=self._durations
         )
         audio, samples_per_id = result if isinstance(result, tuple) else (result, None)
         raw = RawSentence.of(audio, samples_per_id, len(phoneme_ids))
@@ -270,7 +274,11 @@ class Voice:
         return raw
 
     def _inputs(self, phoneme_ids: list[int], options: SynthesisOptions) -> dict[str, np.ndarray]:
-        return batch_inputs([phoneme_ids], self._scales(options), [self._speaker(options)])
+        return batch_inputs(
+            [phoneme_ids],
+            resolved_scales(self._piper.config, options),
+            [speaker_of(self._piper.config, options)],
+        )
 
     @property
     def sessions(self) -> int:
@@ -354,20 +362,11 @@ class Voice:
         """
         piper_voice = self._solo if solo and self._solo is not None else self._piper
         result = piper_voice.phoneme_ids_to_audio(
-            phoneme_ids, self._config(options), include_alignments=self._durations
+            phoneme_ids, piper_config(options), include_alignments=self._durations
         )
         audio, samples_per_id = result if isinstance(result, tuple) else (result, None)
         assert isinstance(audio, np.ndarray)
         return self._spoken(audio, samples_per_id, phoneme_ids, options)
-
-    @staticmethod
-    def _config(options: SynthesisOptions) -> SynthesisConfig:
-        return SynthesisConfig(
-            speaker_id=options.speaker_id,
-            length_scale=options.length_scale,
-            noise_scale=options.noise_scale,
-            noise_w_scale=options.noise_w_scale,
-        )
 
     @property
     def can_batch(self) -> bool:
@@ -381,7 +380,7 @@ class Voice:
 
         The model takes one `scales` tensor (noise, length, noise width) per run, not per
         sentence; the speaker and the per-sentence options (volume, silence) are free."""
-        return self._scales(options) if self.can_batch else None
+        return resolved_scales(self._piper.config, options) if self.can_batch else None
 
     def synthesize_batch(
         self, items: Sequence[tuple[list[int], SynthesisOptions]]
@@ -395,9 +394,9 @@ class Voice:
             raise ValueError("this voice cannot run sentences in batches")
         if len(keys) != 1:
             raise ValueError("sentences in one batch must share noise and length scales")
-        scales = self._scales(items[0][1])
+        scales = resolved_scales(self._piper.config, items[0][1])
         ids = [phoneme_ids for phoneme_ids, _ in items]
-        speakers = [self._speaker(options) for _, options in items]
+        speakers = [speaker_of(self._piper.config, options) for _, options in items]
         inputs = batch_inputs(ids, scales, speakers)
         outputs = self._piper.session.run(None, inputs)
         hop = int(self._piper.config.hop_length)
@@ -406,23 +405,6 @@ class Voice:
             self._spoken(audio, samples_per_id, phoneme_ids, options)
             for (audio, samples_per_id), (phoneme_ids, options) in zip(parts, items, strict=True)
         ]
-
-    def _scales(self, options: SynthesisOptions) -> tuple[float, float, float]:
-        """(noise, length, noise width) as Piper resolves them: the voice's own default for
-        what the request leaves out."""
-        config = self._piper.config
-        return (
-            float(config.noise_scale if options.noise_scale is None else options.noise_scale),
-            float(config.length_scale if options.length_scale is None else options.length_scale),
-            float(config.noise_w_scale if options.noise_w_scale is None else options.noise_w_scale),
-        )
-
-    def _speaker(self, options: SynthesisOptions) -> int | None:
-        """The speaker id Piper would feed the model (None: a single-speaker voice)."""
-        config = self._piper.config
-        if config.num_speakers <= 1:
-            return None
-        return config.default_speaker_id if options.speaker_id is None else options.speaker_id
 
     def _spoken(
         self,
@@ -447,3 +429,16 @@ class Voice:
         if samples_per_id is None or len(samples_per_id) != len(phoneme_ids):
             return SentenceAudio(data)
         return SentenceAudio(data, tuple(int(n) for n in samples_per_id))
+
+
+def _chunking(voice: Voice, setup: ChunkSetup) -> tuple[ChunkedDecoder | None, str, float | None]:
+    """The voice's front-end and decoder sessions when its graph splits (or why not), and
+    the gain a sentence in pieces gets: its raw loudness, kept beside the split."""
+    quiet = SynthesisOptions(noise_scale=0, noise_w_scale=0)
+    probe = voice._inputs(voice.phonemize(FIRST_RUN_TEXT)[0], quiet)
+    hop = int(voice._piper.config.hop_length)
+    support = chunk_support(voice.weights, voice._durations, hop, setup, probe)
+    if support.decoder is None or voice.weights is None:
+        return None, support.reason, None
+    key = voice_key(voice.weights.path, "loudness")
+    return support.decoder, support.reason, calibration.voice_loudness(voice, setup.cache_dir, key)

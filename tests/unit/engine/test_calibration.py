@@ -40,7 +40,7 @@ def test_a_stored_loudness_is_used_and_a_new_one_is_kept(tmp_path: Path) -> None
     assert calibration.raw_loudness(tmp_path, "voice-1", Counter(-30.0)) == -24.5
     assert measure.calls == 1
     assert calibration.raw_loudness(tmp_path, "voice-2", Counter(-20.0)) == -20.0  # its own key
-    stored = json.loads((tmp_path / "voice-1.loudness.json").read_text())
+    stored = json.loads((tmp_path / "loudness" / "voice-1.json").read_text())
     assert stored == {"version": calibration.VERSION, "raw_lufs": -24.5}
 
 
@@ -48,9 +48,10 @@ def test_a_stored_loudness_is_used_and_a_new_one_is_kept(tmp_path: Path) -> None
     "content", ["{not json", json.dumps({"version": -1, "raw_lufs": -1.0}), json.dumps([])]
 )
 def test_an_odd_file_is_measured_anew(tmp_path: Path, content: str) -> None:
-    (tmp_path / "v.loudness.json").write_text(content)
+    (tmp_path / "loudness").mkdir()
+    (tmp_path / "loudness" / "v.json").write_text(content)
     assert calibration.raw_loudness(tmp_path, "v", Counter(-22.0)) == -22.0
-    assert json.loads((tmp_path / "v.loudness.json").read_text())["raw_lufs"] == -22.0
+    assert json.loads((tmp_path / "loudness" / "v.json").read_text())["raw_lufs"] == -22.0
 
 
 def test_an_unwritable_folder_costs_a_measure_only(tmp_path: Path) -> None:

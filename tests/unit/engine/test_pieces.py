@@ -119,7 +119,7 @@ def test_closing_early_stops_the_decoder(voice: Voice) -> None:
 
 
 def test_the_voice_loudness_is_kept_beside_the_split(voice: Voice, cache: Path) -> None:
-    kept = list(cache.glob("*.loudness.json"))
+    kept = list((cache / "loudness").glob("*.json"))
     assert len(kept) == 1
     again = Voice.load("joe", MODEL, CONFIG, threads=1, chunking=ChunkPlan(), split_cache=cache)
     assert again.raw_lufs == voice.raw_lufs
