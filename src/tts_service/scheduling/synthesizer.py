@@ -40,3 +40,15 @@ class BatchSynthesizer(Protocol):
     ) -> Sequence[SentenceAudio]:
         """Several sentences in one run, each as `synthesize` makes it alone."""
         ...
+
+
+class SentenceStore(Protocol):
+    """One request's view of the audio cache (its voice and options are in every key)."""
+
+    def get(self, phoneme_ids: Sequence[int]) -> SentenceAudio | None:
+        """The sentence's audio if it is cached."""
+        ...
+
+    def put(self, phoneme_ids: Sequence[int], audio: SentenceAudio) -> None:
+        """Keep a sentence just made."""
+        ...
