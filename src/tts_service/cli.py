@@ -31,6 +31,13 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
         "--memory-budget", help="most memory for loaded voices, e.g. 600M or 1.5G (default: none)"
     )
     parser.add_argument(
+        "--cache",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="answer a sentence said again from memory (default on)",
+    )
+    parser.add_argument("--cache-budget", help="most memory for the audio cache (default 32M)")
+    parser.add_argument(
         "--device",
         choices=["cpu", "cuda", "auto"],
         help="where voices run (default cpu; cuda needs the gpu extra; auto: cuda if it works)",

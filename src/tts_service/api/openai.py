@@ -107,6 +107,11 @@ class SpeechBody(BaseModel):
     speaker: StrictStr | int | None = Field(
         None, description="Extension: speaker name or id of a multi-speaker voice."
     )
+    cache: bool = Field(
+        True,
+        description="Extension: false synthesizes afresh, neither served from nor kept in "
+        "the server's audio cache.",
+    )
 
     @property
     def voice_name(self) -> str | None:
@@ -126,6 +131,7 @@ class SpeechBody(BaseModel):
             speed=self.speed,
             client=client,
             timestamps=self.timed,
+            cache=self.cache,
         )
 
 

@@ -35,6 +35,9 @@ class SpeechRequest:
     per-client limit and fairness between clients."""
     timestamps: bool = False
     """Time every word (see words.py); a voice that cannot is refused."""
+    cache: bool = True
+    """Sentences may come from the audio cache and are kept in it (when the server's
+    cache is on); False synthesizes each one afresh and keeps nothing."""
 
 
 @dataclass(eq=False)
