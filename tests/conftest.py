@@ -54,6 +54,10 @@ class ServerProcess:
         # Solo first sentences run on a 2-thread session, whose output differs from the
         # 1-thread workers' in the last bit; tests compare bytes, so they opt in explicitly.
         full_env["TTS_SOLO_FIRST_SENTENCE"] = "false"
+        # A repeated text would be answered from the audio cache, at once: tests that load
+        # the workers with one text (overload, stalls, fairness) need it synthesized each
+        # time, so the cache's own tests opt in.
+        full_env["TTS_CACHE"] = "false"
         # Downloaded voices stay inside the test run, never in the user's data folder.
         full_env["TTS_DOWNLOAD_DIR"] = str(log_dir / "downloads")
         full_env.update(env or {})
