@@ -211,6 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="only the latency rows: a short request beside 1-32 long clients (HTTP and "
         "Wyoming), first audio and one sentence after 3 s idle, against the default service",
     )
+    bench.add_argument(
+        "--cache",
+        dest="cache_phase",
+        action="store_true",
+        help="only the repeated-phrase rows: 200 requests from 20 phrases, the audio cache's "
+        "hit rate and a hit's latency against a miss",
+    )
     bench.add_argument("--workers", type=int)
     bench.add_argument("--threads-per-worker", type=int)
     bench.add_argument(
