@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+import threading
+from collections.abc import AsyncIterator, Callable, Hashable, Iterator, Sequence
 
 import pytest
 
 from tts_service.engine.voice import SentenceAudio, SynthesisOptions
+from tts_service.scheduling.batching import BatchRule
 from tts_service.scheduling.jobs import Chunk, Job
 from tts_service.scheduling.scheduler import Scheduler
+from tts_service.scheduling.workers import ExpressRule
 
 OPTIONS = SynthesisOptions()
 
@@ -43,17 +46,39 @@ class Store:
 
 
 class Voice:
-    sample_rate = 1000
-    has_solo_session = False
+    """A `Synthesizer` (and `BatchSynthesizer`) that records how each sentence ran; with
+    `gated`, its first sentence waits for `release()`."""
 
-    def __init__(self) -> None:
+    sample_rate = 1000
+
+    def __init__(self, gated: bool = False, solo: bool = False) -> None:
         self.calls: list[int] = []
+        self.runs: list[tuple[str, list[int]]] = []
+        self.has_solo_session = solo
+        self.held, self._gate = threading.Event(), threading.Event()
+        if not gated:
+            self._gate.set()
 
     def synthesize(
         self, phoneme_ids: list[int], options: SynthesisOptions, solo: bool = False
     ) -> SentenceAudio:
+        self.held.set()
+        self._gate.wait(10)
         self.calls.append(phoneme_ids[1])
+        self.runs.append(("solo" if solo else threading.current_thread().name, [phoneme_ids[1]]))
         return audio(phoneme_ids[1])
+
+    def batch_key(self, options: SynthesisOptions) -> Hashable | None:
+        return 1
+
+    def synthesize_batch(
+        self, items: Sequence[tuple[list[int], SynthesisOptions]]
+    ) -> list[SentenceAudio]:
+        self.runs.append(("batch", [one[1] for one, _ in items]))
+        return [audio(one[1]) for one, _ in items]
+
+    def release(self) -> None:
+        self._gate.set()
 
 
 @pytest.fixture
@@ -142,3 +167,41 @@ async def test_without_a_store_nothing_is_looked_up(scheduler: Callable[..., Sch
     voice = Voice()
     job = running.submit(voice, [ids(n) for n in range(2)], OPTIONS)
     assert len(await chunks(running, job)) == 2 and sorted(voice.calls) == [0, 1]
+
+
+async def _held(voice: Voice) -> None:
+    assert await asyncio.to_thread(voice.held.wait, 5), "the gated sentence never ran"
+
+
+async def test_batched_runs_fill_the_store(scheduler: Callable[..., Scheduler]) -> None:
+    batching = scheduler(batch=BatchRule(size=4, wait=0.2))
+    voice, store = Voice(gated=True), Store()
+    first = batching.submit(voice, [ids(0)], OPTIONS, cache=store)
+    await _held(voice)  # the one worker is inside sentence 0: the next three queue up
+    rest = [
+        batching.submit(voice, [ids(n)], OPTIONS, client=str(n), cache=store) for n in (1, 2, 3)
+    ]
+    voice.release()
+    for job in (first, *rest):
+        await chunks(batching, job)
+    assert ("batch", [1, 2, 3]) in voice.runs
+    assert set(store.sentences) == {tuple(ids(n)) for n in range(4)}
+
+
+async def test_express_and_solo_sentences_fill_the_store(
+    scheduler: Callable[..., Scheduler],
+) -> None:
+    express = scheduler(express=ExpressRule(enabled=True))
+    voice, store = Voice(gated=True), Store()
+    long = express.submit(voice, [ids(0), ids(1)], OPTIONS, client="a", cache=store)
+    await _held(voice)  # the worker is busy: a newcomer's first sentence takes the lane
+    newcomer = express.submit(Voice(), [ids(5)], OPTIONS, client="b", cache=store)
+    assert [c.pcm for c in await chunks(express, newcomer)] == [audio(5).pcm]
+    voice.release()
+    await chunks(express, long)
+    assert tuple(ids(5)) in store.sentences and express.figures.express_sentences == 1
+
+    solo = scheduler(solo_first=True)
+    alone, kept = Voice(solo=True), Store()
+    await chunks(solo, solo.submit(alone, [ids(7)], OPTIONS, cache=kept))
+    assert alone.runs == [("solo", [7])] and tuple(ids(7)) in kept.sentences
