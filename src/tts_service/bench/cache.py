@@ -18,7 +18,7 @@ from typing import Any
 from tts_service.bench.addresses import Addresses
 from tts_service.bench.client import bound_client, synthesize
 from tts_service.bench.progress import progress
-from tts_service.bench.repeats import RepeatPlan, repeat_plan, would_hit
+from tts_service.bench.repeats import ALONE, RepeatPlan, repeat_plan, would_hit
 from tts_service.bench.servers import Server, ServerConfig, running_servers
 from tts_service.bench.stats import percentile_of, ratio
 from tts_service.bench.table import format_percent, format_ratio, format_seconds, format_table
@@ -38,6 +38,18 @@ class CacheRun:
     cache: dict[str, Any] = field(default_factory=dict)
     """The server's /health cache figures after the run."""
     wall_s: float = 0.0
+    alone_first: list[float] = field(default_factory=list)
+    alone_repeat: list[float] = field(default_factory=list)
+    """One client on the idle server afterwards: ALONE's texts said first, then again."""
+
+
+async def _alone(server: Server, address: str, run: CacheRun, repeats: int = 3) -> None:
+    async with bound_client(server.url, address) as client:
+        for text in ALONE:
+            for n in range(1 + repeats):
+                started = time.perf_counter()
+                await synthesize(client, text)
+                (run.alone_repeat if n else run.alone_first).append(time.perf_counter() - started)
 
 
 async def _client(
@@ -61,6 +73,7 @@ async def _run(server: Server, plan: RepeatPlan) -> CacheRun:
     run.wall_s = time.perf_counter() - started
     async with bound_client(server.url, "127.0.0.1") as client:
         run.cache = (await client.get("/health")).json()["cache"]
+    await _alone(server, addresses.take(), run)
     return run
 
 
@@ -96,6 +109,9 @@ def figures(plan: RepeatPlan, runs: dict[str, CacheRun]) -> dict[str, Any]:
         "no_cache_repeat_median_s": _median(plain.repeat),
         "repeat_to_first": ratio(_median(cached.repeat), _median(cached.first)),
         "repeat_to_no_cache": ratio(_median(cached.repeat), _median(plain.repeat)),
+        "alone_first_median_s": _median(cached.alone_first),
+        "alone_repeat_median_s": _median(cached.alone_repeat),
+        "alone_repeat_to_first": ratio(_median(cached.alone_repeat), _median(cached.alone_first)),
         "wall_s": cached.wall_s,
         "no_cache_wall_s": plain.wall_s,
         "wall_ratio": ratio(cached.wall_s, plain.wall_s),
@@ -129,6 +145,12 @@ def render_cache(report: dict[str, Any]) -> str:
         ["said before, p95", format_seconds(report["repeat_p95_s"]), ""],
         ["said before, cache off, median", format_seconds(report["no_cache_repeat_median_s"]), ""],
         ["  cache on / cache off", "", format_ratio(report["repeat_to_no_cache"])],
+        ["alone, first time, median", format_seconds(report["alone_first_median_s"]), ""],
+        [
+            "alone, said before, median",
+            format_seconds(report["alone_repeat_median_s"]),
+            format_ratio(report["alone_repeat_to_first"]),
+        ],
         [
             "whole workload, cache on / off",
             format_seconds(report["wall_s"]),

@@ -30,6 +30,15 @@ PHRASES = (
     "Okay. Playing your morning playlist.",
     "Good morning. Here is the weather. It will be sunny, with a high of 24 degrees.",
 )
+ALONE = (
+    "Reminder: the dentist at three.",
+    "The washing machine has finished.",
+    "Someone is at the front door.",
+    "The battery of the smoke alarm is low. Please replace it soon.",
+    "Your package was delivered to the porch.",
+)
+"""Said alone, each first and then again, on an otherwise idle server: a hit against a
+miss without other work in the way (none of them is in PHRASES)."""
 SEED = 21
 _SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
 

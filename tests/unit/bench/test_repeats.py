@@ -4,7 +4,7 @@ the hit rates a per-sentence or per-request cache would have on it."""
 from __future__ import annotations
 
 from tts_service.bench.cache import render_cache
-from tts_service.bench.repeats import PHRASES, repeat_plan, sentences_of, would_hit
+from tts_service.bench.repeats import ALONE, PHRASES, repeat_plan, sentences_of, would_hit
 
 
 def test_the_plan_is_the_same_every_run_and_covers_every_client() -> None:
@@ -13,6 +13,7 @@ def test_the_plan_is_the_same_every_run_and_covers_every_client() -> None:
     assert len(plan.clients) == 8 and sum(len(texts) for texts in plan.clients) == 200
     assert set(plan.texts) <= set(PHRASES) and len(plan.texts) == 200
     assert len(PHRASES) == 20 and len(set(PHRASES)) == 20
+    assert not set(ALONE) & set(PHRASES)  # said alone, first: a miss
 
 
 def test_shared_sentences_hit_per_sentence_not_per_request() -> None:
@@ -46,9 +47,12 @@ def test_the_rows_render() -> None:
         "no_cache_repeat_median_s": 1.0,
         "repeat_to_first": 0.05,
         "repeat_to_no_cache": 0.05,
+        "alone_first_median_s": 0.2,
+        "alone_repeat_median_s": 0.004,
+        "alone_repeat_to_first": 0.02,
         "wall_s": 10.0,
         "no_cache_wall_s": 50.0,
         "wall_ratio": 0.2,
     }
     text = render_cache(report)
-    assert "86%" in text and "0.050x" in text and "24 sentences" in text
+    assert "86%" in text and "0.050x" in text and "24 sentences" in text and "0.020x" in text
