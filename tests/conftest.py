@@ -57,6 +57,10 @@ class ServerProcess:
         # Tests compare PCM with in-process Piper's: Piper's own peak normalisation, unless
         # a test asks for the default loudness (TTS_NORMALIZATION=loudness in `env`).
         full_env["TTS_NORMALIZATION"] = "peak"
+        # A repeated text would be answered from the audio cache, at once: tests that load
+        # the workers with one text (overload, stalls, fairness) need it synthesized each
+        # time, so the cache's own tests opt in.
+        full_env["TTS_CACHE"] = "false"
         # Downloaded voices stay inside the test run, never in the user's data folder.
         full_env["TTS_DOWNLOAD_DIR"] = str(log_dir / "downloads")
         # Voices' split graphs (chunked decoding) too: never in the user's cache folder.

@@ -31,6 +31,13 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
         "--memory-budget", help="most memory for loaded voices, e.g. 600M or 1.5G (default: none)"
     )
     parser.add_argument(
+        "--cache",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="answer a sentence said again from memory (default on)",
+    )
+    parser.add_argument("--cache-budget", help="most memory for the audio cache (default 32M)")
+    parser.add_argument(
         "--device",
         choices=["cpu", "cuda", "auto"],
         help="where voices run (default cpu; cuda needs the gpu extra; auto: cuda if it works)",
@@ -220,6 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only the latency rows: a short request beside 1-32 long clients (HTTP and "
         "Wyoming), first audio and one sentence after 3 s idle, against the default service",
+    )
+    bench.add_argument(
+        "--cache",
+        dest="cache_phase",
+        action="store_true",
+        help="only the repeated-phrase rows: 200 requests from 20 phrases, the audio cache's "
+        "hit rate and a hit's latency against a miss",
     )
     bench.add_argument("--workers", type=int)
     bench.add_argument("--threads-per-worker", type=int)

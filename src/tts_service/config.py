@@ -198,6 +198,13 @@ class Settings(BaseSettings):
         "size goes back to the system. 0: all of it (the next request faults it back in).",
     )
 
+    cache: bool = Field(
+        True, description="Answer a sentence said again (same voice, options, text) from memory."
+    )
+    cache_budget: int = Field(
+        32 * 2**20, ge=0, description="Most memory for the audio cache (32M); LRU entries go first."
+    )
+
     # --- inference
     cores: int | None = Field(
         None,
@@ -369,7 +376,7 @@ class Settings(BaseSettings):
             raise ValueError("voices_url must be an http:// or https:// URL")
         return value.rstrip("/")
 
-    @field_validator("warm_heap", mode="before")
+    @field_validator("warm_heap", "cache_budget", mode="before")
     @classmethod
     def _heap_size(cls, value: object) -> object:
         return parse_size(value) if isinstance(value, str) else value

@@ -237,6 +237,32 @@ class MemoryCollector:
             )
 
 
+class CacheCollector:
+    """The audio cache's size and counters, read at scrape time."""
+
+    def __init__(self, service: TTSService) -> None:
+        self.service = service
+
+    def collect(self) -> Iterator[Metric]:
+        report = self.service.cache_report()
+        yield GaugeMetricFamily(
+            "tts_cache_bytes", "What the cached sentences take.", value=report["bytes"]
+        )
+        yield GaugeMetricFamily(
+            "tts_cache_budget_bytes",
+            "Most the audio cache may take (--cache-budget; 0 with the cache off).",
+            value=report["budget_bytes"],
+        )
+        yield GaugeMetricFamily("tts_cache_entries", "Sentences cached.", value=report["entries"])
+        counters = (
+            ("tts_cache_hits", "Sentences answered from the audio cache.", "hits"),
+            ("tts_cache_misses", "Sentences looked up in the cache, not found.", "misses"),
+            ("tts_cache_evictions", "Sentences dropped to keep the cache's budget.", "evictions"),
+        )
+        for name, doc, key in counters:
+            yield CounterMetricFamily(name, doc, value=report[key])
+
+
 class Metrics:
     """Everything `/metrics` shows for one app, in a registry of its own."""
 
@@ -268,6 +294,7 @@ class Metrics:
         self._watched = True
         self.registry.register(ServiceCollector(service))
         self.registry.register(MemoryCollector(service))
+        self.registry.register(CacheCollector(service))
         ProcessCollector(registry=self.registry)
         if type(service.scheduler.observer) is SchedulerObserver:
             service.scheduler.observer = self.observer

@@ -175,3 +175,18 @@ def test_the_chunk_settings_come_from_the_environment(monkeypatch: pytest.Monkey
     monkeypatch.setenv("TTS_CHUNK_MARGINS", "48")
     with pytest.raises(ValueError, match="chunk_margins"):
         Settings()
+
+
+def test_the_audio_cache_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith("TTS_"):
+            monkeypatch.delenv(key)
+    defaults = Settings()
+    assert defaults.cache and defaults.cache_budget == 32 * 2**20
+    monkeypatch.setenv("TTS_CACHE_BUDGET", "8M")
+    assert Settings().cache_budget == 8 * 2**20
+    args = build_parser().parse_args(["serve", "--no-cache", "--cache-budget", "1G"])
+    settings = settings_from(args)
+    assert not settings.cache and settings.cache_budget == 2**30
+    bench = build_parser().parse_args(["bench", "--cache"])
+    assert bench.cache_phase and settings_from(bench).cache  # the bench's rows, not the server's

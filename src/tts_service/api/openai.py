@@ -112,6 +112,11 @@ class SpeechBody(BaseModel):
         description="Extension: loudness (every sentence at the server's loudness target) or "
         "peak (Piper's own per-sentence peak normalisation). Default: the server's setting.",
     )
+    cache: bool = Field(
+        True,
+        description="Extension: false synthesizes afresh, neither served from nor kept in "
+        "the server's audio cache.",
+    )
 
     @property
     def voice_name(self) -> str | None:
@@ -133,6 +138,7 @@ class SpeechBody(BaseModel):
             streamed=True,  # every answer streams (chunked, or SSE)
             client=client,
             timestamps=self.timed,
+            cache=self.cache,
         )
 
 

@@ -27,6 +27,17 @@ class MemoryReport(BaseModel):
     )
 
 
+class CacheReport(BaseModel):
+    enabled: bool = Field(description="The server keeps sentences (--cache, TTS_CACHE).")
+    bytes: int = Field(description="What the cached sentences take now.")
+    budget_bytes: int = Field(description="--cache-budget: the most they may take.")
+    entries: int = Field(description="Sentences cached.")
+    hits: int = Field(description="Sentences answered from the cache.")
+    misses: int = Field(description="Sentences looked up and not found (then synthesized).")
+    evictions: int = Field(description="Sentences dropped to keep the budget.")
+    stored: int = Field(description="Sentences put in the cache.")
+
+
 class HealthReport(BaseModel):
     """Readiness and the scheduler's figures (queue depth, totals; more fields may come)."""
 
@@ -37,6 +48,7 @@ class HealthReport(BaseModel):
         description="From the process's start to ready (default voice loaded and warm)."
     )
     memory: MemoryReport
+    cache: CacheReport
     pid: int = Field(description="The process that answered (several processes or replicas).")
     device: dict[str, str] = Field(
         description="Where voices run: `requested` (cpu, cuda, auto), `active` (cpu or "
@@ -126,6 +138,7 @@ async def health(request: Request) -> JSONResponse:
         "loaded_voices": service.voices.loaded_names(),
         "ready_seconds": service.ready_seconds,
         "memory": service.memory_report(),
+        "cache": service.cache_report(),
         "pid": os.getpid(),
         "device": service.device.to_dict(),
         **stats,

@@ -84,6 +84,12 @@ class _SpeechFields(BaseModel):
         None, gt=0, le=3600, description="Max queue wait in seconds (may only lower the server's)."
     )
 
+    cache: bool = Field(
+        True,
+        description="Sentences said before may come from the server's audio cache (the "
+        "same audio, at once); false synthesizes afresh and keeps nothing.",
+    )
+
     def to_request(self, client: str = "") -> SpeechRequest:
         return SpeechRequest(
             text=self.text,
@@ -98,6 +104,7 @@ class _SpeechFields(BaseModel):
             priority=self.priority,
             timeout=self.timeout,
             client=client,
+            cache=self.cache,
         )
 
 

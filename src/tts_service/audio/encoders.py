@@ -329,11 +329,13 @@ _AV_SPECS: Final[dict[str, _CodecSpec]] = {
     # client until a second of audio had been encoded; 100 ms pages stream promptly for
     # ~1 kbps of extra page overhead.
     # libopus's complexity 5 (of 10) halves encode time; at 48 kbps speech stays clean.
+    # Bit-exact: the Ogg stream's serial number is otherwise random, and the same speech
+    # (a cache hit, issue 21) must encode to the same bytes.
     "opus": _CodecSpec(
         "ogg",
         "libopus",
         48_000,
-        {"page_duration": "100000"},
+        {"page_duration": "100000", "fflags": "+bitexact"},
         fixed_rate=OPUS_RATE,
         codec_options={"compression_level": "5"},
     ),

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tts_service.bench.cache import measure_cache, render_cache
 from tts_service.bench.cpu import CpuMeter
 from tts_service.bench.encoding import measure_encoding
 from tts_service.bench.errors import BenchError
@@ -114,6 +115,7 @@ def measure(settings: Settings, args: argparse.Namespace, targets: Sequence[Targ
         meter.pids = [server.proc.pid for server in servers]
         results = asyncio.run(run_targets(workload, serial, servers, meter))
     latency = _latency_phase(settings, args, serial, workload.stream_text)
+    meta["cache"] = measure_cache(settings, Path(args.output).parent, args.quick)
     memory = _memory_phase(settings, args) if not getattr(args, "no_memory", False) else None
     meta["machine"]["loadavg_end"] = list(os.getloadavg())
     serial_result = results.pop(SERIAL)
@@ -131,6 +133,7 @@ def measure(settings: Settings, args: argparse.Namespace, targets: Sequence[Targ
         loudness=loudness,
         memory=memory[1] if memory is not None else "",
         latency=latency,
+        cache=render_cache(meta["cache"]),
     )
 
 
@@ -167,6 +170,24 @@ def run_latency_only(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def run_cache_only(settings: Settings, args: argparse.Namespace) -> int:
+    """`tts-service bench --cache`: only the repeated-phrase rows, to bench-cache.json."""
+    started = time.monotonic()
+    try:
+        report = measure_cache(settings, Path(args.output).parent, args.quick)
+    except BenchError as error:
+        print(f"tts-service bench --cache: {error}", file=sys.stderr)
+        return 1
+    report["command"] = " ".join(["tts-service", *sys.argv[1:]])
+    report["bench_seconds"] = round(time.monotonic() - started, 1)
+    output = Path(args.output).with_name("bench-cache.json")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(render_cache(report))
+    print(f"\n{available_cores()} cores; {report['bench_seconds']} s; wrote {output}")
+    return 0
+
+
 def _memory_phase(settings: Settings, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     """The memory rows (memory.py), run after the other servers have stopped."""
     files = _voice_files(settings)
@@ -183,6 +204,8 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
         return run_streams(settings, args)
     if getattr(args, "latency", False):
         return run_latency_only(settings, args)
+    if getattr(args, "cache_phase", False):
+        return run_cache_only(settings, args)
     if getattr(args, "sizing", False):
         output = Path(args.output).parent
         output.mkdir(parents=True, exist_ok=True)

@@ -42,6 +42,8 @@ class BenchReport:
     """The memory rows, rendered (memory.py); their figures are in meta["memory"]."""
     latency: LatencyReport | None = None
     """The latency rows, against a default service of their own."""
+    cache: str = ""
+    """The repeated-phrase rows, rendered (cache.py); their figures are in meta["cache"]."""
 
     def throughput_ratio(self, name: str) -> float | None:
         """Median of the per-round ratios: one round hit by an outside burst can't swing it."""
@@ -270,6 +272,8 @@ def render(report: BenchReport) -> str:
         parts.append(render_loudness(report.loudness))
     if report.latency is not None:
         parts.append(render_latency(report.latency))
+    if report.cache:
+        parts.append(report.cache)
     if report.memory:
         parts.append(report.memory)
     return "\n\n".join(parts)

@@ -33,6 +33,8 @@ class ServerConfig:
     """Admission flags for every server; () leaves the server's own limits."""
     wyoming: bool = False
     """Every server also speaks Wyoming, on a free port of its own."""
+    cache: bool = False
+    """The audio cache on: off elsewhere, where the workloads repeat their texts."""
 
     def log_path(self, target: Target) -> Path:
         return self.log_dir / f"server-{re.sub(r'[^A-Za-z0-9_@+.-]', '-', target.name)}.log"
@@ -75,6 +77,7 @@ def serve_command(
         *[arg for folder in config.voices_dir for arg in ("--voices-dir", str(folder))],
         *config.admission,
         *wyoming,
+        "--cache" if config.cache else "--no-cache",
         *("--drain-seconds", "2", "--no-ui", "--log-level", "warning"),
     ]
 

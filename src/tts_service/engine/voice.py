@@ -103,9 +103,20 @@ class SentenceAudio:
     samples_per_id: tuple[int, ...] | None = None
     """Samples each phoneme id took, when the model reports durations (for word timings);
     they sum to the speech, the silence after it not counted."""
-    streamed: int = 0
-    """Samples of this sentence its reader already has: pieces sent while it was decoded
-    (SentencePieces); `pcm` is the rest of it."""
+    earlier: bytes = b""
+    """What its reader already has of it: pieces sent while it was decoded (pieces.py);
+    `pcm` is the rest."""
+
+    @property
+    def streamed(self) -> int:
+        """Samples its reader already has."""
+        return len(self.earlier) // 2
+
+    def whole(self) -> SentenceAudio:
+        """All of the sentence (what the audio cache keeps)."""
+        if not self.earlier:
+            return self
+        return SentenceAudio(self.earlier + self.pcm, self.samples_per_id)
 
 
 def piper_config(options: SynthesisOptions) -> SynthesisConfig:

@@ -257,12 +257,13 @@ class Gate:
         )
 
     def report(self, jobs: Sequence[AdmittedJob]) -> dict[str, Any]:
-        """The limits, and the wait a normal request arriving now would have."""
+        """The limits, the wait a normal request arriving now would have, the speed."""
         return {
             "capacity_requests": self.limits.capacity,
             "capacity_sentences": self.limits.max_queued_sentences,
             "capacity_client_requests": self.limits.max_client_requests,
             "predicted_wait_seconds": round(self.predicted_wait(jobs, Priority.NORMAL), 3),
+            "seconds_per_phoneme_id": round(self.speed.seconds_per_id, 6),
         }
 
     def retry_after(self, jobs: Sequence[AdmittedJob]) -> int:

@@ -55,6 +55,9 @@ class BatchRule:
     def enabled(self) -> bool:
         return self.size > 1
 
+    def report(self) -> dict[str, float]:
+        return {"batch_size": self.size, "batch_wait_ms": round(self.wait * 1000, 3)}
+
     def fits(self, lengths: Sequence[int], candidate: int) -> bool:
         """Whether a sentence of `candidate` phoneme ids may join sentences of `lengths`."""
         if len(lengths) >= self.size:

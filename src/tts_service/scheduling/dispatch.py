@@ -51,9 +51,10 @@ class Dispatch:
     def queued_sentences(self) -> int:
         return sum(job.pending_sentences() for job in self.jobs)
 
-    def report(self) -> dict[str, int]:
+    def report(self) -> dict[str, int | bool]:
         queued = sum(1 for job in self.jobs if job.state is JobState.QUEUED)
         return {
+            "solo_first_sentence": self.solo_first,
             "queued_requests": queued,
             "active_requests": len(self.jobs) - queued,
             "queued_sentences": self.queued_sentences(),
@@ -87,6 +88,15 @@ class Dispatch:
         job.in_flight += 1
         self.in_flight += 1
         self.clients.charge(job.client)  # what counts as a client's share: clients.py
+        if job.state is JobState.QUEUED:
+            self._started(job)
+        return index
+
+    def take_cached(self, job: Job) -> int:
+        """Take the job's next sentence without a worker (its audio is cached): nothing
+        runs, so nothing is in flight and its client is charged nothing. Its index."""
+        index = job.next_dispatch
+        job.next_dispatch += 1
         if job.state is JobState.QUEUED:
             self._started(job)
         return index

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tts_service.errors import ServiceError
-from tts_service.scheduling.synthesizer import Synthesizer
+from tts_service.errors import AudioTooLong, ServiceError
+from tts_service.scheduling.synthesizer import SentenceStore, Synthesizer
 
 if TYPE_CHECKING:  # config imports scheduling: the engine stays unloaded until a voice is
     from tts_service.engine.pieces import SentencePieces
@@ -91,6 +91,8 @@ class Job:
     on_done: Callable[[], None] | None = None
     """Called once when the job has finished and none of its sentences runs any more
     (the voice cache may then evict its voice)."""
+    cache: SentenceStore | None = None
+    """Where its sentences may already be (cached.py); None: each one is synthesized."""
 
     id: int = 0
     seq: int = 0
@@ -105,6 +107,8 @@ class Job:
     next_dispatch: int = 0
     consumed: int = 0
     next_emit: int = 0
+    cache_checked: int = 0
+    """Its sentences before this index have been looked up in its cache (once each)."""
     in_flight: int = 0
     produced_samples: int = 0
     waiting_since: float | None = None
@@ -168,6 +172,11 @@ class Job:
         self._emitted(chunk, first_audio)
         return True
 
+    def past_cap(self) -> AudioTooLong:
+        """The error of a request whose audio went past its cap."""
+        limit = (self.max_samples or 0) / self.voice.sample_rate
+        return AudioTooLong(audio_limit_message(limit), param="text")
+
     def emit_ready(self, first_audio: Callable[[float], None]) -> None:
         """Hand finished sentences to the reader strictly in order; `first_audio` is told
         the wait from submission when the first of them goes."""
@@ -223,6 +232,10 @@ class Job:
             on_done()
         except Exception:  # a hook must never take the scheduler down
             log.exception("on_done hook of request %s failed", self.id)
+
+
+def audio_limit_message(limit: float) -> str:
+    return f"the request would produce more than {limit:g} s of audio, the most one request may"
 
 
 Claim = tuple[Job, int]

@@ -15,9 +15,13 @@ from tts_service.scheduling.jobs import END, Chunk, Job
 
 
 async def chunks(
-    job: Job, lock: threading.Condition, cancel: Callable[[Job], None]
+    job: Job,
+    lock: threading.Condition,
+    cancel: Callable[[Job], None],
+    took: Callable[[Job], None] = lambda job: None,
 ) -> AsyncIterator[Chunk]:
-    """Yield the job's chunks in sentence order; raise its error if it fails."""
+    """Yield the job's chunks in sentence order; raise its error if it fails. `took` is
+    told, under the lock, each time the reader has taken one."""
     assert job._queue is not None
     try:
         while True:
@@ -28,6 +32,7 @@ async def chunks(
                 raise item
             with lock:
                 job.took_one(item)
+                took(job)
                 lock.notify_all()
             yield item
     finally:

@@ -45,15 +45,16 @@ def synthesize_in_pieces(
         plan = voice.in_pieces(job.sentences[index], job.options, solo=solo)
         if plan is None:
             return None
-        streamed, held = 0, b""
+        handed: list[bytes] = []
+        held = b""
         for pcm in plan.pieces:
             if held:
-                if not hand_over(held, plan, streamed == 0):
+                if not hand_over(held, plan, not handed):
                     _stop(plan)  # the request is over: nobody takes the rest
                     return SentenceAudio(b""), time.perf_counter() - started
-                streamed += len(held) // 2
+                handed.append(held)
             held = pcm
-        audio = SentenceAudio(held, plan.samples_per_id, streamed=streamed)
+        audio = SentenceAudio(held, plan.samples_per_id, earlier=b"".join(handed))
     except Exception as exc:  # a failing sentence fails its job only
         log.exception("synthesis failed for request %s sentence %d", job.id, index)
         return exc, time.perf_counter() - started

@@ -31,7 +31,6 @@ from typing import Any
 from tts_service.engine.pieces import SentencePieces
 from tts_service.engine.voice import SentenceAudio, SynthesisOptions
 from tts_service.errors import (
-    AudioTooLong,
     Cancelled,
     Overloaded,
     ServiceError,
@@ -39,14 +38,14 @@ from tts_service.errors import (
     SynthesisFailed,
     TextTooLong,
 )
-from tts_service.scheduling import admission, reader
+from tts_service.scheduling import admission, cached, reader
 from tts_service.scheduling.batching import BatchRule
 from tts_service.scheduling.dispatch import Dispatch
 from tts_service.scheduling.jobs import END, Chunk, Job, JobState, Priority
 from tts_service.scheduling.observer import SafeObserver, SchedulerObserver
 from tts_service.scheduling.policies import SchedulingPolicy, create_policy
 from tts_service.scheduling.stats import Figures
-from tts_service.scheduling.synthesizer import Synthesizer
+from tts_service.scheduling.synthesizer import SentenceStore, Synthesizer
 from tts_service.scheduling.watchdog import Watchdog
 from tts_service.scheduling.workers import WORKER_NICE, ExpressRule, WorkerPool
 
@@ -167,6 +166,7 @@ class Scheduler:
         max_seconds: float | None = None,
         on_done: Callable[[], None] | None = None,
         pieces: bool = False,
+        cache: SentenceStore | None = None,
     ) -> Job:
         """Admit a request or raise Overloaded / TooManyClientRequests / ShuttingDown /
         TextTooLong. `max_seconds` caps the audio it may produce; `on_done` is called once
@@ -191,6 +191,7 @@ class Scheduler:
             max_samples=max_samples,
             on_done=on_done,
             pieces=pieces,
+            cache=cache,
         )
         with self._cond:
             self._admit(job)
@@ -200,8 +201,9 @@ class Scheduler:
             self._dispatch.add(job)
             self._idle.clear()
             self.figures.totals["submitted"] += 1
+            self._deliver(job)
             self._cond.notify_all()
-        if job.sentences:
+        if job.sentences and not job.finished:
             self.watchdog.arm(job)
         elif job.closed:  # nothing to say: done at once
             with self._cond:
@@ -242,6 +244,7 @@ class Scheduler:
             had_none = not job.sentences
             job.sentences.extend(sentences)
             job.closed = close
+            self._deliver(job)
             self._maybe_complete(job)
             self._cond.notify_all()
         if had_none and sentences:
@@ -258,7 +261,7 @@ class Scheduler:
 
     def stream(self, job: Job) -> AsyncIterator[Chunk]:
         """The job's chunks in sentence order (reader.py); leaving early cancels it."""
-        return reader.chunks(job, self._cond, self.cancel)
+        return reader.chunks(job, self._cond, self.cancel, self._deliver)
 
     def touch(self, job: Job) -> None:
         reader.touch(job, self._cond)
@@ -283,7 +286,7 @@ class Scheduler:
             return False
         if job.piece(index, pcm, plan, first, self._first_audio):
             return True
-        self._too_long(job)
+        self.fail(job, job.past_cap())
         return False
 
     def settle(
@@ -301,17 +304,18 @@ class Scheduler:
         if learn:
             self.learn_speed(job.voice, len(job.sentences[index]), elapsed)
         self.figures.totals["sentences"] += 1
-        if not job.keep(index, result, elapsed):
-            self._too_long(job)
-            return
         samples = len(result.pcm) // 2 + result.streamed
         self._safe.sentence_done(elapsed, samples / job.voice.sample_rate)
-        job.emit_ready(self._first_audio)
-        self._maybe_complete(job)
+        self._deliver(job, (index, result, elapsed))
 
-    def _too_long(self, job: Job) -> None:
-        limit = (job.max_samples or 0) / job.voice.sample_rate
-        self.fail(job, AudioTooLong(audio_limit_message(limit), param="text"))
+    def _deliver(self, job: Job, made: cached.Made | None = None) -> None:
+        """Under the lock: a sentence just `made`, then the cached next ones (cached.py)."""
+        for index, audio, elapsed in cached.in_order(job, self._dispatch, made):
+            if not job.keep(index, audio, elapsed):
+                self.fail(job, job.past_cap())
+                return
+            job.emit_ready(self._first_audio)
+            self._maybe_complete(job)
 
     def _started(self, job: Job) -> None:
         """Under the lock: the job's first sentence was claimed."""
@@ -355,19 +359,10 @@ class Scheduler:
         with self._cond:
             return {
                 "policy": self.policy.name,
-                "workers": self.workers,
-                "busy_workers": self.pool.busy,
+                **self.pool.report(),
                 **self._dispatch.report(),
                 **self.gate.report(self._jobs),
-                "seconds_per_phoneme_id": round(self.gate.speed.seconds_per_id, 6),
                 "draining": self.draining,
-                "solo_first_sentence": self.solo_first,
-                "express_lane": self.pool.express_lane,
-                "batch_size": self.batch.size,
-                "batch_wait_ms": round(self.batch.wait * 1000, 3),
+                **self.batch.report(),
                 **self.figures.report(),
             }
-
-
-def audio_limit_message(limit: float) -> str:
-    return f"the request would produce more than {limit:g} s of audio, the most one request may"

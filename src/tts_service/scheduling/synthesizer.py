@@ -58,3 +58,15 @@ class PieceSynthesizer(Protocol):
         """The sentence in pieces, or None when it is better decoded whole (too short,
         a graph that does not split)."""
         ...
+
+
+class SentenceStore(Protocol):
+    """One request's view of the audio cache (its voice and options are in every key)."""
+
+    def get(self, phoneme_ids: Sequence[int]) -> SentenceAudio | None:
+        """The sentence's audio if it is cached."""
+        ...
+
+    def put(self, phoneme_ids: Sequence[int], audio: SentenceAudio) -> None:
+        """Keep a sentence just made."""
+        ...

@@ -133,6 +133,9 @@ class WorkerPool:
         thread.start()
         self.threads.append(thread)
 
+    def report(self) -> dict[str, int | bool]:
+        return {"workers": self.count, "busy_workers": self.busy, "express_lane": self.express_lane}
+
     @property
     def working(self) -> bool:
         return self.busy > 0 or self.express_busy

@@ -13,8 +13,7 @@ from tts_service.errors import (
     ValidationFailed,
     WordTimestampsUnavailable,
 )
-from tts_service.scheduling.jobs import Priority
-from tts_service.scheduling.scheduler import audio_limit_message
+from tts_service.scheduling.jobs import Priority, audio_limit_message
 
 # A voice's speech per phoneme id varies by sentence (25-50 ms on the bundled voice at
 # length_scale 1; a tiny test voice far less): the lower bound uses this share of the least

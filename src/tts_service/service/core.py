@@ -12,6 +12,8 @@ from functools import partial
 from typing import Any
 
 from tts_service import memory
+from tts_service.cache.requests import RequestCache, VoiceIdentity
+from tts_service.cache.store import AudioCache
 from tts_service.config import Settings
 from tts_service.engine.devices import choose_device
 from tts_service.engine.phonemizer import pieces_with_offsets
@@ -85,6 +87,8 @@ class TTSService:
         # espeak-ng is process-global behind Piper's lock: one thread is all it can use.
         self._phonemizer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="phonemizer")
         self.trimmer = IdleTrimmer(self.scheduler.idle, self._activity, keep=settings.warm_heap)
+        self.cache = AudioCache(settings.cache_budget) if settings.cache else None
+        """Synthesized sentences for requests that say them again (None: off)."""
         self.ready = False
         self.ready_seconds: float | None = None
         """From the process's start to readiness (default voice loaded and warm)."""
@@ -137,6 +141,25 @@ class TTSService:
             "idle_trims": self.trimmer.trims,
             "idle_settles": self.trimmer.settles,
         }
+
+    def cache_report(self) -> dict[str, int | bool]:
+        """The audio cache's size, budget and counters (zeros when it is off)."""
+        figures = self.cache.report() if self.cache is not None else AudioCache(0).report()
+        return {"enabled": self.cache is not None, **figures}
+
+    def cache_for(
+        self, voice: Voice, options: SynthesisOptions, request: SpeechRequest
+    ) -> RequestCache | None:
+        """The request's view of the audio cache; None when the server or the request
+        turns it off, or when the voice's files changed on disk since it loaded (what it
+        would say may no longer be what the files say: nothing is served or kept)."""
+        if self.cache is None or not request.cache:
+            return None
+        stamps = self.voices.stamps(voice)
+        if stamps is None:
+            return None
+        identity = VoiceIdentity(voice.info.name, *stamps, voice.sample_rate)
+        return RequestCache(self.cache, identity, options)
 
     def stats(self) -> dict[str, Any]:
         """The scheduler's figures (queues, workers, latencies) for health and metrics."""
@@ -251,6 +274,7 @@ class TTSService:
             max_seconds=self.settings.max_audio_seconds,
             on_done=partial(self.voices.release, voice),
             pieces=request.streamed,
+            cache=self.cache_for(voice, options, request),
         )
         return job, sentences, plans
 
@@ -315,6 +339,7 @@ class TTSService:
             max_seconds=self.settings.max_audio_seconds,
             on_done=partial(self.voices.release, stream.voice),
             pieces=True,  # text that streams in streams out
+            cache=self.cache_for(stream.voice, stream.options, request),
         )
 
 

@@ -40,6 +40,9 @@ class SpeechRequest:
     streamed: bool = False
     """The transport sends the audio as it is made: the first sentence may then come in
     pieces, as it is decoded (chunks share a sentence's `index`: see `Chunk.first`)."""
+    cache: bool = True
+    """Sentences may come from the audio cache and are kept in it (when the server's
+    cache is on); False synthesizes each one afresh and keeps nothing."""
 
 
 @dataclass(eq=False)

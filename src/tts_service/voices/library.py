@@ -22,6 +22,7 @@ from tts_service.voices.folders import VoiceFolders
 from tts_service.voices.loaded import LoadedVoices
 from tts_service.voices.lookup import VoiceLookup
 from tts_service.voices.published import CatalogSource, CatalogVoice, PiperCatalog
+from tts_service.voices.stamps import Stamp
 
 
 class VoiceListing:
@@ -130,6 +131,11 @@ class VoiceLibrary:
     def budget_bytes(self) -> int | None:
         """The most the loaded voices may take together (None: no budget)."""
         return self.loaded.budget.limit
+
+    def stamps(self, voice: Voice) -> tuple[Stamp, Stamp] | None:
+        """The voice's model and config stamps from its load, while its files still have
+        them (see `LoadedVoices.stamps`)."""
+        return self.loaded.stamps(voice)
 
     @property
     def loads(self) -> int:

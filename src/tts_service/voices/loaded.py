@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import re
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
@@ -186,6 +187,21 @@ class LoadedVoices:
         # name -> (config file stamp, its description or the message saying why it has none)
         self._described: dict[str, tuple[Stamp, VoiceInfo | str]] = {}
         self.loads = 0  # how many times a model was actually loaded (tests watch this)
+        # voice -> its files and their stamps as they were when it loaded
+        self._origins: weakref.WeakKeyDictionary[Voice, tuple[VoiceFiles, Stamp, Stamp]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def stamps(self, voice: Voice) -> tuple[Stamp, Stamp] | None:
+        """The stamps of the voice's model and config as they were when it loaded, if the
+        files on disk still have them; None when either changed since (or is unknown)."""
+        origin = self._origins.get(voice)
+        if origin is None:
+            return None
+        files, model, config = origin
+        if file_stamp(files.model) != model or file_stamp(files.config) != config:
+            return None
+        return model, config
 
     @property
     def names(self) -> list[str]:
@@ -335,6 +351,8 @@ class LoadedVoices:
     async def _load(self, files: VoiceFiles) -> Voice:
         loop = asyncio.get_running_loop()
         load = partial(self._loader, files, self._threads)
+        # Before the load reads them: a file changed while it loads then shows as changed.
+        stamps = file_stamp(files.model), file_stamp(files.config)
         try:
             voice, added = await loop.run_in_executor(self._executor, self._meter.measure, load)
         except Exception as error:
@@ -353,6 +371,7 @@ class LoadedVoices:
             voice.memory_bytes = max(added, floor)
             self.budget.learn(voice.memory_bytes, model_bytes, self._load_sessions)
         self.loads += 1
+        self._origins[voice] = (files, *stamps)
         self._remember(files.name, voice)
         log.info("loaded voice %s (%s)", files.name, _size_note(voice))
         if self._solo_threads is not None:

@@ -1,0 +1,1 @@
+"""Synthesized sentences kept for the next request that says the same thing (issue 21)."""
