@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from pathlib import Path
@@ -11,6 +10,8 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from tts_service.cores import available_cores as available_cores
+from tts_service.cores import cgroup_cpu_limit as cgroup_cpu_limit
 from tts_service.engine.splitcache import default_cache_dir
 from tts_service.scheduling.batching import MAX_BATCH_SIZE, MAX_BATCH_WAIT, BatchRule
 from tts_service.scheduling.policies import policy_class
@@ -34,58 +35,6 @@ OPENAI_VOICE_NAMES = (
     "marin",
     "cedar",
 )
-
-
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-# cgroup v1 mounts the cpu controller under either name (often one links to the other).
-_CGROUP_V1_CPU = ("cpu", "cpu,cpuacct")
-
-
-def available_cores(cgroup_root: Path | None = None) -> int:
-    """Cores this process may use: the CPUs it may run on (taskset, cpusets), capped by a
-    cgroup CPU quota (`docker run --cpus 2` on a 16-core host is 2), at least 1."""
-    if hasattr(os, "sched_getaffinity"):
-        cores = len(os.sched_getaffinity(0))
-    else:  # pragma: no cover - not on Linux
-        cores = os.cpu_count() or 1
-    quota = cgroup_cpu_limit(CGROUP_ROOT if cgroup_root is None else cgroup_root)
-    if quota is not None:
-        cores = min(cores, quota)
-    return max(1, cores)
-
-
-def cgroup_cpu_limit(root: Path) -> int | None:
-    """Whole CPUs the cgroup quota allows (1.5 CPUs -> 2), or None: no quota, or none found.
-
-    cgroup v2 first (`cpu.max`: "QUOTA PERIOD", "max PERIOD" = no limit), then v1
-    (`cpu.cfs_quota_us` and `cpu.cfs_period_us`, quota -1 = no limit). Unreadable or
-    malformed files count as no limit."""
-    v2 = _read_words(root / "cpu.max")
-    if v2 is not None:
-        return _whole_cpus(*v2) if len(v2) == 2 else None
-    for folder in _CGROUP_V1_CPU:
-        quota = _read_words(root / folder / "cpu.cfs_quota_us")
-        period = _read_words(root / folder / "cpu.cfs_period_us")
-        if quota is not None and period is not None:
-            return _whole_cpus(*quota, *period) if len(quota) == len(period) == 1 else None
-    return None
-
-
-def _read_words(path: Path) -> list[str] | None:
-    try:
-        return path.read_text(encoding="ascii").split()
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
-def _whole_cpus(quota: str, period: str) -> int | None:
-    try:
-        quota_us, period_us = int(quota), int(period)
-    except ValueError:  # "max" (v2) and garbage alike: no limit we can use
-        return None
-    if quota_us <= 0 or period_us <= 0:  # v1 says "no limit" with -1
-        return None
-    return max(1, math.ceil(quota_us / period_us))
 
 
 def default_download_dir() -> Path:
@@ -121,6 +70,21 @@ def _split_list(value: object, separators: str = ",") -> object:
         parts = value.split(separators[0])
         return [part.strip() for part in parts if part.strip()]
     return value
+
+
+def _size(value: object) -> object:
+    return parse_size(value) if isinstance(value, str) else value
+
+
+def _optional_size(value: object) -> object:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        return None
+    return parse_size(value)
+
+
+_Size = Annotated[int, BeforeValidator(_size)]
+"""Bytes, from the environment as `512M` or `1.5G` too."""
+_OptionalSize = Annotated[int | None, BeforeValidator(_optional_size)]
 
 
 # Chunked decoding's frames, from the environment as "48,40" (see the README).
@@ -183,14 +147,14 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="Voice name -> how it speaks when a request does not say.",
     )
-    memory_budget: int | None = Field(
+    memory_budget: _OptionalSize = Field(
         None,
         ge=16 * 2**20,
         description="Most memory the loaded voices may take together, in bytes or with a "
         "unit (512M, 1.5G); the least recently used idle voice is unloaded to make room. "
         "None: only max_loaded_voices limits them.",
     )
-    warm_heap: int = Field(
+    warm_heap: _Size = Field(
         128 * 2**20,
         ge=0,
         description="Freed memory an idle server keeps for the next request, in bytes or with "
@@ -201,7 +165,7 @@ class Settings(BaseSettings):
     cache: bool = Field(
         True, description="Answer a sentence said again (same voice, options, text) from memory."
     )
-    cache_budget: int = Field(
+    cache_budget: _Size = Field(
         32 * 2**20, ge=0, description="Most memory for the audio cache (32M); LRU entries go first."
     )
 
@@ -375,18 +339,6 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("voices_url must be an http:// or https:// URL")
         return value.rstrip("/")
-
-    @field_validator("warm_heap", "cache_budget", mode="before")
-    @classmethod
-    def _heap_size(cls, value: object) -> object:
-        return parse_size(value) if isinstance(value, str) else value
-
-    @field_validator("memory_budget", mode="before")
-    @classmethod
-    def _size(cls, value: object) -> object:
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
-            return None
-        return parse_size(value)
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from tts_service import config
+from tts_service import cores
 from tts_service.cli import build_parser, settings_from
 from tts_service.config import OPENAI_VOICE_NAMES, Settings, available_cores, cgroup_cpu_limit
 from tts_service.engine.chunked import ChunkPlan
@@ -143,10 +143,10 @@ def test_the_quota_caps_the_cores(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs to cap to 1")
 def test_default_workers_follow_the_quota(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(config, "CGROUP_ROOT", tmp_path / "none")
+    monkeypatch.setattr(cores, "CGROUP_ROOT", tmp_path / "none")
     assert Settings().worker_count >= 2
     limited = write_files(tmp_path / "limited", {"cpu.max": "100000 100000"})
-    monkeypatch.setattr(config, "CGROUP_ROOT", limited)
+    monkeypatch.setattr(cores, "CGROUP_ROOT", limited)
     settings = Settings()
     assert settings.worker_count == 1
     assert settings.solo_threads is None  # one core: no all-cores session

@@ -16,14 +16,10 @@ import statistics
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tts_service.engine.loudness import integrated_loudness
-
-if TYPE_CHECKING:  # the voice calls this module
-    from tts_service.engine.voice import Voice
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +43,6 @@ def measured(raw_audio: Iterable[np.ndarray], rate: int) -> float:
     if not finite:
         raise ValueError("the voice said nothing measurable")
     return float(statistics.median(finite))
-
-
-def voice_loudness(voice: Voice, folder: Path | None, key: str) -> float:
-    """`voice`'s raw loudness on SENTENCES at noise 0, kept under `key` in `folder`."""
-    from tts_service.engine.voice import SynthesisOptions
-
-    quiet = SynthesisOptions(noise_scale=0.0, noise_w_scale=0.0)
-
-    def measure() -> float:
-        sentences = [voice.phonemize(text)[0] for text in SENTENCES]
-        return measured((voice.raw_audio(ids, quiet).audio for ids in sentences), voice.sample_rate)
-
-    return raw_loudness(folder, key, measure)
 
 
 def raw_loudness(folder: Path | None, key: str, measure: Callable[[], float]) -> float:

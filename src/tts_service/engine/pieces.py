@@ -12,15 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tts_service.engine.chunked import ChunkedSentence
 from tts_service.engine.loudness import Limiter, LoudnessTarget, gain_to
-
-if TYPE_CHECKING:  # the voice calls this module
-    from tts_service.engine.voice import SynthesisOptions
+from tts_service.engine.options import SynthesisOptions
 
 _MAX_WAV_VALUE = 32767.0
 """Piper's own int16 conversion, so our bytes equal `PiperVoice.synthesize()`'s."""

@@ -23,6 +23,7 @@ from tts_service.engine.batch import batch_inputs, has_batch_axis, split_batch
 from tts_service.engine.chunked import ChunkedDecoder, ChunkedSentence, ChunkPlan, RawSentence
 from tts_service.engine.devices import CPU, Device
 from tts_service.engine.loudness import LoudnessTarget, leveled
+from tts_service.engine.options import SynthesisOptions as SynthesisOptions
 from tts_service.engine.phonemizer import Phonemizer
 from tts_service.engine.pieces import SentencePieces, leveled_pieces, to_pcm
 from tts_service.engine.sessions import make_session as make_session
@@ -35,23 +36,6 @@ CHUNK_MIN_IDS = 60
 done sooner whole than its front end and first chunk take (measured: bench/chunking.py)."""
 # The all-cores session's first run (its one-time costs), when it is added.
 FIRST_RUN_TEXT = "Ready."
-
-
-@dataclass(frozen=True)
-class SynthesisOptions:
-    """Per-request settings. `None` means: the voice's own default."""
-
-    speaker_id: int | None = None
-    length_scale: float | None = None
-    noise_scale: float | None = None
-    noise_w_scale: float | None = None
-    volume: float = 1.0
-    sentence_silence: float = 0.0
-    """Seconds of silence appended after each sentence."""
-    normalization: str = "loudness"
-    """"loudness": every sentence at `loudness_target` LUFS, peaks limited (loudness.py);
-    "peak": Piper's own, each sentence's peak at full scale."""
-    loudness_target: float = -18.0
 
 
 @dataclass(frozen=True)
@@ -452,4 +436,10 @@ def _chunking(voice: Voice, setup: ChunkSetup) -> tuple[ChunkedDecoder | None, s
     if support.decoder is None or voice.weights is None:
         return None, support.reason, None
     key = voice_key(voice.weights.path, "loudness")
-    return support.decoder, support.reason, calibration.voice_loudness(voice, setup.cache_dir, key)
+
+    def measure() -> float:
+        sentences = [voice.phonemize(text)[0] for text in calibration.SENTENCES]
+        raw = (voice.raw_audio(ids, quiet).audio for ids in sentences)
+        return calibration.measured(raw, voice.sample_rate)
+
+    return support.decoder, support.reason, calibration.raw_loudness(setup.cache_dir, key, measure)

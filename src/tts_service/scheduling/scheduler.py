@@ -28,7 +28,6 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from tts_service.engine.pieces import SentencePieces
 from tts_service.engine.voice import SentenceAudio, SynthesisOptions
 from tts_service.errors import (
     Cancelled,
@@ -137,10 +136,8 @@ class Scheduler:
         self.pool.join(timeout=10)
 
     async def drain(self, grace: float) -> int:
-        """Refuse new work, let admitted work finish for up to `grace` seconds.
-
-        Returns how many requests had to be cut off (they get a clear ShuttingDown error).
-        """
+        """Refuse new work, let admitted work finish for up to `grace` seconds; how many
+        requests had to be cut off (they get a clear ShuttingDown error)."""
         self.draining = True
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._idle.wait, grace)
@@ -169,15 +166,11 @@ class Scheduler:
         cache: SentenceStore | None = None,
     ) -> Job:
         """Admit a request or raise Overloaded / TooManyClientRequests / ShuttingDown /
-        TextTooLong. `max_seconds` caps the audio it may produce; `on_done` is called once
-        the admitted job is over (never if this raises); `pieces`: its reader streams, so
-        its first sentence may come in pieces as it is decoded. Loop thread only."""
+        TextTooLong. `max_seconds` caps its audio; `on_done` is called once it is over
+        (never if this raises); `pieces`, `cache`: see Job. Loop thread only."""
         loop = asyncio.get_running_loop()
-        most = self.gate.limits.max_queued_sentences
-        if len(sentences) > most:
-            raise TextTooLong(
-                f"text has {len(sentences)} sentences; at most {most} fit in one request"
-            )
+        if len(sentences) > (most := self.gate.limits.max_queued_sentences):
+            raise TextTooLong(f"text has {len(sentences)} sentences; at most {most} per request")
         max_samples = None if max_seconds is None else int(max_seconds * voice.sample_rate)
         job = Job(
             voice=voice,
@@ -279,16 +272,6 @@ class Scheduler:
     def batched(self, size: int) -> None:
         self._safe.batched(size)
 
-    def piece(self, job: Job, index: int, pcm: bytes, plan: SentencePieces, first: bool) -> bool:
-        """Under the lock: a piece of the sentence the job's reader waits for, before the
-        sentence is done. False: the job is over, stop decoding it."""
-        if job.finished:
-            return False
-        if job.piece(index, pcm, plan, first, self._first_audio):
-            return True
-        self.fail(job, job.past_cap())
-        return False
-
     def settle(
         self, job: Job, index: int, result: SentenceAudio | Exception, elapsed: float, learn: bool
     ) -> None:
@@ -314,7 +297,7 @@ class Scheduler:
             if not job.keep(index, audio, elapsed):
                 self.fail(job, job.past_cap())
                 return
-            job.emit_ready(self._first_audio)
+            job.emit_ready(self.first_audio)
             self._maybe_complete(job)
 
     def _started(self, job: Job) -> None:
@@ -323,7 +306,8 @@ class Scheduler:
         self.figures.queue_wait.add(job.queue_wait)
         self._safe.started(job.queue_wait)
 
-    def _first_audio(self, wait: float) -> None:
+    def first_audio(self, wait: float) -> None:
+        """Under the lock: a request's first audio went out, `wait` after it came."""
         self.figures.first_audio.add(wait)
         self._safe.first_audio(wait)
 

@@ -68,9 +68,7 @@ class Host(Protocol):
     @property
     def figures(self) -> Figures: ...
 
-    def piece(
-        self, job: Job, index: int, pcm: bytes, plan: SentencePieces, first: bool
-    ) -> bool: ...
+    def first_audio(self, wait: float) -> None: ...
 
     def settle(self, job: Job, index: int, result: Result, elapsed: float, learn: bool) -> None:
         """Under the lock: a claimed sentence is done."""
@@ -210,8 +208,14 @@ class WorkerPool:
             host = self._host
 
             def hand_over(pcm: bytes, plan: SentencePieces, first: bool) -> bool:
+                """A piece to the reader, unless the request ended (then: stop decoding)."""
                 with host.lock:
-                    return host.piece(job, index, pcm, plan, first)
+                    if job.finished:
+                        return False
+                    if job.piece(index, pcm, plan, first, host.first_audio):
+                        return True
+                    host.fail(job, job.past_cap())
+                    return False
 
             ran = runs.synthesize_in_pieces(job, index, solo, hand_over)
             if ran is not None:

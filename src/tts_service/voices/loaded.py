@@ -126,6 +126,27 @@ def validate_voice_name(name: object) -> str:
     return name
 
 
+def voice_loader(
+    spin: bool, alignments: bool, device: Device, chunking: ChunkPlan | None, split: Path | None
+) -> Callable[[VoiceFiles, int], Voice]:
+    """How a voice's files become a Voice on `threads` threads, with these settings."""
+
+    def load(files: VoiceFiles, threads: int) -> Voice:
+        return Voice.load(
+            files.name,
+            files.model,
+            files.config,
+            threads,
+            spin,
+            alignments=alignments,
+            device=device,
+            chunking=chunking,
+            split_cache=split,
+        )
+
+    return load
+
+
 class LoadedVoices:
     """Knows every installed voice; loads each on first use, off the event loop, once.
 
@@ -158,19 +179,7 @@ class LoadedVoices:
         self._threads = threads_per_session
         self._max_loaded = max_loaded
         self._executor = executor
-        self._loader = loader or (
-            lambda f, t: Voice.load(
-                f.name,
-                f.model,
-                f.config,
-                t,
-                spin,
-                alignments=alignments,
-                device=device,
-                chunking=chunking,
-                split_cache=split_cache,
-            )
-        )
+        self._loader = loader or voice_loader(spin, alignments, device, chunking, split_cache)
         solo = solo_threads is not None and solo_threads > threads_per_session
         # The front end and the decoder together weigh about one whole-sentence session
         # (the graph's two halves, the weights shared): estimated as one more.
