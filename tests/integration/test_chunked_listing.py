@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 
 from conftest import ServerProcess
+from tts_service.engine.calibration import LOUDNESS_FOLDER
 from voicegen import write_tiny_voice
 
 
@@ -31,8 +32,12 @@ def test_voices_say_whether_they_decode_in_chunks(
     assert listed["en_US-joe-medium"]["chunked_decoding"] is True
     assert listed["tiny-vits"]["chunked_decoding"] is True
     assert listed["tiny-tone"]["chunked_decoding"] is False  # no seam: whole sentences
-    kept = sorted(entry.name.rsplit("-", 1)[0] for entry in cache.iterdir())
+    splits = [entry for entry in cache.iterdir() if entry.name != LOUDNESS_FOLDER]
+    kept = sorted(entry.name.rsplit("-", 1)[0] for entry in splits)
     assert kept == ["en_US-joe-medium", "tiny-tone", "tiny-vits"]
+    # The voices that chunk have their loudness kept beside their splits.
+    loudness = sorted(p.name.rsplit("-", 1)[0] for p in (cache / LOUDNESS_FOLDER).iterdir())
+    assert loudness == ["en_US-joe-medium", "tiny-vits"]
     assert sorted(folder.iterdir()) == before
 
 
