@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +34,10 @@ from tts_service.service.checks import (
 )
 from tts_service.service.options import synthesis_options
 from tts_service.service.requests import Admitted, OpenStream, SpeechRequest
+from tts_service.service.spoken import Spoken, speak
+from tts_service.text import frontend
 from tts_service.text.clean import speakable
+from tts_service.text.options import TextOptions
 from tts_service.voices.budget import LoadMeter
 from tts_service.voices.library import VoiceLibrary
 from tts_service.voices.loaded import LoadedVoices
@@ -205,9 +209,28 @@ class TTSService:
         return synthesis_options(voice, request, defaults, self.settings)
 
     def check_audio_length(
-        self, voice: Voice, sentences: list[list[int]], options: SynthesisOptions
+        self,
+        voice: Voice,
+        sentences: list[list[int]],
+        options: SynthesisOptions,
+        pauses: float = 0.0,
     ) -> None:
-        check_audio_length(voice, sentences, options, self.settings.max_audio_seconds)
+        check_audio_length(voice, sentences, options, self.settings.max_audio_seconds, pauses)
+
+    async def read(
+        self, voice: Voice, text: str, reading: TextOptions, options: SynthesisOptions, timed: bool
+    ) -> Spoken:
+        """The text through the front-end (text/frontend.py), then the phonemizer: its
+        sentences, their words (`timed`) and the options of those that differ."""
+        segments = frontend.read(text, reading, voice.info.language)
+        words = partial(self.phonemize_words, voice) if timed else None
+        return await speak(segments, voice, options, partial(self.phonemize, voice), words)
+
+    async def _read_streamed(self, stream: OpenStream, text: str) -> Spoken:
+        """A streamed piece of text: clean-up, normalisation and inline pauses, but no SSML
+        (a document cannot be read before its end)."""
+        reading = dataclasses.replace(stream.request.reading, ssml=False)
+        return await self.read(stream.voice, text, reading, stream.options, False)
 
     def _timeout(self, requested: float | None, waited: float = 0.0) -> float:
         return request_deadline(self.settings.request_timeout, requested, waited)
@@ -231,15 +254,13 @@ class TTSService:
         self, request: SpeechRequest, label: str, voice: Voice, waited: float, priority: Priority
     ) -> tuple[Job, list[list[int]], list[list[PlannedWord]] | None]:
         options = self.options_for(voice, request)
-        plans: list[list[PlannedWord]] | None = None
         if request.timestamps:
             check_word_timestamps(voice)
-            sentences, plans = await self.phonemize_words(voice, request.text)
-        else:
-            sentences = await self.phonemize(voice, request.text)
+        said = await self.read(voice, request.text, request.reading, options, request.timestamps)
+        sentences, plans = said.sentences, said.plans
         if not sentences:
             raise ValidationFailed("text contains nothing that can be spoken", param="text")
-        self.check_audio_length(voice, sentences, options)
+        self.check_audio_length(voice, sentences, options, said.extra_silence)
         job = self.scheduler.submit(
             voice,
             sentences,
@@ -250,6 +271,7 @@ class TTSService:
             client=request.client,
             max_seconds=self.settings.max_audio_seconds,
             on_done=partial(self.voices.release, voice),
+            sentence_options=said.options,
         )
         return job, sentences, plans
 
@@ -271,11 +293,13 @@ class TTSService:
         if stream.admitted is None and text.strip():
             await self._admit_first_text(stream, text, close)
             return
-        sentences = await self.phonemize(stream.voice, text) if text.strip() else []
+        said = await self._read_streamed(stream, text) if text.strip() else Spoken()
+        sentences = said.sentences
         stream.characters += len(text)
         if stream.admitted is not None:
             stream.admitted.sentences += len(sentences)
             stream.admitted.characters += len(text)
+            stream.admitted.job.add_options(said.options)
             self.scheduler.add_sentences(stream.admitted.job, sentences, close=close)
         stream.closed = close
 
@@ -284,10 +308,11 @@ class TTSService:
         first text takes the voice again and holds it for the job."""
         stream.voice = await self.voices.acquire(stream.voice.info.name)
         try:
-            sentences = await self.phonemize(stream.voice, text)
+            said = await self._read_streamed(stream, text)
+            sentences = said.sentences
             stream.characters += len(text)
             if sentences:
-                job = self._admit_stream(stream, sentences, closed=close)
+                job = self._admit_stream(stream, said, closed=close)
                 stream.admitted = Admitted(
                     job, self.scheduler, stream.voice, len(sentences), stream.characters
                 )
@@ -298,13 +323,13 @@ class TTSService:
             self.voices.release(stream.voice)
         stream.closed = close
 
-    def _admit_stream(self, stream: OpenStream, sentences: list[list[int]], closed: bool) -> Job:
+    def _admit_stream(self, stream: OpenStream, said: Spoken, closed: bool) -> Job:
         # The whole text is unknown here, so the audio cap cannot be checked up front;
         # the scheduler stops the job when its audio passes it.
         request = stream.request
         return self.scheduler.submit(
             stream.voice,
-            sentences,
+            said.sentences,
             stream.options,
             priority=parse_priority(request.priority),
             timeout=self._timeout(request.timeout),
@@ -313,6 +338,7 @@ class TTSService:
             client=request.client,
             max_seconds=self.settings.max_audio_seconds,
             on_done=partial(self.voices.release, stream.voice),
+            sentence_options=said.options,
         )
 
 

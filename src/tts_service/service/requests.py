@@ -10,6 +10,7 @@ from tts_service.engine.voice import SynthesisOptions, Voice
 from tts_service.engine.words import PlannedWord, WordClock
 from tts_service.scheduling.jobs import Chunk, Job
 from tts_service.scheduling.scheduler import Scheduler
+from tts_service.text.options import TextOptions
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class SpeechRequest:
     per-client limit and fairness between clients."""
     timestamps: bool = False
     """Time every word (see words.py); a voice that cannot is refused."""
+    reading: TextOptions = field(default_factory=TextOptions)
+    """How the text is read: SSML, clean-up, normalisation, pauses (text/frontend.py)."""
 
 
 @dataclass(eq=False)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+from tts_service.text import raw
+
 # A sentence ends at . ! ? (or their CJK forms), possibly closed by quotes or brackets,
 # followed by whitespace; a newline ends one whatever precedes it.
 _BOUNDARY = re.compile(r"[.!?…。！？]+[\"'”’»)\]]*\s+|\n\s*")
@@ -48,6 +50,8 @@ class SentenceSplitter:
         start = 0
         for match in _BOUNDARY.finditer(self._buffer):
             mark = match.group()
+            if raw.unclosed(self._buffer, match.start()):
+                continue  # never inside [[ phonemes ]]: Piper reads them whole
             if (
                 mark.startswith(".")
                 and "\n" not in mark
