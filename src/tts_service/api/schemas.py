@@ -11,8 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from tts_service.api.captions import CAPTION_FORMATS, CaptionFormat
 from tts_service.audio.encoders import AUDIO_FORMATS, CONTENT_TYPES
 from tts_service.service import SpeechRequest
+from tts_service.text.normalize import PARTS
+from tts_service.text.options import TextOptions
 
 AudioFormat = Literal["wav", "pcm", "mp3", "opus", "aac", "flac"]
+NormalizePart = Literal["urls", "currency", "times", "dates", "phones", "units", "abbreviations"]
+assert set(NormalizePart.__args__) == set(PARTS)  # type: ignore[attr-defined]
 assert set(AudioFormat.__args__) == set(AUDIO_FORMATS)  # type: ignore[attr-defined]
 assert set(CaptionFormat.__args__) == set(CAPTION_FORMATS)  # type: ignore[attr-defined]
 
@@ -74,6 +78,28 @@ class _SpeechFields(BaseModel):
         le=10,
         description="Seconds after each sentence; default: the voice's defaults, else 0.",
     )
+    ssml: bool | None = Field(
+        None,
+        description="The text is SSML (the subset in the README); default: when it starts "
+        "with <speak> (or an XML declaration). Broken SSML is refused (400).",
+    )
+    clean: bool = Field(
+        False, description="Drop Markdown's marks, code, tables, emoji and symbols first."
+    )
+    normalize: bool = Field(
+        False,
+        description="Spell out money, times, dates, phone numbers, units, abbreviations and "
+        "web addresses for the voice's language (what espeak reads badly).",
+    )
+    normalize_skip: list[NormalizePart] = Field(
+        default_factory=list, description="Parts of normalize left to espeak."
+    )
+    comma_pause: float | None = Field(
+        None, ge=0, le=10, description="Seconds of silence after each comma."
+    )
+    paragraph_pause: float | None = Field(
+        None, ge=0, le=10, description="Seconds of silence after each paragraph (a blank line)."
+    )
     priority: Literal["high", "normal", "low"] = "normal"
     timeout: float | None = Field(
         None, gt=0, le=3600, description="Max queue wait in seconds (may only lower the server's)."
@@ -92,6 +118,14 @@ class _SpeechFields(BaseModel):
             priority=self.priority,
             timeout=self.timeout,
             client=client,
+            reading=TextOptions(
+                ssml=self.ssml,
+                clean=self.clean,
+                normalize=self.normalize,
+                normalize_skip=frozenset(self.normalize_skip),
+                comma_pause=self.comma_pause,
+                paragraph_pause=self.paragraph_pause,
+            ),
         )
 
 

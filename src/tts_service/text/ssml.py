@@ -51,8 +51,35 @@ def is_ssml(text: str) -> bool:
     return SPEAK.match(text) is not None
 
 
+ROOT = "<speak>"
+
+
 def parse(source: str, language: str) -> list[Segment]:
-    """The segments `source` speaks; InvalidSSML (400) naming line and column if broken."""
+    """The segments `source` speaks; InvalidSSML (400) naming line and column if broken.
+    A text asked to be read as SSML without its root ("Hi <break/> there") gets one."""
+    if is_ssml(source):
+        return _parse(source, language)
+    try:
+        segments = _parse(f"{ROOT}{source}</speak>", language)
+    except InvalidSSML as error:
+        if error.details.get("line") == 1:
+            error.details["column"] = max(1, error.details["column"] - len(ROOT))
+            error.message = re.sub(
+                r"column \d+", f"column {error.details['column']}", error.message
+            )
+            error.args = (error.message,)
+        raise
+    return [_shifted(segment, -len(ROOT), len(source)) for segment in segments]
+
+
+def _shifted(segment: Segment, by: int, size: int) -> Segment:
+    text = segment.text
+    starts = tuple(min(size, max(0, s + by)) for s in text.starts)
+    ends = tuple(min(size, max(0, e + by)) for e in text.ends)
+    return Segment(MappedText(text.text, starts, ends), segment.pause, segment.rate, segment.marks)
+
+
+def _parse(source: str, language: str) -> list[Segment]:
     _check(source)
     reader = _Reader(source, language)
     parser = xml.parsers.expat.ParserCreate()
