@@ -160,6 +160,8 @@ async def _lines(
                 sentences.append(piece.words)
                 if body.timestamps:
                     line["words"] = [word.to_dict() for word in piece.words]
+                if piece.marks:
+                    line["marks"] = [mark.to_dict() for mark in piece.marks]
             line["audio"] = b64(piece.audio)
             data = json_line(line) if opened else json_line(start) + json_line(line)
             opened = True
@@ -293,8 +295,10 @@ class _Connection:
         loop = asyncio.get_running_loop()
         sentences: list[list[Word]] = []
         try:
-            async for chunk, words in timed_chunks(self.service, admitted):
+            async for chunk, words, marks in timed_chunks(self.service, admitted):
                 sentences.append(words)
+                for mark in marks:  # before the audio it is reached in
+                    await self.websocket.send_json({"type": "mark", **mark.to_dict()})
                 if body.timestamps:
                     await self.websocket.send_json(
                         {

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tts_service.audio.encoders import make_encoder, wav_header
-from tts_service.engine.words import Word
+from tts_service.engine.words import Reached, Word
 from tts_service.service import Admitted, Chunk, TTSService
 
 
@@ -20,19 +20,23 @@ class Piece:
     sentence: int | None
     audio: bytes
     words: list[Word]
+    marks: list[Reached] = field(default_factory=list)
+    """The SSML marks reached in the sentence (with timestamps)."""
 
 
 async def timed_chunks(
     service: TTSService, admitted: Admitted
-) -> AsyncIterator[tuple[Chunk, list[Word]]]:
-    """The job's chunks in order, each with its words (none without timestamps)."""
+) -> AsyncIterator[tuple[Chunk, list[Word], list[Reached]]]:
+    """The job's chunks in order, each with its words and the SSML marks reached in it
+    (none without timestamps)."""
     clock = admitted.word_clock()
     async for chunk in admitted.chunks():
         if clock is None:
-            yield chunk, []
+            yield chunk, [], []
             continue
         ids = admitted.phoneme_ids(chunk.index)
-        yield chunk, clock.sentence(chunk.index, len(chunk.pcm) // 2, chunk.samples_per_id, ids)
+        words = clock.sentence(chunk.index, len(chunk.pcm) // 2, chunk.samples_per_id, ids)
+        yield chunk, words, clock.reached
 
 
 async def encoded_pieces(
@@ -42,9 +46,9 @@ async def encoded_pieces(
     one). Joined, the audio is the file."""
     loop = asyncio.get_running_loop()
     encoder = make_encoder(fmt, admitted.voice.sample_rate)
-    async for chunk, words in timed_chunks(service, admitted):
+    async for chunk, words, marks in timed_chunks(service, admitted):
         data = await loop.run_in_executor(None, encoder.encode, chunk.pcm)
-        yield Piece(chunk.index, data, words)
+        yield Piece(chunk.index, data, words, marks)
     tail = await loop.run_in_executor(None, encoder.flush)
     if tail:
         yield Piece(None, tail, [])
@@ -57,7 +61,7 @@ async def encode_whole_timed(
     sentences: list[list[Word]] = []
     if fmt == "wav":
         pcm: list[bytes] = []
-        async for chunk, words in timed_chunks(service, admitted):
+        async for chunk, words, _ in timed_chunks(service, admitted):
             pcm.append(chunk.pcm)
             sentences.append(words)
         size = sum(len(part) for part in pcm)
@@ -72,4 +76,4 @@ async def encode_whole_timed(
 
 async def timed_words(service: TTSService, admitted: Admitted) -> list[list[Word]]:
     """Each sentence's words, the audio synthesized and dropped (a caption file alone)."""
-    return [words async for _, words in timed_chunks(service, admitted)]
+    return [words async for _, words, _ in timed_chunks(service, admitted)]

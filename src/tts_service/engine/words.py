@@ -94,6 +94,25 @@ class Word:
 
 
 @dataclass(frozen=True)
+class PlannedMark:
+    """An SSML `<mark>` in a sentence: reached when phoneme id `id_at` starts."""
+
+    name: str
+    id_at: int
+
+
+@dataclass(frozen=True)
+class Reached:
+    """A mark and when (seconds from the start of the whole audio) it is reached."""
+
+    name: str
+    time: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "time": round(self.time, 3)}
+
+
+@dataclass(frozen=True)
 class TextWord:
     """A word of the text: [start, end) is the word, [token_start, token_end) the run of
     non-space it came from (what espeak is given, quotes and all)."""
@@ -344,6 +363,7 @@ class WordClock:
         plans: Sequence[Sequence[PlannedWord]],
         sample_rate: int,
         silence_samples: int = 0,
+        marks: Sequence[Sequence[PlannedMark]] = (),
     ) -> None:
         self.text = text
         self.plans = plans
@@ -351,6 +371,9 @@ class WordClock:
         self.silence_samples = silence_samples
         self.offset = 0
         """Samples of audio before the next sentence."""
+        self.marks = marks
+        self.reached: list[Reached] = []
+        """The marks of the sentence `sentence` timed last."""
 
     def sentence(
         self, index: int, samples: int, samples_per_id: Sequence[int] | None, ids: int
@@ -369,6 +392,12 @@ class WordClock:
                 w.char_end,
             )
             for w in self.plans[index]
+        ]
+        marks = self.marks[index] if index < len(self.marks) else ()
+        at = [before[min(m.id_at, len(before) - 1)] for m in marks]
+        self.reached = [
+            Reached(m.name, (self.offset + a) / self.sample_rate)
+            for m, a in zip(marks, at, strict=True)
         ]
         self.offset += samples
         return words

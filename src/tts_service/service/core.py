@@ -242,22 +242,29 @@ class TTSService:
         name = request.voice or self.settings.default_voice
         voice, waited = await self.voices.find(name, self._timeout(request.timeout), hold=True)
         try:  # the job releases the voice when it is over; until then, this does
-            job, sentences, plans = await self._admit(request, label, voice, waited, priority)
+            job, said = await self._admit(request, label, voice, waited, priority)
         except BaseException:
             self.voices.release(voice)
             raise
         return Admitted(
-            job, self.scheduler, voice, len(sentences), len(request.text), request.text, plans
+            job,
+            self.scheduler,
+            voice,
+            len(said.sentences),
+            len(request.text),
+            request.text,
+            said.plans,
+            said.marks,
         )
 
     async def _admit(
         self, request: SpeechRequest, label: str, voice: Voice, waited: float, priority: Priority
-    ) -> tuple[Job, list[list[int]], list[list[PlannedWord]] | None]:
+    ) -> tuple[Job, Spoken]:
         options = self.options_for(voice, request)
         if request.timestamps:
             check_word_timestamps(voice)
         said = await self.read(voice, request.text, request.reading, options, request.timestamps)
-        sentences, plans = said.sentences, said.plans
+        sentences = said.sentences
         if not sentences:
             raise ValidationFailed("text contains nothing that can be spoken", param="text")
         self.check_audio_length(voice, sentences, options, said.extra_silence)
@@ -273,7 +280,7 @@ class TTSService:
             on_done=partial(self.voices.release, voice),
             sentence_options=said.options,
         )
-        return job, sentences, plans
+        return job, said
 
     async def open_stream(self, request: SpeechRequest, label: str = "") -> OpenStream:
         """Start a request whose text arrives in pieces (see `add_text`).

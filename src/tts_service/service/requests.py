@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from tts_service.engine.voice import SynthesisOptions, Voice
-from tts_service.engine.words import PlannedWord, WordClock
+from tts_service.engine.words import PlannedMark, PlannedWord, WordClock
 from tts_service.scheduling.jobs import Chunk, Job
 from tts_service.scheduling.scheduler import Scheduler
 from tts_service.text.options import TextOptions
@@ -54,6 +54,8 @@ class Admitted:
     text: str = ""
     words: list[list[PlannedWord]] | None = None
     """With timestamps: each sentence's words and their phoneme ids."""
+    marks: list[list[PlannedMark]] = field(default_factory=list)
+    """With timestamps: each sentence's SSML marks."""
 
     def chunks(self) -> AsyncIterator[Chunk]:
         """The request's sentences' audio in order; raises its error if it fails. Leaving
@@ -112,7 +114,7 @@ class Admitted:
         if self.words is None:
             return None
         silence = int(self.voice.sample_rate * self.job.options.sentence_silence)
-        return WordClock(self.text, self.words, self.voice.sample_rate, silence)
+        return WordClock(self.text, self.words, self.voice.sample_rate, silence, self.marks)
 
 
 @dataclass(eq=False)

@@ -9,9 +9,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from tts_service.engine.voice import SynthesisOptions, Voice
-from tts_service.engine.words import PlannedWord
+from tts_service.engine.words import PlannedMark, PlannedWord
 from tts_service.text.mapped import MappedText
-from tts_service.text.segments import Segment
+from tts_service.text.segments import Mark, Segment
 
 
 @dataclass
@@ -24,6 +24,8 @@ class Spoken:
     """Per sentence index, where it differs from the request's options."""
     extra_silence: float = 0.0
     """Seconds of pauses beyond the request's sentence silence (for the audio cap)."""
+    marks: list[list[PlannedMark]] = field(default_factory=list)
+    """With words: each sentence's SSML marks."""
 
 
 Phonemize = Callable[[str], Awaitable[list[list[int]]]]
@@ -43,7 +45,9 @@ async def speak(
     for segment in segments:
         if phonemize_words is not None and spoken.plans is not None:
             sentences, plans = await phonemize_words(segment.text.text)
-            spoken.plans += [remap(plan, segment.text) for plan in plans]
+            mapped = [remap(plan, segment.text) for plan in plans]
+            spoken.plans += mapped
+            spoken.marks += place_marks(segment.marks, mapped, sentences)
         else:
             sentences = await phonemize(segment.text.text)
         if not sentences:
@@ -60,6 +64,29 @@ async def speak(
             if mine != options:
                 spoken.options[index] = mine
     return spoken
+
+
+def place_marks(
+    marks: Sequence[Mark], plans: Sequence[Sequence[PlannedWord]], sentences: Sequence[list[int]]
+) -> list[list[PlannedMark]]:
+    """Each sentence's marks: a mark is reached where the first word at or after it in the
+    request starts, or at the end of the segment's speech when no word follows it."""
+    placed: list[list[PlannedMark]] = [[] for _ in sentences]
+    for mark in marks:
+        spot = next(
+            (
+                (k, word.id_start)
+                for k, plan in enumerate(plans)
+                for word in plan
+                if word.char_start >= mark.at
+            ),
+            None,
+        )
+        if spot is None and sentences:
+            spot = (len(sentences) - 1, len(sentences[-1]))
+        if spot is not None:
+            placed[spot[0]].append(PlannedMark(mark.name, spot[1]))
+    return placed
 
 
 def _paced(voice: Voice, options: SynthesisOptions, rate: float) -> SynthesisOptions:

@@ -50,4 +50,4 @@ def _merged(segments: list[Segment]) -> list[Segment]:
             else ((last.pause or 0.0) + (segment.pause or 0.0))
         )
         kept[-1] = Segment(last.text, pause, last.rate, last.marks + segment.marks)
-    return [s for s in kept if s.speakable or s.marks]
+    return [s for s in kept if s.speakable]

@@ -13,7 +13,8 @@ MAX_PAUSE = 10.0
 
 @dataclass(frozen=True)
 class Mark:
-    """An SSML `<mark name>`: reached where the segment's character `at` is spoken."""
+    """An SSML `<mark name>` at character `at` of the request: reached where the first
+    word after it starts."""
 
     name: str
     at: int

@@ -10,6 +10,7 @@ text is spoken): emphasis, voice, lang, audio, and any unknown tag.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import xml.parsers.expat
 from dataclasses import dataclass, field
@@ -92,6 +93,9 @@ def _parse(source: str, language: str) -> list[Segment]:
     except xml.parsers.expat.ExpatError as error:  # pragma: no cover - defusedxml saw it
         raise InvalidSSML(f"SSML is not well-formed: {error}", param="text") from None
     reader.flush()
+    if reader.marks and reader.segments:  # marks after the last words: at the end
+        last = reader.segments[-1]
+        reader.segments[-1] = dataclasses.replace(last, marks=last.marks + tuple(reader.marks))
     return reader.segments
 
 
@@ -178,7 +182,7 @@ class _Reader:
             self.flush()
             self._pause(_break(attrs))
         elif name == "mark" and "name" in attrs:
-            self.marks.append(Mark(attrs["name"], sum(len(p) for p in self.parts)))
+            self.marks.append(Mark(attrs["name"], self._here()))
         self.stack.append(_Open(name, attrs, rate, start=self._here()))
 
     def end(self, tag: str) -> None:
@@ -228,11 +232,11 @@ class _Reader:
         """End the segment being read (with `pause` after it)."""
         text = MappedText.join(self.parts)
         self.parts = []
-        marks, self.marks = tuple(self.marks), []
-        if not text.text.strip() and not marks:
+        if not text.text.strip():  # its marks wait for the next words (or the last ones)
             if pause is not None and self.segments:
                 self.segments[-1] = with_pause(self.segments[-1], pause)
             return
+        marks, self.marks = tuple(self.marks), []
         segment = Segment(text, None, self.rate, marks)
         self.segments.append(segment if pause is None else with_pause(segment, pause))
 
