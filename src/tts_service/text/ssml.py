@@ -199,7 +199,7 @@ class _Reader:
             replacing.content.append(data)
             return
         at = self._here()
-        if self.source.startswith(data, at):
+        if self.source.startswith(data, at) and not self.source.startswith("&", at):
             self.parts.append(MappedText.verbatim(data, at))
         else:  # an entity or character reference, or a normalised line end
             end = self.source.find(";", at) + 1 if self.source.startswith("&", at) else at + 1
