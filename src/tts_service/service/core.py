@@ -220,15 +220,15 @@ class TTSService:
     async def read(
         self, voice: Voice, text: str, reading: TextOptions, options: SynthesisOptions, timed: bool
     ) -> Spoken:
-        """The text through the front-end (text/frontend.py), then the phonemizer: its
-        sentences, their words (`timed`) and the options of those that differ."""
-        segments = frontend.read(text, reading, voice.info.language)
+        """The text through the front-end (text/frontend.py) with its voice's lexicon, then
+        the phonemizer: its sentences, words (`timed`) and the options of those that differ."""
+        lexicon = self.voices.lexicons.for_language(voice.info.language)
+        segments = frontend.read(text, reading, voice.info.language, lexicon)
         words = partial(self.phonemize_words, voice) if timed else None
         return await speak(segments, voice, options, partial(self.phonemize, voice), words)
 
     async def _read_streamed(self, stream: OpenStream, text: str) -> Spoken:
-        """A streamed piece of text: clean-up, normalisation and inline pauses, but no SSML
-        (a document cannot be read before its end)."""
+        """A streamed piece of text: all but SSML (a document is read whole)."""
         reading = dataclasses.replace(stream.request.reading, ssml=False)
         return await self.read(stream.voice, text, reading, stream.options, False)
 

@@ -6,29 +6,33 @@ from __future__ import annotations
 
 from tts_service.text import markdown, normalize, pauses, ssml
 from tts_service.text.clean import speakable
+from tts_service.text.lexicon import NO_LEXICON, Lexicon
 from tts_service.text.mapped import MappedText
 from tts_service.text.options import TextOptions
 from tts_service.text.segments import Segment
 
 
-def read(text: str, options: TextOptions, language: str) -> list[Segment]:
+def read(
+    text: str, options: TextOptions, language: str, lexicon: Lexicon = NO_LEXICON
+) -> list[Segment]:
     """The segments `text` speaks; an empty list when it says nothing. InvalidSSML for
-    broken SSML."""
+    broken SSML. `lexicon`: the voice language's pronunciations."""
     text = speakable(text)  # keeps every character in its place
     as_ssml = ssml.is_ssml(text) if options.ssml is None else options.ssml
     if as_ssml:
         parsed = ssml.parse(text, language)
     else:
         parsed = pauses.split_inline(MappedText.verbatim(text), Segment(MappedText.verbatim("")))
-    segments = [_rewrite(segment, options, language) for segment in parsed]
+    segments = [_rewrite(segment, options, language, lexicon) for segment in parsed]
     segments = pauses.comma_and_paragraph(segments, options.comma_pause, options.paragraph_pause)
     return _merged(segments)
 
 
-def _rewrite(segment: Segment, options: TextOptions, language: str) -> Segment:
+def _rewrite(segment: Segment, options: TextOptions, language: str, lexicon: Lexicon) -> Segment:
     text = segment.text
     if options.clean:
         text = markdown.clean(text)
+    text = lexicon.apply(text)  # before normalisation: an entry may name "Dr." or "km"
     if options.normalize:
         text = normalize.normalize(text, language, options.normalize_skip)
     if text is segment.text:

@@ -5,6 +5,7 @@ normalised money sound as their plain words, and words point at the request's ch
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import AsyncIterator
 
@@ -164,3 +165,18 @@ async def test_an_unknown_tag_is_spoken_as_its_text(service: TTSService) -> None
 async def test_reading_options_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         TextOptions().clean = True  # type: ignore[misc]
+
+
+async def test_a_lexicon_in_the_voice_folder_is_read_live(service: TTSService) -> None:
+    folder = service.settings.voices_dir[0]
+    path = folder / "en.lexicon.json"
+    path.write_text(json.dumps({"kokoro": "[[ kˈoʊkəɹoʊ ]]"}), encoding="utf-8")
+    try:
+        text = "Say Kokoro now."
+        audio, words = await speak(service, text)
+        assert np.array_equal(audio, piper_pcm("Say [[ kˈoʊkəɹoʊ ]] now."))
+        assert [w.text for w in words] == ["Say", "Kokoro", "now"]
+    finally:
+        path.unlink()
+    audio, _ = await speak(service, "Say Kokoro now.")
+    assert np.array_equal(audio, piper_pcm("Say Kokoro now."))
