@@ -5,6 +5,7 @@ protocol's error shape while the server goes on."""
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -149,3 +150,33 @@ async def test_wyoming_refuses_broken_ssml_with_an_error(server: ServerProcess) 
         await client.write_event(Synthesize(text="<speak>Hi").event())
         _, error = await wyoming_answer(client)
     assert error is not None and "line 1" in error.text
+
+
+def test_phoneme_and_viseme_timings_on_json_lines(http: httpx.Client) -> None:
+    body = {"text": "Hello world. Bye.", "phonemes": True, "timestamps": True, "stream": True}
+    with http.stream("POST", "/synthesize", json=body) as response:
+        assert response.status_code == 200
+        lines = [json.loads(line) for line in response.iter_lines() if line]
+    audio = [line for line in lines if line["type"] == "audio" and "sentence" in line]
+    phonemes = [p for line in audio for p in line["phonemes"]]
+    words = [w for line in audio for w in line["words"]]
+    assert all(a["end"] <= b["start"] + 0.001 for a, b in itertools.pairwise(phonemes))
+    hello = words[0]
+    inside = [p for p in phonemes if hello["start"] <= p["start"] < hello["end"]]
+    assert [p["phoneme"] for p in inside][:3] == ["h", "ə", "l"]
+    assert {"PP", "nn", "DD"} & {p["viseme"] for p in phonemes}
+    end = next(line for line in lines if line["type"] == "end")
+    assert phonemes[-1]["end"] <= end["duration"]
+
+
+async def test_phonemes_on_the_websocket(server: ServerProcess) -> None:
+    async with connect(f"{server.ws_url}/synthesize/stream", proxy=None) as ws:
+        await ws.send(json.dumps({"text": "Hi there.", "phonemes": True}))
+        kinds = []
+        while not kinds or kinds[-1] != "end":
+            raw = await ws.recv()
+            kinds.append(json.loads(raw)["type"] if isinstance(raw, str) else "audio")
+            if kinds[-1] == "phonemes":
+                message = json.loads(raw)
+    assert "words" not in kinds and kinds.index("phonemes") < kinds.index("audio")
+    assert message["sentence"] == 0 and message["phonemes"][0]["phoneme"] == "h"

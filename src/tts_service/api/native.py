@@ -150,7 +150,7 @@ async def _lines(
     start = {"type": "start", "voice": admitted.voice.info.name, **figures}
     start["sentences"] = admitted.sentences
     sentences: list[list[Word]] = []
-    pieces = encoded_pieces(service, admitted, body.format)
+    pieces = encoded_pieces(service, admitted, body.format, body.phonemes)
     opened = False
     try:
         async for piece in pieces:
@@ -162,6 +162,8 @@ async def _lines(
                     line["words"] = [word.to_dict() for word in piece.words]
                 if piece.marks:
                     line["marks"] = [mark.to_dict() for mark in piece.marks]
+                if body.phonemes:
+                    line["phonemes"] = [p.to_dict() for p in piece.phonemes]
             line["audio"] = b64(piece.audio)
             data = json_line(line) if opened else json_line(start) + json_line(line)
             opened = True
@@ -295,10 +297,16 @@ class _Connection:
         loop = asyncio.get_running_loop()
         sentences: list[list[Word]] = []
         try:
-            async for chunk, words, marks in timed_chunks(self.service, admitted):
+            async for chunk, words, marks, timed in timed_chunks(
+                self.service, admitted, body.phonemes
+            ):
                 sentences.append(words)
                 for mark in marks:  # before the audio it is reached in
                     await self.websocket.send_json({"type": "mark", **mark.to_dict()})
+                if body.phonemes:
+                    phonemes = [p.to_dict() for p in timed]
+                    message = {"type": "phonemes", "sentence": chunk.index, "phonemes": phonemes}
+                    await self.websocket.send_json(message)
                 if body.timestamps:
                     await self.websocket.send_json(
                         {

@@ -140,9 +140,14 @@ class _TimedFields(_SpeechFields):
     captions: CaptionFormat | None = Field(
         None, description="Add a caption file of the speech: WebVTT or SRT."
     )
+    phonemes: bool = Field(
+        False,
+        description="With stream (JSON lines) or on the WebSocket: each sentence's phonemes "
+        "with their viseme, start and end (for lip sync); implies timestamps.",
+    )
 
     def to_request(self, client: str = "") -> SpeechRequest:
-        timed = self.timestamps or self.captions is not None
+        timed = self.timestamps or self.captions is not None or self.phonemes
         return dataclasses.replace(super().to_request(client), timestamps=timed)
 
 

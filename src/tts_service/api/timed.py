@@ -8,6 +8,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 
 from tts_service.audio.encoders import make_encoder, wav_header
+from tts_service.engine.phonemes import PhonemeTime
 from tts_service.engine.words import Reached, Word
 from tts_service.service import Admitted, Chunk, TTSService
 
@@ -22,33 +23,35 @@ class Piece:
     words: list[Word]
     marks: list[Reached] = field(default_factory=list)
     """The SSML marks reached in the sentence (with timestamps)."""
+    phonemes: list[PhonemeTime] = field(default_factory=list)
+    """Its phonemes' timings, when asked for."""
 
 
 async def timed_chunks(
-    service: TTSService, admitted: Admitted
-) -> AsyncIterator[tuple[Chunk, list[Word], list[Reached]]]:
-    """The job's chunks in order, each with its words and the SSML marks reached in it
-    (none without timestamps)."""
-    clock = admitted.word_clock()
+    service: TTSService, admitted: Admitted, phonemes: bool = False
+) -> AsyncIterator[tuple[Chunk, list[Word], list[Reached], list[PhonemeTime]]]:
+    """The job's chunks in order, each with its words, the SSML marks reached in it and
+    (`phonemes`) its phonemes' timings; none without timestamps."""
+    clock = admitted.word_clock(phonemes)
     async for chunk in admitted.chunks():
         if clock is None:
-            yield chunk, [], []
+            yield chunk, [], [], []
             continue
         ids = admitted.phoneme_ids(chunk.index)
         words = clock.sentence(chunk.index, len(chunk.pcm) // 2, chunk.samples_per_id, ids)
-        yield chunk, words, clock.reached
+        yield chunk, words, clock.reached, clock.phonemes
 
 
 async def encoded_pieces(
-    service: TTSService, admitted: Admitted, fmt: str
+    service: TTSService, admitted: Admitted, fmt: str, phonemes: bool = False
 ) -> AsyncGenerator[Piece, None]:
     """Each sentence encoded in `fmt` as it arrives, then the encoder's tail (when it has
     one). Joined, the audio is the file."""
     loop = asyncio.get_running_loop()
     encoder = make_encoder(fmt, admitted.voice.sample_rate)
-    async for chunk, words, marks in timed_chunks(service, admitted):
+    async for chunk, words, marks, timed in timed_chunks(service, admitted, phonemes):
         data = await loop.run_in_executor(None, encoder.encode, chunk.pcm)
-        yield Piece(chunk.index, data, words, marks)
+        yield Piece(chunk.index, data, words, marks, timed)
     tail = await loop.run_in_executor(None, encoder.flush)
     if tail:
         yield Piece(None, tail, [])
@@ -61,7 +64,7 @@ async def encode_whole_timed(
     sentences: list[list[Word]] = []
     if fmt == "wav":
         pcm: list[bytes] = []
-        async for chunk, words, _ in timed_chunks(service, admitted):
+        async for chunk, words, _, _ in timed_chunks(service, admitted):
             pcm.append(chunk.pcm)
             sentences.append(words)
         size = sum(len(part) for part in pcm)
@@ -76,4 +79,4 @@ async def encode_whole_timed(
 
 async def timed_words(service: TTSService, admitted: Admitted) -> list[list[Word]]:
     """Each sentence's words, the audio synthesized and dropped (a caption file alone)."""
-    return [words async for _, words, _ in timed_chunks(service, admitted)]
+    return [words async for _, words, _, _ in timed_chunks(service, admitted)]

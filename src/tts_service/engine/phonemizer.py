@@ -7,6 +7,7 @@ a sentence ends (cutting there changes nothing), or at whitespace if a "sentence
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from piper import PiperVoice
 from piper.const import BOS, EOS, PAD
 
 from tts_service.engine import words
+from tts_service.engine.phonemes import symbols_of
 from tts_service.text import raw
 
 PHONEMIZE_PIECE_CHARS = 2000
@@ -73,6 +75,15 @@ class Phonemizer:
 
     def __init__(self, piper_voice: PiperVoice) -> None:
         self._piper = piper_voice
+
+    @functools.cached_property
+    def symbols(self) -> dict[int, str]:
+        """Phoneme id -> its symbol, for phoneme timings."""
+        return symbols_of(self._piper.config.phoneme_id_map)
+
+    @property
+    def pad(self) -> int:
+        return int(self._piper.config.phoneme_id_map[PAD][0])
 
     def phonemize(self, text: str) -> list[list[int]]:
         """Text to one list of phoneme ids per sentence (empty sentences dropped)."""

@@ -26,6 +26,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tts_service.engine.phonemes import PhonemeTime, timings
+
 STRESS = frozenset("ˈˌ")
 # Stripped from the edges of a word (quotes, brackets, dashes, sentence punctuation);
 # symbols that are spoken ("&", "%", "$", "#", "@") stay.
@@ -110,6 +112,15 @@ class Reached:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "time": round(self.time, 3)}
+
+
+@dataclass(frozen=True)
+class PhonemeSource:
+    """What timing phonemes takes: each sentence's phoneme ids, and the voice's symbols."""
+
+    sentences: Sequence[Sequence[int]]
+    symbols: Mapping[int, str]
+    pad: int
 
 
 @dataclass(frozen=True)
@@ -364,6 +375,7 @@ class WordClock:
         sample_rate: int,
         silence_samples: int = 0,
         marks: Sequence[Sequence[PlannedMark]] = (),
+        phonemes: PhonemeSource | None = None,
     ) -> None:
         self.text = text
         self.plans = plans
@@ -374,6 +386,9 @@ class WordClock:
         self.marks = marks
         self.reached: list[Reached] = []
         """The marks of the sentence `sentence` timed last."""
+        self.phoneme_source = phonemes
+        self.phonemes: list[PhonemeTime] = []
+        """With a phoneme source: the phonemes of the sentence timed last."""
 
     def sentence(
         self, index: int, samples: int, samples_per_id: Sequence[int] | None, ids: int
@@ -399,6 +414,16 @@ class WordClock:
             Reached(m.name, (self.offset + a) / self.sample_rate)
             for m, a in zip(marks, at, strict=True)
         ]
+        source = self.phoneme_source
+        if source is not None:
+            self.phonemes = timings(
+                source.sentences[index],
+                samples_per_id,
+                self.offset,
+                self.sample_rate,
+                source.symbols,
+                source.pad,
+            )
         self.offset += samples
         return words
 

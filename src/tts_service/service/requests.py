@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from tts_service.engine.voice import SynthesisOptions, Voice
-from tts_service.engine.words import PlannedMark, PlannedWord, WordClock
+from tts_service.engine.words import PhonemeSource, PlannedMark, PlannedWord, WordClock
 from tts_service.scheduling.jobs import Chunk, Job
 from tts_service.scheduling.scheduler import Scheduler
 from tts_service.text.options import TextOptions
@@ -108,13 +108,22 @@ class Admitted:
     def total_phoneme_ids(self) -> int:
         return sum(len(sentence) for sentence in self.job.sentences)
 
-    def word_clock(self) -> WordClock | None:
-        """A clock that times each sentence's words as its audio arrives; None without
-        timestamps."""
+    def word_clock(self, phonemes: bool = False) -> WordClock | None:
+        """A clock that times each sentence's words (and `phonemes`) as its audio arrives;
+        None without timestamps."""
         if self.words is None:
             return None
         silence = int(self.voice.sample_rate * self.job.options.sentence_silence)
-        return WordClock(self.text, self.words, self.voice.sample_rate, silence, self.marks)
+        phonemizer = self.voice.phonemizer
+        source = PhonemeSource(self.job.sentences, phonemizer.symbols, phonemizer.pad)
+        return WordClock(
+            self.text,
+            self.words,
+            self.voice.sample_rate,
+            silence,
+            self.marks,
+            source if phonemes else None,
+        )
 
 
 @dataclass(eq=False)
