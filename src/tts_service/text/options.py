@@ -4,22 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-NORMALIZE_PARTS = frozenset(
-    {
-        "numbers",
-        "ordinals",
-        "currency",
-        "percent",
-        "times",
-        "dates",
-        "phones",
-        "units",
-        "abbreviations",
-        "urls",
-    }
-)
-"""What normalisation rewrites; a request may leave any of them to espeak."""
-
 
 @dataclass(frozen=True)
 class TextOptions:
@@ -32,19 +16,8 @@ class TextOptions:
     normalize: bool = False
     """Spell out numbers, money, times, dates and the like for the voice's language."""
     normalize_skip: frozenset[str] = field(default_factory=frozenset)
-    """Parts of NORMALIZE_PARTS left to espeak."""
+    """Parts of normalize.PARTS left to espeak."""
     comma_pause: float | None = None
     """Seconds of silence after each comma (the text is cut there)."""
     paragraph_pause: float | None = None
     """Seconds of silence after each paragraph (a blank line)."""
-
-    @property
-    def plain(self) -> bool:
-        """Nothing to do beyond what the phonemizer does (inline pauses aside)."""
-        return (
-            self.ssml is False
-            and not self.clean
-            and not self.normalize
-            and self.comma_pause is None
-            and self.paragraph_pause is None
-        )
