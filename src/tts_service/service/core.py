@@ -34,8 +34,7 @@ from tts_service.service.checks import (
 )
 from tts_service.service.options import synthesis_options
 from tts_service.service.requests import Admitted, OpenStream, SpeechRequest
-from tts_service.service.spoken import Spoken, speak
-from tts_service.text import frontend
+from tts_service.service.spoken import Spoken, segments_of, speak
 from tts_service.text.clean import speakable
 from tts_service.text.options import TextOptions
 from tts_service.voices.budget import LoadMeter
@@ -223,7 +222,7 @@ class TTSService:
         """The text through the front-end (text/frontend.py) with its voice's lexicon, then
         the phonemizer: its sentences, words (`timed`) and the options of those that differ."""
         lexicon = self.voices.lexicons.for_language(voice.info.language)
-        segments = frontend.read(text, reading, voice.info.language, lexicon)
+        segments = await segments_of(text, reading, voice.info.language, lexicon)
         words = partial(self.phonemize_words, voice) if timed else None
         return await speak(segments, voice, options, partial(self.phonemize, voice), words)
 

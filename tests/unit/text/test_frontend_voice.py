@@ -180,3 +180,10 @@ async def test_a_lexicon_in_the_voice_folder_is_read_live(service: TTSService) -
         path.unlink()
     audio, _ = await speak(service, "Say Kokoro now.")
     assert np.array_equal(audio, piper_pcm("Say Kokoro now."))
+
+
+async def test_a_long_text_is_read_off_the_event_loop_the_same(service: TTSService) -> None:
+    padding = " " * 2500  # past INLINE_CHARS, one short sentence to speak
+    audio, words = await speak(service, padding + "**Hello** world", clean=True)
+    assert np.array_equal(audio, piper_pcm("Hello world"))
+    assert [(w.text, w.char_start) for w in words] == [("Hello", 2502), ("world", 2510)]
