@@ -73,6 +73,13 @@ def test_a_break_over_json_is_exact_silence_between_the_words(http: httpx.Client
     assert world["start"] - hello["end"] >= 0.7
 
 
+def test_marks_come_with_the_words_in_the_json_answer(http: httpx.Client) -> None:
+    body = http.post("/synthesize", json={"text": MARKED, "timestamps": True}).json()
+    assert [m["name"] for m in body["marks"]] == ["here"]
+    assert body["marks"][0]["time"] == body["words"][1]["start"]
+    assert "marks" not in http.post("/synthesize", json={"text": "Hi.", "timestamps": True}).json()
+
+
 def test_marks_arrive_at_their_word_on_json_lines(http: httpx.Client) -> None:
     body = {"text": MARKED, "timestamps": True, "stream": True}
     with http.stream("POST", "/synthesize", json=body) as response:

@@ -124,10 +124,12 @@ async def synthesize_json(request: Request) -> Response:
             on_error=native_error_response,
         )
     work = encode_whole_timed(service, admitted, body.format)
-    audio, sentences = await unless_disconnected(request, work)
+    audio, sentences, marks = await unless_disconnected(request, work)
     result = describe(admitted, started)
     result.update(format=body.format, sample_rate=rate)
     result.update(timing_fields(body, admitted, sentences))
+    if body.timestamps and marks:
+        result["marks"] = [mark.to_dict() for mark in marks]
     return json_with_base64(result, "audio", audio)
 
 

@@ -189,6 +189,13 @@ class WordTiming(BaseModel):
     char_end: int = Field(description="Offset just after the word (code points).")
 
 
+class MarkTiming(BaseModel):
+    """An SSML `<mark name>` and when it is reached (the start of the next word)."""
+
+    name: str
+    time: float = Field(description="Seconds from the start of the audio.")
+
+
 class SynthesizeResult(BaseModel):
     """`POST /synthesize`'s answer: the audio and figures about the work."""
 
@@ -201,5 +208,8 @@ class SynthesizeResult(BaseModel):
     elapsed: float = Field(description="Seconds from request to answer.")
     format: AudioFormat
     words: list[WordTiming] | None = Field(None, description="With `timestamps`.")
+    marks: list[MarkTiming] | None = Field(
+        None, description="With `timestamps`: the SSML marks reached, when the text has any."
+    )
     captions: str | None = Field(None, description="With `captions`: the caption file.")
     audio: str = Field(description="The audio file, base64.", json_schema_extra={"format": "byte"})

@@ -59,22 +59,26 @@ async def encoded_pieces(
 
 async def encode_whole_timed(
     service: TTSService, admitted: Admitted, fmt: str
-) -> tuple[list[bytes], list[list[Word]]]:
-    """The complete file as parts (WAV with exact sizes) and each sentence's words."""
+) -> tuple[list[bytes], list[list[Word]], list[Reached]]:
+    """The complete file as parts (WAV with exact sizes), each sentence's words and the
+    SSML marks reached."""
     sentences: list[list[Word]] = []
+    reached: list[Reached] = []
     if fmt == "wav":
         pcm: list[bytes] = []
-        async for chunk, words, _, _ in timed_chunks(service, admitted):
+        async for chunk, words, marks, _ in timed_chunks(service, admitted):
             pcm.append(chunk.pcm)
             sentences.append(words)
+            reached += marks
         size = sum(len(part) for part in pcm)
-        return [wav_header(admitted.voice.sample_rate, data_size=size), *pcm], sentences
+        return [wav_header(admitted.voice.sample_rate, data_size=size), *pcm], sentences, reached
     parts: list[bytes] = []
     async for piece in encoded_pieces(service, admitted, fmt):
         parts.append(piece.audio)
         if piece.sentence is not None:
             sentences.append(piece.words)
-    return parts, sentences
+            reached += piece.marks
+    return parts, sentences, reached
 
 
 async def timed_words(service: TTSService, admitted: Admitted) -> list[list[Word]]:
