@@ -82,8 +82,12 @@ _ABBREVIATIONS_EN = {
     "No.": "number",
     "Nr.": "number",
 }
+# Titles before a name, "No." before a number only: "No. I won't." and "Main St." stay.
+_BEFORE = {"St.": r"\s+[A-Z]", "No.": r"\s*\d", "Nr.": r"\s*\d"}
 _ABBREVIATION = re.compile(
-    r"(?<![\w.])(" + "|".join(re.escape(a) for a in _ABBREVIATIONS_EN) + r")(?=\s|$)"
+    r"(?<![\w.])("
+    + "|".join(re.escape(a) + "(?=" + _BEFORE.get(a, r"\s|$") + ")" for a in _ABBREVIATIONS_EN)
+    + ")"
 )
 
 

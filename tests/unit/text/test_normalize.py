@@ -34,6 +34,8 @@ def said(text: str, language: str = "en_US", skip: frozenset[str] = frozenset())
         ("20°C", "20 degrees Celsius"),
         ("Dr. Who", "Doctor Who"),
         ("e.g. this", "for example this"),
+        ("No. 5 and St. Louis", "number 5 and Saint Louis"),
+        ("No. I won't. Main St. is closed.", "No. I won't. Main St. is closed."),
         ("https://www.example.com/docs/", "example dot com slash docs"),
     ],
 )
