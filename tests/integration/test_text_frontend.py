@@ -187,3 +187,19 @@ async def test_phonemes_on_the_websocket(server: ServerProcess) -> None:
                 message = json.loads(raw)
     assert "words" not in kinds and kinds.index("phonemes") < kinds.index("audio")
     assert message["sentence"] == 0 and message["phonemes"][0]["phoneme"] == "h"
+
+
+async def test_broken_ssml_on_the_websocket_is_an_error_and_the_socket_goes_on(
+    server: ServerProcess,
+) -> None:
+    bomb = (
+        '<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa">'
+        '<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]><speak>&b;&b;&b;</speak>'
+    )
+    async with connect(f"{server.ws_url}/synthesize/stream", proxy=None) as ws:
+        await ws.send(json.dumps({"text": bomb}))
+        error = json.loads(await ws.recv())
+        assert error["type"] == "error" and error["status"] == 400
+        assert error["error"]["code"] == "invalid_ssml" and "DTD" in error["error"]["message"]
+        await ws.send(json.dumps({"text": "Still here."}))
+        assert json.loads(await ws.recv())["type"] == "start"
