@@ -16,7 +16,7 @@ from websockets.asyncio.client import connect
 from wyoming.audio import AudioChunk
 from wyoming.client import AsyncTcpClient
 from wyoming.error import Error
-from wyoming.tts import Synthesize
+from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop
 
 from audiocheck import piper_pcm, wav_pcm
 from conftest import ServerProcess
@@ -203,3 +203,18 @@ async def test_broken_ssml_on_the_websocket_is_an_error_and_the_socket_goes_on(
         assert error["error"]["code"] == "invalid_ssml" and "DTD" in error["error"]["message"]
         await ws.send(json.dumps({"text": "Still here."}))
         assert json.loads(await ws.recv())["type"] == "start"
+
+
+async def test_a_streamed_ssml_document_over_wyoming_is_read_whole(server: ServerProcess) -> None:
+    document = '<speak>Hello <break time="700ms"/> world.</speak>'
+    async with wyoming_connect(server) as client:
+        await client.write_event(SynthesizeStart().event())
+        for piece in ("<speak>Hello ", '<break time="700ms"/>', " world.</speak>"):
+            await client.write_event(SynthesizeChunk(text=piece).event())
+        await client.write_event(SynthesizeStop().event())
+        pcm, error = await wyoming_answer(client)
+    assert error is None
+    assert abs(zero_run(pcm) - 0.7 * RATE) <= HOP
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
+        whole = await http.post("/synthesize/binary", json={"text": document, "format": "wav"})
+    assert pcm == wav_pcm(whole.content)

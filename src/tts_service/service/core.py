@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -227,9 +226,8 @@ class TTSService:
         return await speak(segments, voice, options, partial(self.phonemize, voice), words)
 
     async def _read_streamed(self, stream: OpenStream, text: str) -> Spoken:
-        """A streamed piece of text: all but SSML (a document is read whole)."""
-        reading = dataclasses.replace(stream.request.reading, ssml=False)
-        return await self.read(stream.voice, text, reading, stream.options, False)
+        """A streamed piece of text (an SSML document arrives as one: SentenceSplitter)."""
+        return await self.read(stream.voice, text, stream.request.reading, stream.options, False)
 
     def _timeout(self, requested: float | None, waited: float = 0.0) -> float:
         return request_deadline(self.settings.request_timeout, requested, waited)
