@@ -194,6 +194,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="loudness (default): even loudness across sentences; peak: Piper's own",
     )
     say.add_argument(
+        "--ssml",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the text is SSML (default: when it starts with <speak>)",
+    )
+    say.add_argument("--clean", action="store_true", help="drop Markdown, emoji and symbols")
+    say.add_argument(
+        "--normalize", action="store_true", help="spell out money, times, dates, units"
+    )
+    say.add_argument(
         "--captions", type=Path, help="also write captions: NAME.vtt (WebVTT) or NAME.srt"
     )
     _voice_flags(say)
@@ -326,6 +336,7 @@ def _serve_on_ray(settings: Settings, args: argparse.Namespace) -> int:
 async def _say(settings: Settings, args: argparse.Namespace) -> int:
     from tts_service.api.captions import render
     from tts_service.service import SpeechRequest, TTSService
+    from tts_service.text.options import TextOptions
 
     text = sys.stdin.read() if args.text == "-" else args.text
     fmt = _caption_format(args.captions)
@@ -346,6 +357,7 @@ async def _say(settings: Settings, args: argparse.Namespace) -> int:
                 sentence_silence=args.sentence_silence,
                 normalization=args.normalization,
                 timestamps=fmt is not None,
+                reading=TextOptions(ssml=args.ssml, clean=args.clean, normalize=args.normalize),
             )
         )
         pcm, sentences = await _spoken(service, admitted)

@@ -60,6 +60,19 @@ def test_say_writes_captions_beside_the_audio(tmp_path: Path) -> None:
     assert refused.returncode == 2 and "must end in .vtt or .srt" in refused.stderr
 
 
+def test_say_cleans_normalises_and_reads_ssml(tmp_path: Path) -> None:
+    out = tmp_path / "out.wav"
+    quiet = ("--noise-scale", "0", "--noise-w-scale", "0")
+    result = run_cli("say", "**It** is $3.50.", "-o", str(out), "--clean", "--normalize", *quiet)
+    assert result.returncode == 0, result.stderr
+    assert wav_pcm(out.read_bytes(), rate=RATE) == piper_pcm("It is three dollars, fifty cents.")
+    result = run_cli("say", "Hi <shout>there</shout>.", "-o", str(out), "--ssml", *quiet)
+    assert result.returncode == 0, result.stderr
+    assert wav_pcm(out.read_bytes(), rate=RATE) == piper_pcm("Hi there.")
+    broken = run_cli("say", "<speak>Hi <b>x</speak>", "-o", str(tmp_path / "never.wav"))
+    assert broken.returncode == 2 and "line 1, column 17" in broken.stderr
+
+
 def test_say_reads_standard_input_and_uses_a_folder_voice(
     tmp_path: Path, tiny_voices: Path
 ) -> None:

@@ -107,7 +107,7 @@ async def captioned_speech_response(
             lines, service, admitted, NDJSON, headers, on_error=openai_error_response
         )
     work = encode_whole_timed(service, admitted, fmt)
-    audio, sentences = await unless_disconnected(request, work)
+    audio, sentences, _ = await unless_disconnected(request, work)
     fields = {
         "audio_format": fmt,
         "sample_rate": output_rate(fmt, admitted.voice.sample_rate),

@@ -124,10 +124,12 @@ async def synthesize_json(request: Request) -> Response:
             on_error=native_error_response,
         )
     work = encode_whole_timed(service, admitted, body.format)
-    audio, sentences = await unless_disconnected(request, work)
+    audio, sentences, marks = await unless_disconnected(request, work)
     result = describe(admitted, started)
     result.update(format=body.format, sample_rate=rate)
     result.update(timing_fields(body, admitted, sentences))
+    if body.timestamps and marks:
+        result["marks"] = [mark.to_dict() for mark in marks]
     return json_with_base64(result, "audio", audio)
 
 
@@ -150,7 +152,7 @@ async def _lines(
     start = {"type": "start", "voice": admitted.voice.info.name, **figures}
     start["sentences"] = admitted.sentences
     sentences: list[list[Word]] = []
-    pieces = encoded_pieces(service, admitted, body.format)
+    pieces = encoded_pieces(service, admitted, body.format, body.phonemes)
     opened = False
     try:
         async for piece in pieces:
@@ -161,6 +163,10 @@ async def _lines(
                 sentences.append(piece.words)
                 if body.timestamps:
                     line["words"] = [word.to_dict() for word in piece.words]
+                if piece.marks:
+                    line["marks"] = [mark.to_dict() for mark in piece.marks]
+                if body.phonemes:
+                    line["phonemes"] = [p.to_dict() for p in piece.phonemes]
             line["audio"] = b64(piece.audio)
             data = json_line(line) if opened else json_line(start) + json_line(line)
             opened = True
@@ -294,9 +300,17 @@ class _Connection:
         loop = asyncio.get_running_loop()
         sentences: list[list[Word]] = []
         try:
-            async for chunk, words in timed_chunks(self.service, admitted):
+            async for chunk, words, marks, timed in timed_chunks(
+                self.service, admitted, body.phonemes
+            ):
                 if chunk.first:
                     sentences.append(words)
+                for mark in marks:  # before the audio it is reached in
+                    await self.websocket.send_json({"type": "mark", **mark.to_dict()})
+                if body.phonemes and chunk.first:
+                    phonemes = [p.to_dict() for p in timed]
+                    message = {"type": "phonemes", "sentence": chunk.index, "phonemes": phonemes}
+                    await self.websocket.send_json(message)
                 if body.timestamps and chunk.first:
                     await self.websocket.send_json(
                         {

@@ -35,6 +35,7 @@ from tts_service.config import OPENAI_VOICE_NAMES, Settings
 from tts_service.error_dialect import openai_error_body
 from tts_service.errors import InvalidRequest, ServiceError, VoiceNotFound
 from tts_service.service import Admitted, SpeechRequest, TTSService
+from tts_service.text.options import TextOptions
 from tts_service.voices.loaded import validate_voice_name
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -117,6 +118,14 @@ class SpeechBody(BaseModel):
         description="Extension: false synthesizes afresh, neither served from nor kept in "
         "the server's audio cache.",
     )
+    clean: bool = Field(
+        False,
+        description="Extension: drop Markdown's marks, code, tables, emoji and symbols first. "
+        "An input starting with <speak> is read as SSML.",
+    )
+    normalize: bool = Field(
+        False, description="Extension: spell out money, times, dates, units and addresses."
+    )
 
     @property
     def voice_name(self) -> str | None:
@@ -139,6 +148,7 @@ class SpeechBody(BaseModel):
             client=client,
             timestamps=self.timed,
             cache=self.cache,
+            reading=TextOptions(clean=self.clean, normalize=self.normalize),
         )
 
 

@@ -56,6 +56,11 @@ class HealthReport(BaseModel):
     )
 
 
+class LexiconFile(BaseModel):
+    file: str = Field(description="e.g. en_US.lexicon.json, in a voice folder.")
+    error: str | None = Field(None, description="Why it is not used (the voice still speaks).")
+
+
 class VoiceDescription(BaseModel):
     name: str
     language: str
@@ -94,6 +99,9 @@ class VoiceDescription(BaseModel):
         description="ONNX sessions of the loaded voice for whole sentences: 2 with its "
         "all-cores session (a voice with chunked_decoding has its front end and decoder "
         "besides, on the same weights; memory_bytes counts them).",
+    )
+    lexicons: list[LexiconFile] = Field(
+        [], description="The pronunciation lexicon files its language reads (README)."
     )
 
 
@@ -174,6 +182,10 @@ async def voices(request: Request) -> dict[str, Any]:
                     "memory_bytes": voice.memory_bytes if voice is not None else None,
                     "memory_measured": voice.memory_measured if voice is not None else None,
                     "sessions": voice.sessions if voice is not None else None,
+                    "lexicons": [
+                        {"file": file, "error": error}
+                        for file, error in service.voices.lexicons.files(infos[name].language)
+                    ],
                 }
             )
         elif name in problems:

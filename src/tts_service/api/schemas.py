@@ -11,8 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from tts_service.api.captions import CAPTION_FORMATS, CaptionFormat
 from tts_service.audio.encoders import AUDIO_FORMATS, CONTENT_TYPES
 from tts_service.service import SpeechRequest
+from tts_service.text.normalize import PARTS
+from tts_service.text.options import TextOptions
 
 AudioFormat = Literal["wav", "pcm", "mp3", "opus", "aac", "flac"]
+NormalizePart = Literal["urls", "currency", "times", "dates", "phones", "units", "abbreviations"]
+assert set(NormalizePart.__args__) == set(PARTS)  # type: ignore[attr-defined]
 assert set(AudioFormat.__args__) == set(AUDIO_FORMATS)  # type: ignore[attr-defined]
 assert set(CaptionFormat.__args__) == set(CAPTION_FORMATS)  # type: ignore[attr-defined]
 
@@ -79,6 +83,28 @@ class _SpeechFields(BaseModel):
         description="loudness: every sentence at the server's loudness target, peaks limited; "
         "peak: Piper's own, each sentence's peak at full scale. Default: the server's setting.",
     )
+    ssml: bool | None = Field(
+        None,
+        description="The text is SSML (the subset in the README); default: when it starts "
+        "with <speak> (or an XML declaration). Broken SSML is refused (400).",
+    )
+    clean: bool = Field(
+        False, description="Drop Markdown's marks, code, tables, emoji and symbols first."
+    )
+    normalize: bool = Field(
+        False,
+        description="Spell out money, times, dates, phone numbers, units, abbreviations and "
+        "web addresses for the voice's language (what espeak reads badly).",
+    )
+    normalize_skip: list[NormalizePart] = Field(
+        default_factory=list, description="Parts of normalize left to espeak."
+    )
+    comma_pause: float | None = Field(
+        None, ge=0, le=10, description="Seconds of silence after each comma."
+    )
+    paragraph_pause: float | None = Field(
+        None, ge=0, le=10, description="Seconds of silence after each paragraph (a blank line)."
+    )
     priority: Literal["high", "normal", "low"] = "normal"
     timeout: float | None = Field(
         None, gt=0, le=3600, description="Max queue wait in seconds (may only lower the server's)."
@@ -105,6 +131,14 @@ class _SpeechFields(BaseModel):
             timeout=self.timeout,
             client=client,
             cache=self.cache,
+            reading=TextOptions(
+                ssml=self.ssml,
+                clean=self.clean,
+                normalize=self.normalize,
+                normalize_skip=frozenset(self.normalize_skip),
+                comma_pause=self.comma_pause,
+                paragraph_pause=self.paragraph_pause,
+            ),
         )
 
 
@@ -119,9 +153,14 @@ class _TimedFields(_SpeechFields):
     captions: CaptionFormat | None = Field(
         None, description="Add a caption file of the speech: WebVTT or SRT."
     )
+    phonemes: bool = Field(
+        False,
+        description="With stream (JSON lines) or on the WebSocket: each sentence's phonemes "
+        "with their viseme, start and end (for lip sync); implies timestamps.",
+    )
 
     def to_request(self, client: str = "") -> SpeechRequest:
-        timed = self.timestamps or self.captions is not None
+        timed = self.timestamps or self.captions is not None or self.phonemes
         return dataclasses.replace(super().to_request(client), timestamps=timed)
 
 
@@ -176,6 +215,13 @@ class WordTiming(BaseModel):
     char_end: int = Field(description="Offset just after the word (code points).")
 
 
+class MarkTiming(BaseModel):
+    """An SSML `<mark name>` and when it is reached (the start of the next word)."""
+
+    name: str
+    time: float = Field(description="Seconds from the start of the audio.")
+
+
 class SynthesizeResult(BaseModel):
     """`POST /synthesize`'s answer: the audio and figures about the work."""
 
@@ -188,5 +234,8 @@ class SynthesizeResult(BaseModel):
     elapsed: float = Field(description="Seconds from request to answer.")
     format: AudioFormat
     words: list[WordTiming] | None = Field(None, description="With `timestamps`.")
+    marks: list[MarkTiming] | None = Field(
+        None, description="With `timestamps`: the SSML marks reached, when the text has any."
+    )
     captions: str | None = Field(None, description="With `captions`: the caption file.")
     audio: str = Field(description="The audio file, base64.", json_schema_extra={"format": "byte"})

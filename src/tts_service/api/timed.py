@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tts_service.audio.encoders import make_encoder, wav_header
-from tts_service.engine.words import Word
+from tts_service.engine.phonemes import PhonemeTime
+from tts_service.engine.words import Reached, Word
 from tts_service.service import Admitted, Chunk, TTSService
 
 
@@ -21,33 +22,41 @@ class Piece:
     sentence: int | None
     audio: bytes
     words: list[Word]
+    marks: list[Reached] = field(default_factory=list)
+    """The SSML marks reached in the sentence (with timestamps)."""
+    phonemes: list[PhonemeTime] = field(default_factory=list)
+    """Its phonemes' timings, when asked for."""
     first: bool = True
+    """False on the later pieces of a sentence that came in pieces (its words, marks and
+    phonemes come with its first)."""
 
 
 async def timed_chunks(
-    service: TTSService, admitted: Admitted
-) -> AsyncIterator[tuple[Chunk, list[Word]]]:
-    """The job's chunks in order, each sentence's first with its words (none without
-    timestamps, and none on the later pieces of a sentence that came in pieces)."""
-    clock = admitted.word_clock()
+    service: TTSService, admitted: Admitted, phonemes: bool = False
+) -> AsyncIterator[tuple[Chunk, list[Word], list[Reached], list[PhonemeTime]]]:
+    """The job's chunks in order, each sentence's first with its words, the SSML marks
+    reached in it and (`phonemes`) its phonemes' timings; none without timestamps, and
+    none on the later pieces of a sentence that came in pieces."""
+    clock = admitted.word_clock(phonemes)
     async for chunk in admitted.chunks():
         if clock is None or not chunk.first:
-            yield chunk, []
+            yield chunk, [], [], []
             continue
         ids = admitted.phoneme_ids(chunk.index)
-        yield chunk, clock.sentence(chunk.index, chunk.samples, chunk.samples_per_id, ids)
+        words = clock.sentence(chunk.index, chunk.samples, chunk.samples_per_id, ids)
+        yield chunk, words, clock.reached, clock.phonemes
 
 
 async def encoded_pieces(
-    service: TTSService, admitted: Admitted, fmt: str
+    service: TTSService, admitted: Admitted, fmt: str, phonemes: bool = False
 ) -> AsyncGenerator[Piece, None]:
     """Each sentence encoded in `fmt` as it arrives, then the encoder's tail (when it has
     one). Joined, the audio is the file."""
     loop = asyncio.get_running_loop()
     encoder = make_encoder(fmt, admitted.voice.sample_rate)
-    async for chunk, words in timed_chunks(service, admitted):
+    async for chunk, words, marks, timed in timed_chunks(service, admitted, phonemes):
         data = await loop.run_in_executor(None, encoder.encode, chunk.pcm)
-        yield Piece(chunk.index, data, words, chunk.first)
+        yield Piece(chunk.index, data, words, marks, timed, chunk.first)
     tail = await loop.run_in_executor(None, encoder.flush)
     if tail:
         yield Piece(None, tail, [])
@@ -55,25 +64,29 @@ async def encoded_pieces(
 
 async def encode_whole_timed(
     service: TTSService, admitted: Admitted, fmt: str
-) -> tuple[list[bytes], list[list[Word]]]:
-    """The complete file as parts (WAV with exact sizes) and each sentence's words."""
+) -> tuple[list[bytes], list[list[Word]], list[Reached]]:
+    """The complete file as parts (WAV with exact sizes), each sentence's words and the
+    SSML marks reached."""
     sentences: list[list[Word]] = []
+    reached: list[Reached] = []
     if fmt == "wav":
         pcm: list[bytes] = []
-        async for chunk, words in timed_chunks(service, admitted):
+        async for chunk, words, marks, _ in timed_chunks(service, admitted):
             pcm.append(chunk.pcm)
             if chunk.first:
                 sentences.append(words)
+                reached += marks
         size = sum(len(part) for part in pcm)
-        return [wav_header(admitted.voice.sample_rate, data_size=size), *pcm], sentences
+        return [wav_header(admitted.voice.sample_rate, data_size=size), *pcm], sentences, reached
     parts: list[bytes] = []
     async for piece in encoded_pieces(service, admitted, fmt):
         parts.append(piece.audio)
         if piece.sentence is not None and piece.first:
             sentences.append(piece.words)
-    return parts, sentences
+            reached += piece.marks
+    return parts, sentences, reached
 
 
 async def timed_words(service: TTSService, admitted: Admitted) -> list[list[Word]]:
     """Each sentence's words, the audio synthesized and dropped (a caption file alone)."""
-    return [words async for chunk, words in timed_chunks(service, admitted) if chunk.first]
+    return [words async for chunk, words, _, _ in timed_chunks(service, admitted) if chunk.first]

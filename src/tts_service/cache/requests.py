@@ -1,5 +1,6 @@
 """One request's view of the audio cache: its sentences' keys are the voice (and the
-identity of its files), the request's synthesis options and the sentence's phoneme ids.
+identity of its files), each sentence's synthesis options (the request's, or its own where
+a pause or a pace sets it apart) and its phoneme ids.
 
 Everything that shapes a sentence's audio is in the key: the voice's name, its model and
 config files as they were when it loaded (a file replaced on disk changes the stamp, so
@@ -35,11 +36,12 @@ class RequestCache:
 
     store: AudioCache
     voice: VoiceIdentity
-    options: SynthesisOptions
 
-    def get(self, phoneme_ids: Sequence[int]) -> SentenceAudio | None:
-        return self.store.get((self.voice, self.options, tuple(phoneme_ids)))
+    def get(self, phoneme_ids: Sequence[int], options: SynthesisOptions) -> SentenceAudio | None:
+        return self.store.get((self.voice, options, tuple(phoneme_ids)))
 
-    def put(self, phoneme_ids: Sequence[int], audio: SentenceAudio) -> None:
-        key = (self.voice, self.options, tuple(phoneme_ids))
+    def put(
+        self, phoneme_ids: Sequence[int], options: SynthesisOptions, audio: SentenceAudio
+    ) -> None:
+        key = (self.voice, options, tuple(phoneme_ids))
         self.store.put(key, audio, entry_bytes(len(phoneme_ids), audio))

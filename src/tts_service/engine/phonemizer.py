@@ -7,6 +7,7 @@ a sentence ends (cutting there changes nothing), or at whitespace if a "sentence
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ from piper import PiperVoice
 from piper.const import BOS, EOS, PAD
 
 from tts_service.engine import words
+from tts_service.engine.phonemes import symbols_of
+from tts_service.text import raw
 
 PHONEMIZE_PIECE_CHARS = 2000
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？\n])\s+")
@@ -26,6 +29,8 @@ def _sentences(text: str) -> Iterator[str]:
     """Consecutive slices of `text`, each ending after a sentence end and its whitespace."""
     start = 0
     for match in _SENTENCE_END.finditer(text):
+        if raw.unclosed(text, match.start()):
+            continue  # a raw [[ phonemes ]] block stays in one piece
         yield text[start : match.end()]
         start = match.end()
     if start < len(text):
@@ -71,6 +76,15 @@ class Phonemizer:
     def __init__(self, piper_voice: PiperVoice) -> None:
         self._piper = piper_voice
 
+    @functools.cached_property
+    def symbols(self) -> dict[int, str]:
+        """Phoneme id -> its symbol, for phoneme timings."""
+        return symbols_of(self._piper.config.phoneme_id_map)
+
+    @property
+    def pad(self) -> int:
+        return int(self._piper.config.phoneme_id_map[PAD][0])
+
     def phonemize(self, text: str) -> list[list[int]]:
         """Text to one list of phoneme ids per sentence (empty sentences dropped)."""
         sentences: list[list[int]] = []
@@ -100,6 +114,9 @@ class Phonemizer:
         phonemes = [p for p in self._piper.phonemize(piece) if p]
         found = words.text_words(text, offset, offset + len(piece))
         alone = self._phonemize_alone([text[w.token_start : w.token_end] for w in found])
+        for k, word in enumerate(found):  # a raw [[ phonemes ]] word is its own reading
+            if raw.unclosed(text, word.start) and text.find("]]", word.start) >= 0:
+                alone[k] = text[word.start : word.end]
         starts = [words.id_starts(p, config.phoneme_id_map, BOS, PAD, EOS) for p in phonemes]
         plans = words.plan(phonemes, starts, found, [words.shape(a) for a in alone])
         return [self._piper.phonemes_to_ids(p) for p in phonemes], plans

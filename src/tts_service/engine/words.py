@@ -26,6 +26,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tts_service.engine.phonemes import PhonemeTime, timings
+
 STRESS = frozenset("ˈˌ")
 # Stripped from the edges of a word (quotes, brackets, dashes, sentence punctuation);
 # symbols that are spoken ("&", "%", "$", "#", "@") stay.
@@ -91,6 +93,34 @@ class Word:
             "char_start": self.char_start,
             "char_end": self.char_end,
         }
+
+
+@dataclass(frozen=True)
+class PlannedMark:
+    """An SSML `<mark>` in a sentence: reached when phoneme id `id_at` starts."""
+
+    name: str
+    id_at: int
+
+
+@dataclass(frozen=True)
+class Reached:
+    """A mark and when (seconds from the start of the whole audio) it is reached."""
+
+    name: str
+    time: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "time": round(self.time, 3)}
+
+
+@dataclass(frozen=True)
+class PhonemeSource:
+    """What timing phonemes takes: each sentence's phoneme ids, and the voice's symbols."""
+
+    sentences: Sequence[Sequence[int]]
+    symbols: Mapping[int, str]
+    pad: int
 
 
 @dataclass(frozen=True)
@@ -344,6 +374,8 @@ class WordClock:
         plans: Sequence[Sequence[PlannedWord]],
         sample_rate: int,
         silence_samples: int = 0,
+        marks: Sequence[Sequence[PlannedMark]] = (),
+        phonemes: PhonemeSource | None = None,
     ) -> None:
         self.text = text
         self.plans = plans
@@ -351,6 +383,12 @@ class WordClock:
         self.silence_samples = silence_samples
         self.offset = 0
         """Samples of audio before the next sentence."""
+        self.marks = marks
+        self.reached: list[Reached] = []
+        """The marks of the sentence `sentence` timed last."""
+        self.phoneme_source = phonemes
+        self.phonemes: list[PhonemeTime] = []
+        """With a phoneme source: the phonemes of the sentence timed last."""
 
     def sentence(
         self, index: int, samples: int, samples_per_id: Sequence[int] | None, ids: int
@@ -370,6 +408,22 @@ class WordClock:
             )
             for w in self.plans[index]
         ]
+        marks = self.marks[index] if index < len(self.marks) else ()
+        at = [before[min(m.id_at, len(before) - 1)] for m in marks]
+        self.reached = [
+            Reached(m.name, (self.offset + a) / self.sample_rate)
+            for m, a in zip(marks, at, strict=True)
+        ]
+        source = self.phoneme_source
+        if source is not None:
+            self.phonemes = timings(
+                source.sentences[index],
+                samples_per_id,
+                self.offset,
+                self.sample_rate,
+                source.symbols,
+                source.pad,
+            )
         self.offset += samples
         return words
 

@@ -88,7 +88,7 @@ class Batch:
     def open(cls, rule: BatchRule, job: Job, index: int) -> Batch | None:
         """A batch starting with the job's sentence `index`, or None when batching is off
         or its voice cannot batch (the sentence then runs alone)."""
-        key = batch_key(job.voice, job.options) if rule.enabled else None
+        key = batch_key(job.voice, job.options_at(index)) if rule.enabled else None
         return None if key is None else cls(rule, (job, index), key)
 
     @property
@@ -103,6 +103,6 @@ class Batch:
         """Whether the job's next sentence may join this batch."""
         return (
             other.voice is self.voice
-            and batch_key(other.voice, other.options) == self.key
+            and batch_key(other.voice, other.options_at(other.next_dispatch)) == self.key
             and self.rule.fits(self.lengths, len(other.sentences[other.next_dispatch]))
         )

@@ -27,7 +27,7 @@ def in_order(job: Job, dispatch: Dispatch, made: Made | None) -> Iterator[Made]:
     looked up once, so the misses counted are the sentences synthesized."""
     if made is not None:
         if job.cache is not None:
-            job.cache.put(job.sentences[made[0]], made[1].whole())
+            job.cache.put(job.sentences[made[0]], job.options_at(made[0]), made[1].whole())
         yield made
     while (
         job.cache is not None
@@ -36,7 +36,8 @@ def in_order(job: Job, dispatch: Dispatch, made: Made | None) -> Iterator[Made]:
         and dispatch.eligible(job)
     ):
         job.cache_checked = job.next_dispatch + 1
-        audio = job.cache.get(job.sentences[job.next_dispatch])
+        index = job.next_dispatch
+        audio = job.cache.get(job.sentences[index], job.options_at(index))
         if audio is None:
             return
         yield dispatch.take_cached(job), audio, 0.0

@@ -126,7 +126,7 @@ class Dispatch:
             and index == 0
             and job.next_emit == 0
             and isinstance(voice, PieceSynthesizer)
-            and voice.decodes_in_pieces(job.sentences[index], job.options)
+            and voice.decodes_in_pieces(job.sentences[index], job.options_at(index))
             and not any(self.eligible(other) for other in self.jobs if other is not job)
         )
 

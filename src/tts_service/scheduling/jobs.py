@@ -7,7 +7,7 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -93,6 +93,8 @@ class Job:
     (the voice cache may then evict its voice)."""
     cache: SentenceStore | None = None
     """Where its sentences may already be (cached.py); None: each one is synthesized."""
+    sentence_options: dict[int, SynthesisOptions] = field(default_factory=dict)
+    """Sentences that speak otherwise than `options` (a pause after them, another pace)."""
 
     id: int = 0
     seq: int = 0
@@ -130,6 +132,17 @@ class Job:
     @property
     def audio_seconds(self) -> float:
         return self.audio_samples / self.voice.sample_rate
+
+    def options_at(self, index: int) -> SynthesisOptions:
+        """How sentence `index` is spoken."""
+        return self.sentence_options.get(index, self.options)
+
+    def add_options(self, options: Mapping[int, SynthesisOptions]) -> None:
+        """The options of sentences about to be added (indexed from the first of them)
+        that differ from the job's; on the loop thread, before `add_sentences`, which
+        alone adds sentences: no worker can claim them yet."""
+        for index, mine in options.items():
+            self.sentence_options[len(self.sentences) + index] = mine
 
     def pending_sentences(self) -> int:
         return len(self.sentences) - self.next_dispatch

@@ -20,7 +20,7 @@ def synthesize_one(job: Job, index: int, solo: bool) -> tuple[SentenceAudio | Ex
     """The sentence's audio, or the error it raised; and the seconds it took."""
     started = time.perf_counter()
     try:
-        audio = job.voice.synthesize(job.sentences[index], job.options, solo=solo)
+        audio = job.voice.synthesize(job.sentences[index], job.options_at(index), solo=solo)
     except Exception as exc:  # a failing sentence fails its job only
         log.exception("synthesis failed for request %s sentence %d", job.id, index)
         return exc, time.perf_counter() - started
@@ -42,7 +42,7 @@ def synthesize_in_pieces(
         return None
     started = time.perf_counter()
     try:
-        plan = voice.in_pieces(job.sentences[index], job.options, solo=solo)
+        plan = voice.in_pieces(job.sentences[index], job.options_at(index), solo=solo)
         if plan is None:
             return None
         handed: list[bytes] = []
@@ -71,7 +71,7 @@ def synthesize_together(claims: Sequence[Claim]) -> tuple[Sequence[SentenceAudio
     """The claimed sentences (one voice, one `batch_key`) in one model run: each one's
     audio, in order, and the run's seconds; None when the run failed."""
     voice = claims[0][0].voice
-    items = [(job.sentences[index], job.options) for job, index in claims]
+    items = [(job.sentences[index], job.options_at(index)) for job, index in claims]
     started = time.perf_counter()
     try:
         assert isinstance(voice, BatchSynthesizer)

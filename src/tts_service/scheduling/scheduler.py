@@ -25,7 +25,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from tts_service.engine.voice import SentenceAudio, SynthesisOptions
@@ -164,6 +164,7 @@ class Scheduler:
         on_done: Callable[[], None] | None = None,
         pieces: bool = False,
         cache: SentenceStore | None = None,
+        sentence_options: Mapping[int, SynthesisOptions] | None = None,
     ) -> Job:
         """Admit a request or raise Overloaded / TooManyClientRequests / ShuttingDown /
         TextTooLong. `max_seconds` caps its audio; `on_done` is called once it is over
@@ -185,6 +186,7 @@ class Scheduler:
             on_done=on_done,
             pieces=pieces,
             cache=cache,
+            sentence_options=dict(sentence_options or {}),
         )
         with self._cond:
             self._admit(job)
@@ -223,7 +225,8 @@ class Scheduler:
             self.gate.speeds.learn(voice, ids, seconds)
 
     def add_sentences(self, job: Job, sentences: Sequence[list[int]], close: bool = False) -> None:
-        """Append sentences to an open job (streaming text input). Loop thread only."""
+        """Append sentences to an open job (streaming text input; their options, if they
+        differ, are given first with `Job.add_options`). Loop thread only."""
         with self._cond:
             if job.finished:
                 return

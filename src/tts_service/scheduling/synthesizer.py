@@ -63,10 +63,12 @@ class PieceSynthesizer(Protocol):
 class SentenceStore(Protocol):
     """One request's view of the audio cache (its voice and options are in every key)."""
 
-    def get(self, phoneme_ids: Sequence[int]) -> SentenceAudio | None:
-        """The sentence's audio if it is cached."""
+    def get(self, phoneme_ids: Sequence[int], options: SynthesisOptions) -> SentenceAudio | None:
+        """The sentence's audio, spoken with `options`, if it is cached."""
         ...
 
-    def put(self, phoneme_ids: Sequence[int], audio: SentenceAudio) -> None:
+    def put(
+        self, phoneme_ids: Sequence[int], options: SynthesisOptions, audio: SentenceAudio
+    ) -> None:
         """Keep a sentence just made."""
         ...

@@ -75,17 +75,23 @@ def least_audio_seconds(
 
 
 def check_audio_length(
-    voice: Voice, sentences: list[list[int]], options: SynthesisOptions, limit: float
+    voice: Voice,
+    sentences: list[list[int]],
+    options: SynthesisOptions,
+    limit: float,
+    pauses: float = 0.0,
 ) -> None:
     """Refuse before any synthesis what is sure to pass the output cap (`limit` seconds);
-    what is not sure is stopped when its audio passes the cap (the scheduler enforces it)."""
-    least = least_audio_seconds(voice, sentences, options)
+    what is not sure is stopped when its audio passes the cap (the scheduler enforces it).
+    `pauses`: seconds of the text's own pauses beyond the silence after each sentence."""
+    least = least_audio_seconds(voice, sentences, options) + pauses
     if least > limit:
         raise AudioTooLong(
             f"{audio_limit_message(limit)}: this text gives at least {least:.0f} s "
             f"({len(sentences)} sentences at length_scale "
             f"{options.length_scale or voice.default_length_scale:g}, "
-            f"{options.sentence_silence:g} s of silence after each)",
+            f"{options.sentence_silence:g} s of silence after each"
+            + (f", {pauses:g} s of pauses)" if pauses else ")"),
             param="text",
             limit_seconds=limit,
         )

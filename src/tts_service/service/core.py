@@ -35,7 +35,9 @@ from tts_service.service.checks import (
 )
 from tts_service.service.options import synthesis_options
 from tts_service.service.requests import Admitted, OpenStream, SpeechRequest
+from tts_service.service.spoken import Spoken, segments_of, speak
 from tts_service.text.clean import speakable
+from tts_service.text.options import TextOptions
 from tts_service.voices.budget import LoadMeter
 from tts_service.voices.library import VoiceLibrary
 from tts_service.voices.loaded import LoadedVoices
@@ -147,9 +149,7 @@ class TTSService:
         figures = self.cache.report() if self.cache is not None else AudioCache(0).report()
         return {"enabled": self.cache is not None, **figures}
 
-    def cache_for(
-        self, voice: Voice, options: SynthesisOptions, request: SpeechRequest
-    ) -> RequestCache | None:
+    def cache_for(self, voice: Voice, request: SpeechRequest) -> RequestCache | None:
         """The request's view of the audio cache; None when the server or the request
         turns it off, or when the voice's files changed on disk since it loaded (what it
         would say may no longer be what the files say: nothing is served or kept)."""
@@ -159,7 +159,7 @@ class TTSService:
         if stamps is None:
             return None
         identity = VoiceIdentity(voice.info.name, *stamps, voice.sample_rate)
-        return RequestCache(self.cache, identity, options)
+        return RequestCache(self.cache, identity)
 
     def stats(self) -> dict[str, Any]:
         """The scheduler's figures (queues, workers, latencies) for health and metrics."""
@@ -228,9 +228,27 @@ class TTSService:
         return synthesis_options(voice, request, defaults, self.settings)
 
     def check_audio_length(
-        self, voice: Voice, sentences: list[list[int]], options: SynthesisOptions
+        self,
+        voice: Voice,
+        sentences: list[list[int]],
+        options: SynthesisOptions,
+        pauses: float = 0.0,
     ) -> None:
-        check_audio_length(voice, sentences, options, self.settings.max_audio_seconds)
+        check_audio_length(voice, sentences, options, self.settings.max_audio_seconds, pauses)
+
+    async def read(
+        self, voice: Voice, text: str, reading: TextOptions, options: SynthesisOptions, timed: bool
+    ) -> Spoken:
+        """The text through the front-end (text/frontend.py) with its voice's lexicon, then
+        the phonemizer: its sentences, words (`timed`) and the options of those that differ."""
+        lexicon = self.voices.lexicons.for_language(voice.info.language)
+        segments = await segments_of(text, reading, voice.info.language, lexicon)
+        words = partial(self.phonemize_words, voice) if timed else None
+        return await speak(segments, voice, options, partial(self.phonemize, voice), words)
+
+    async def _read_streamed(self, stream: OpenStream, text: str) -> Spoken:
+        """A streamed piece of text (an SSML document arrives as one: SentenceSplitter)."""
+        return await self.read(stream.voice, text, stream.request.reading, stream.options, False)
 
     def _timeout(self, requested: float | None, waited: float = 0.0) -> float:
         return request_deadline(self.settings.request_timeout, requested, waited)
@@ -242,27 +260,32 @@ class TTSService:
         name = request.voice or self.settings.default_voice
         voice, waited = await self.voices.find(name, self._timeout(request.timeout), hold=True)
         try:  # the job releases the voice when it is over; until then, this does
-            job, sentences, plans = await self._admit(request, label, voice, waited, priority)
+            job, said = await self._admit(request, label, voice, waited, priority)
         except BaseException:
             self.voices.release(voice)
             raise
         return Admitted(
-            job, self.scheduler, voice, len(sentences), len(request.text), request.text, plans
+            job,
+            self.scheduler,
+            voice,
+            len(said.sentences),
+            len(request.text),
+            request.text,
+            said.plans,
+            said.marks,
         )
 
     async def _admit(
         self, request: SpeechRequest, label: str, voice: Voice, waited: float, priority: Priority
-    ) -> tuple[Job, list[list[int]], list[list[PlannedWord]] | None]:
+    ) -> tuple[Job, Spoken]:
         options = self.options_for(voice, request)
-        plans: list[list[PlannedWord]] | None = None
         if request.timestamps:
             check_word_timestamps(voice)
-            sentences, plans = await self.phonemize_words(voice, request.text)
-        else:
-            sentences = await self.phonemize(voice, request.text)
+        said = await self.read(voice, request.text, request.reading, options, request.timestamps)
+        sentences = said.sentences
         if not sentences:
             raise ValidationFailed("text contains nothing that can be spoken", param="text")
-        self.check_audio_length(voice, sentences, options)
+        self.check_audio_length(voice, sentences, options, said.extra_silence)
         job = self.scheduler.submit(
             voice,
             sentences,
@@ -274,9 +297,10 @@ class TTSService:
             max_seconds=self.settings.max_audio_seconds,
             on_done=partial(self.voices.release, voice),
             pieces=request.streamed,
-            cache=self.cache_for(voice, options, request),
+            cache=self.cache_for(voice, request),
+            sentence_options=said.options,
         )
-        return job, sentences, plans
+        return job, said
 
     async def open_stream(self, request: SpeechRequest, label: str = "") -> OpenStream:
         """Start a request whose text arrives in pieces (see `add_text`).
@@ -296,11 +320,13 @@ class TTSService:
         if stream.admitted is None and text.strip():
             await self._admit_first_text(stream, text, close)
             return
-        sentences = await self.phonemize(stream.voice, text) if text.strip() else []
+        said = await self._read_streamed(stream, text) if text.strip() else Spoken()
+        sentences = said.sentences
         stream.characters += len(text)
         if stream.admitted is not None:
             stream.admitted.sentences += len(sentences)
             stream.admitted.characters += len(text)
+            stream.admitted.job.add_options(said.options)
             self.scheduler.add_sentences(stream.admitted.job, sentences, close=close)
         stream.closed = close
 
@@ -309,10 +335,11 @@ class TTSService:
         first text takes the voice again and holds it for the job."""
         stream.voice = await self.voices.acquire(stream.voice.info.name)
         try:
-            sentences = await self.phonemize(stream.voice, text)
+            said = await self._read_streamed(stream, text)
+            sentences = said.sentences
             stream.characters += len(text)
             if sentences:
-                job = self._admit_stream(stream, sentences, closed=close)
+                job = self._admit_stream(stream, said, closed=close)
                 stream.admitted = Admitted(
                     job, self.scheduler, stream.voice, len(sentences), stream.characters
                 )
@@ -323,13 +350,13 @@ class TTSService:
             self.voices.release(stream.voice)
         stream.closed = close
 
-    def _admit_stream(self, stream: OpenStream, sentences: list[list[int]], closed: bool) -> Job:
+    def _admit_stream(self, stream: OpenStream, said: Spoken, closed: bool) -> Job:
         # The whole text is unknown here, so the audio cap cannot be checked up front;
         # the scheduler stops the job when its audio passes it.
         request = stream.request
         return self.scheduler.submit(
             stream.voice,
-            sentences,
+            said.sentences,
             stream.options,
             priority=parse_priority(request.priority),
             timeout=self._timeout(request.timeout),
@@ -339,7 +366,8 @@ class TTSService:
             max_seconds=self.settings.max_audio_seconds,
             on_done=partial(self.voices.release, stream.voice),
             pieces=True,  # text that streams in streams out
-            cache=self.cache_for(stream.voice, stream.options, request),
+            cache=self.cache_for(stream.voice, request),
+            sentence_options=said.options,
         )
 
 

@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from tts_service.engine.voice import SynthesisOptions, Voice
-from tts_service.engine.words import PlannedWord, WordClock
+from tts_service.engine.words import PhonemeSource, PlannedMark, PlannedWord, WordClock
 from tts_service.scheduling.jobs import Chunk, Job
 from tts_service.scheduling.scheduler import Scheduler
+from tts_service.text.options import TextOptions
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class SpeechRequest:
     cache: bool = True
     """Sentences may come from the audio cache and are kept in it (when the server's
     cache is on); False synthesizes each one afresh and keeps nothing."""
+    reading: TextOptions = field(default_factory=TextOptions)
+    """How the text is read: SSML, clean-up, normalisation, pauses (text/frontend.py)."""
 
 
 @dataclass(eq=False)
@@ -59,6 +62,8 @@ class Admitted:
     text: str = ""
     words: list[list[PlannedWord]] | None = None
     """With timestamps: each sentence's words and their phoneme ids."""
+    marks: list[list[PlannedMark]] = field(default_factory=list)
+    """With timestamps: each sentence's SSML marks."""
 
     def chunks(self) -> AsyncIterator[Chunk]:
         """The request's sentences' audio in order; raises its error if it fails. Leaving
@@ -111,13 +116,22 @@ class Admitted:
     def total_phoneme_ids(self) -> int:
         return sum(len(sentence) for sentence in self.job.sentences)
 
-    def word_clock(self) -> WordClock | None:
-        """A clock that times each sentence's words as its audio arrives; None without
-        timestamps."""
+    def word_clock(self, phonemes: bool = False) -> WordClock | None:
+        """A clock that times each sentence's words (and `phonemes`) as its audio arrives;
+        None without timestamps."""
         if self.words is None:
             return None
         silence = int(self.voice.sample_rate * self.job.options.sentence_silence)
-        return WordClock(self.text, self.words, self.voice.sample_rate, silence)
+        phonemizer = self.voice.phonemizer
+        source = PhonemeSource(self.job.sentences, phonemizer.symbols, phonemizer.pad)
+        return WordClock(
+            self.text,
+            self.words,
+            self.voice.sample_rate,
+            silence,
+            self.marks,
+            source if phonemes else None,
+        )
 
 
 @dataclass(eq=False)

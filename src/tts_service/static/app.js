@@ -18,6 +18,10 @@
     speed: $("speed"),
     speedValue: $("speed-value"),
     speedInfo: $("speed-info"),
+    ssml: $("ssml"),
+    clean: $("clean"),
+    normalize: $("normalize"),
+    pause: $("pause"),
     speak: $("speak"),
     stop: $("stop"),
     download: $("download"),
@@ -512,8 +516,19 @@
     }
     const speed = Number(el.speed.value);
     if (speed !== 1) body.length_scale = Math.round(1000 / speed) / 1000;
+    if (el.ssml.checked) body.ssml = true;
+    if (el.clean.checked) body.clean = true;
+    if (el.normalize.checked) body.normalize = true;
     return body;
   }
+
+  // A pause where the cursor is: SSML's <break/> with the SSML box ticked, else [pause 1s].
+  el.pause.addEventListener("click", () => {
+    const mark = el.ssml.checked ? '<break time="1s"/>' : " [pause 1s] ";
+    const at = el.text.selectionStart ?? el.text.value.length;
+    el.text.setRangeText(mark, at, el.text.selectionEnd ?? at, "end");
+    el.text.focus();
+  });
 
   // A record of the last request's timing, read by the browser tests.
   function newTrace(format) {

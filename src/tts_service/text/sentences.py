@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import re
 
+from tts_service.text import raw, ssml
+
 # A sentence ends at . ! ? (or their CJK forms), possibly closed by quotes or brackets,
 # followed by whitespace; a newline ends one whatever precedes it.
 _BOUNDARY = re.compile(r"[.!?…。！？]+[\"'”’»)\]]*\s+|\n\s*")
 _LAST_WORD = re.compile(r"(\S+)$")
+_SSML_END = "</speak>"
 _TITLES = frozenset({"mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs"})
 
 
@@ -42,12 +45,22 @@ class SentenceSplitter:
         return self._buffer
 
     def add(self, text: str) -> list[str]:
-        """Take more text; return the sentences it completed, in order."""
+        """Take more text; return the sentences it completed, in order. An SSML document
+        (`<speak>…</speak>`) is one piece, released when it closes: it is read whole."""
         self._buffer += text
+        if ssml.is_ssml(self._buffer):
+            end = self._buffer.find(_SSML_END)
+            if end < 0:
+                return []
+            end += len(_SSML_END)
+            document, self._buffer = self._buffer[:end].strip(), self._buffer[end:]
+            return [document, *self.add("")]
         sentences: list[str] = []
         start = 0
         for match in _BOUNDARY.finditer(self._buffer):
             mark = match.group()
+            if raw.unclosed(self._buffer, match.start()):
+                continue  # never inside [[ phonemes ]]: Piper reads them whole
             if (
                 mark.startswith(".")
                 and "\n" not in mark

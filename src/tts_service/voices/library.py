@@ -19,6 +19,7 @@ from tts_service.voices.budget import LoadMeter
 from tts_service.voices.defaults import DefaultsBook, VoiceDefaults
 from tts_service.voices.downloads import Downloader, DownloadResult, VoiceDownloads
 from tts_service.voices.folders import VoiceFolders
+from tts_service.voices.lexicons import LexiconBook
 from tts_service.voices.loaded import LoadedVoices
 from tts_service.voices.lookup import VoiceLookup
 from tts_service.voices.published import CatalogSource, CatalogVoice, PiperCatalog
@@ -92,6 +93,7 @@ class VoiceLibrary:
             split_cache=settings.split_cache_dir,
         )
         self.defaults = DefaultsBook(settings.voice_defaults)
+        self.lexicons = LexiconBook(settings.voice_folders)
         if loaded is None:  # loaded voices handed in (tests) are kept as they are
             self.folders.bind(self.loaded, self.defaults)
         else:

@@ -45,6 +45,7 @@ from wyoming.tts import (
 
 from tts_service.errors import IdleTimeout, InvalidRequest, ServiceError
 from tts_service.service import Admitted, SpeechRequest, TTSService
+from tts_service.text.options import TextOptions
 from tts_service.wyoming.describe import service_info
 from tts_service.wyoming.idleness import until_idle
 from tts_service.wyoming.protocol import (
@@ -65,6 +66,10 @@ from tts_service.wyoming.text_stream import TextStream
 log = logging.getLogger(__name__)
 
 MAX_PENDING_REPLIES = 16
+WYOMING_READING = TextOptions(clean=True, normalize=True)
+"""Home Assistant sends its assistants' answers here, a language model's among them:
+Markdown, emoji, "$3.50" and "8:00" are read as words, not as symbols. The protocol has no
+field to ask otherwise; SSML is still recognised by its <speak> root."""
 """A client that queues more requests than this on one connection without reading is cut off."""
 
 
@@ -203,6 +208,7 @@ class WyomingHandler(AsyncEventHandler):
             priority="normal",
             client=self.client,
             streamed=True,  # audio-chunks go out as they are made
+            reading=WYOMING_READING,
         )
 
     async def _synthesize(self, data: dict[str, Any]) -> None:

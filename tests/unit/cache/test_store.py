@@ -54,17 +54,21 @@ def test_every_part_of_the_key_counts() -> None:
     store = AudioCache(budget=1 << 20)
     voice = VoiceIdentity("v", (1, 2, 3), (4, 5, 6), 22050)
     options = SynthesisOptions(noise_scale=0.0)
-    RequestCache(store, voice, options).put([1, 2, 3], sentence(9))
-    assert RequestCache(store, voice, options).get([1, 2, 3]) == sentence(9)
-    others = [
-        RequestCache(store, dataclasses.replace(voice, model=(1, 2, 4)), options),
-        RequestCache(store, dataclasses.replace(voice, config=None), options),
-        RequestCache(store, dataclasses.replace(voice, sample_rate=16000), options),
-        RequestCache(store, dataclasses.replace(voice, name="w"), options),
-        RequestCache(store, voice, dataclasses.replace(options, volume=0.5)),
-        RequestCache(store, voice, dataclasses.replace(options, speaker_id=1)),
-        RequestCache(store, voice, dataclasses.replace(options, sentence_silence=0.2)),
-        RequestCache(store, voice, dataclasses.replace(options, length_scale=1.1)),
+    RequestCache(store, voice).put([1, 2, 3], options, sentence(9))
+    assert RequestCache(store, voice).get([1, 2, 3], options) == sentence(9)
+    voices = [
+        dataclasses.replace(voice, model=(1, 2, 4)),
+        dataclasses.replace(voice, config=None),
+        dataclasses.replace(voice, sample_rate=16000),
+        dataclasses.replace(voice, name="w"),
     ]
-    assert all(view.get([1, 2, 3]) is None for view in others)
-    assert RequestCache(store, voice, options).get([1, 2, 4]) is None
+    assert all(RequestCache(store, other).get([1, 2, 3], options) is None for other in voices)
+    spoken = [
+        dataclasses.replace(options, volume=0.5),
+        dataclasses.replace(options, speaker_id=1),
+        dataclasses.replace(options, sentence_silence=0.2),  # a pause after it, say
+        dataclasses.replace(options, length_scale=1.1),
+        dataclasses.replace(options, normalization="peak"),
+    ]
+    assert all(RequestCache(store, voice).get([1, 2, 3], other) is None for other in spoken)
+    assert RequestCache(store, voice).get([1, 2, 4], options) is None

@@ -7,6 +7,7 @@ records what it was asked to synthesize."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import struct
 import threading
 from collections.abc import AsyncIterator, Callable, Hashable, Iterator, Sequence
@@ -36,12 +37,18 @@ class Store:
     def __init__(self, held: Sequence[int] = ()) -> None:
         self.sentences = {tuple(ids(n)): audio(n) for n in held}
         self.lookups: list[tuple[int, ...]] = []
+        self.options: list[SynthesisOptions] = []
+        """The options each lookup and each put named, in turn."""
 
-    def get(self, phoneme_ids: Sequence[int]) -> SentenceAudio | None:
+    def get(self, phoneme_ids: Sequence[int], options: SynthesisOptions) -> SentenceAudio | None:
         self.lookups.append(tuple(phoneme_ids))
+        self.options.append(options)
         return self.sentences.get(tuple(phoneme_ids))
 
-    def put(self, phoneme_ids: Sequence[int], made: SentenceAudio) -> None:
+    def put(
+        self, phoneme_ids: Sequence[int], options: SynthesisOptions, made: SentenceAudio
+    ) -> None:
+        self.options.append(options)
         self.sentences[tuple(phoneme_ids)] = made
 
 
@@ -122,6 +129,22 @@ async def test_hits_and_misses_keep_sentence_order(scheduler: Callable[..., Sche
     assert [c.pcm for c in got] == [audio(n).pcm for n in range(5)]
     assert sorted(voice.calls) == [1, 4]
     assert sorted(store.lookups) == sorted(tuple(ids(n)) for n in range(5))  # once each
+
+
+async def test_a_sentence_with_its_own_options_is_looked_up_and_kept_with_them(
+    scheduler: Callable[..., Scheduler],
+) -> None:
+    """A pause after sentence 1 (its own options): its audio is another sentence's."""
+    running = scheduler()
+    voice, store = Voice(), Store()
+    paused = dataclasses.replace(OPTIONS, sentence_silence=0.7)
+    job = running.submit(
+        voice, [ids(n) for n in range(3)], OPTIONS, cache=store, sentence_options={1: paused}
+    )
+    await chunks(running, job)
+    looked_up = store.options[:1] + [o for o in store.options[1:] if o is paused]
+    assert looked_up[0] == OPTIONS and paused in store.options
+    assert store.options.count(paused) == 2  # its lookup and its put, nothing else
 
 
 async def test_what_workers_make_is_kept_for_the_next_request(

@@ -77,3 +77,18 @@ def test_how_the_text_is_cut_into_chunks_changes_nothing(text: str, cuts: list[i
     # Nothing is lost or invented: only whitespace at sentence ends is dropped.
     assert " ".join([*released, tail]).split() == text.split()
     assert all(sentence and sentence == sentence.strip() for sentence in released)
+
+
+def test_an_ssml_document_is_one_piece_released_when_it_closes() -> None:
+    splitter = SentenceSplitter()
+    assert splitter.add("<speak>One. Two. ") == []
+    assert splitter.add('<break time="1s"/> Three.</speak> After. ') == [
+        '<speak>One. Two. <break time="1s"/> Three.</speak>',
+        "After.",
+    ]
+    assert splitter.add("<speak>Unclosed. ") == [] and splitter.flush() == "<speak>Unclosed."
+
+
+def test_raw_phonemes_are_never_cut() -> None:
+    splitter = SentenceSplitter()
+    assert splitter.add("Say [[ a. b ]] now. Next ") == ["Say [[ a. b ]] now."]
