@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
-from tts_service.audio.encoders import make_encoder, wav_header
+from tts_service.audio.encoders import WAV_FORMATS, exact_sizes, make_encoder
 from tts_service.engine.words import Word
 from tts_service.service import Admitted, Chunk, TTSService
 
@@ -36,12 +36,12 @@ async def timed_chunks(
 
 
 async def encoded_pieces(
-    service: TTSService, admitted: Admitted, fmt: str
+    service: TTSService, admitted: Admitted, fmt: str, rate: int | None = None
 ) -> AsyncGenerator[Piece, None]:
-    """Each sentence encoded in `fmt` as it arrives, then the encoder's tail (when it has
-    one). Joined, the audio is the file."""
+    """Each sentence encoded in `fmt` (at `rate`, else the format's default) as it arrives,
+    then the encoder's tail (when it has one). Joined, the audio is the file."""
     loop = asyncio.get_running_loop()
-    encoder = make_encoder(fmt, admitted.voice.sample_rate)
+    encoder = make_encoder(fmt, admitted.voice.sample_rate, rate)
     async for chunk, words in timed_chunks(service, admitted):
         data = await loop.run_in_executor(None, encoder.encode, chunk.pcm)
         yield Piece(chunk.index, data, words)
@@ -51,23 +51,16 @@ async def encoded_pieces(
 
 
 async def encode_whole_timed(
-    service: TTSService, admitted: Admitted, fmt: str
+    service: TTSService, admitted: Admitted, fmt: str, rate: int | None = None
 ) -> tuple[list[bytes], list[list[Word]]]:
     """The complete file as parts (WAV with exact sizes) and each sentence's words."""
     sentences: list[list[Word]] = []
-    if fmt == "wav":
-        pcm: list[bytes] = []
-        async for chunk, words in timed_chunks(service, admitted):
-            pcm.append(chunk.pcm)
-            sentences.append(words)
-        size = sum(len(part) for part in pcm)
-        return [wav_header(admitted.voice.sample_rate, data_size=size), *pcm], sentences
     parts: list[bytes] = []
-    async for piece in encoded_pieces(service, admitted, fmt):
+    async for piece in encoded_pieces(service, admitted, fmt, rate):
         parts.append(piece.audio)
         if piece.sentence is not None:
             sentences.append(piece.words)
-    return parts, sentences
+    return (exact_sizes(parts) if fmt in WAV_FORMATS else parts), sentences
 
 
 async def timed_words(service: TTSService, admitted: Admitted) -> list[list[Word]]:
