@@ -25,6 +25,19 @@ class Heard:
     errors: list[str] = field(default_factory=list)
     words: list[TTSTextFrame] = field(default_factory=list)
     """The words Pipecat timed from the alignment it was sent."""
+    queued: list[tuple[Frame, float]] = field(default_factory=list)
+    """Each frame pushed in, with when."""
+
+    def queued_at(self, kind: type[Frame]) -> float:
+        return next(at for frame, at in self.queued if isinstance(frame, kind))
+
+    def seconds_after(self, context: str | None, moment: float) -> float:
+        """Seconds of `context`'s audio that arrived after `moment`."""
+        return sum(
+            len(frame.audio) / 2 / frame.sample_rate
+            for frame, at in zip(self.audio, self.times, strict=True)
+            if frame.context_id == context and at > moment
+        )
 
     def pcm(self, context: str | None = None) -> bytes:
         return b"".join(
@@ -77,6 +90,7 @@ async def run_pipeline(
     async def feed() -> None:
         for item in frames:
             if isinstance(item, Frame):
+                heard.queued.append((item, time.monotonic()))
                 await task.queue_frame(item)
             else:
                 await asyncio.sleep(item)

@@ -25,18 +25,16 @@ from pipecat_driver import run_pipeline  # noqa: E402  (needs pipecat, checked a
 
 RATE = 16000
 FIRST = "Hello there. This is the first reply. It has three sentences."
-LONG = (
-    "Now a long reply that will be interrupted. It goes on and on. And on and on for a "
-    "while. More and more words come. Nobody hears these."
-)
+LONG = " ".join(f"This is sentence number {n} of a long reply." for n in range(1, 41))
+"""Far more than the server says before the interruption comes: most is still queued."""
 NEXT = "The next turn speaks."
 
 
-def tokens(text: str) -> list[Any]:
-    """A language model's reply: a start, a token per word, a little apart."""
+def tokens(text: str, apart: float = 0.02) -> list[Any]:
+    """A language model's reply: a start, a token per word, `apart` seconds apart."""
     turn: list[Any] = [frames.LLMFullResponseStartFrame()]
     for word in text.split(" "):
-        turn += [frames.LLMTextFrame(word + " "), 0.02]
+        turn += [frames.LLMTextFrame(word + " "), apart]
     return turn
 
 
@@ -47,6 +45,12 @@ def spoken_seconds(server: ServerProcess, text: str) -> float:
         timeout=60,
     )
     return seconds(wav_pcm(answer.content, rate=RATE), RATE)
+
+
+def synthesized_sentences(server: ServerProcess) -> int:
+    health = httpx.get(f"{server.base_url}/health", timeout=30).json()
+    count: int = health["totals"]["sentences"]
+    return count
 
 
 def service(server: ServerProcess) -> Any:
@@ -72,28 +76,33 @@ async def test_pipecat_interrupted_mid_reply_then_speaks_the_next_turn(
     server: ServerProcess,
 ) -> None:
     turns = [
-        *tokens(LONG),
-        0.3,
+        *tokens(LONG, apart=0.002),  # written faster than it can be said
+        0.5,
         frames.InterruptionFrame(),
         0.2,
         *tokens(NEXT),
         frames.LLMFullResponseEndFrame(),
         4.0,
     ]
+    before = synthesized_sentences(server)
     heard = await run_pipeline(service(server), turns, RATE, limit=120)
     assert heard.errors == []
+    # The server dropped the reply's queued sentences: it did not say them to nobody.
+    assert synthesized_sentences(server) - before < 40 // 2
     runs = heard.runs()
     # The interrupted context, then the next: none of the first after the next's first audio.
     assert len(runs) == 2, runs
     interrupted, following = runs
     assert interrupted[0] != following[0]
-    # It stopped within a sentence of the interruption: far from the whole reply.
-    first_two = spoken_seconds(
-        server, "Now a long reply that will be interrupted. It goes on and on."
-    )
-    assert 0 < interrupted[1] <= first_two + 0.15
-    assert interrupted[1] < spoken_seconds(server, LONG) / 2
-    assert following[1] == pytest.approx(spoken_seconds(server, NEXT), abs=0.15)
+    # Mid-reply: some of it came, most not; what came after the interruption is at most
+    # the sentence then being spoken.
+    whole = 40 * spoken_seconds(server, "This is sentence number 20 of a long reply.")
+    assert 0 < interrupted[1] < whole / 2
+    longest = spoken_seconds(server, "This is sentence number 40 of a long reply.")
+    late = heard.seconds_after(interrupted[0], heard.queued_at(frames.InterruptionFrame))
+    assert late <= longest + 0.1
+    spoken = [f.text for f in heard.words if f.context_id == following[0]]
+    assert following[1] == pytest.approx(spoken_seconds(server, NEXT), abs=0.15), spoken
 
 
 async def messages_until_final(ws: Any, context: str | None = None) -> list[dict[str, Any]]:
