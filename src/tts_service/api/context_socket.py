@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import WebSocket
-from starlette.websockets import WebSocketState
+from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from tts_service.api.contexts import ContextHub
 from tts_service.errors import IdleTimeout
@@ -33,13 +33,18 @@ class SocketSender:
                 return  # the client went away: what it can no longer hear is dropped
             try:
                 await self.websocket.send_json(message)
-            except (RuntimeError, OSError):
+            except (RuntimeError, OSError, WebSocketDisconnect):
                 pass  # closed meanwhile; the read loop ends the socket
 
     async def close(self, code: int, reason: str) -> None:
         async with self._lock:
             if self.websocket.application_state == WebSocketState.CONNECTED:
                 await self.websocket.close(code, reason)
+
+
+async def _end_idle_contexts(hub: ContextHub, idle: float) -> None:
+    for context in hub.idle_contexts(idle):
+        await context.cancel(IdleTimeout(f"context {context.id!r} got no text for {idle:g} s"))
 
 
 Handler = Callable[[str], Awaitable[bool]]
@@ -54,18 +59,15 @@ async def read_loop(
     on_idle: Callable[[IdleTimeout], Awaitable[None]],
 ) -> None:
     """Read messages until the client leaves, `handle` says stop, or the socket idles."""
-    quiet_since = time.monotonic()
+    quiet_since = swept = time.monotonic()
     try:
         while True:
             try:
                 async with asyncio.timeout(min(_TICK, idle)):
                     message = await websocket.receive()
             except TimeoutError:
-                for context in hub.idle_contexts(idle):
-                    await context.cancel(
-                        IdleTimeout(f"context {context.id!r} got no text for {idle:g} s")
-                    )
-                now = time.monotonic()
+                await _end_idle_contexts(hub, idle)
+                now = swept = time.monotonic()
                 if hub.busy:
                     quiet_since = now
                 elif now - quiet_since > idle:
@@ -75,6 +77,9 @@ async def read_loop(
             if message["type"] == "websocket.disconnect":
                 return
             quiet_since = time.monotonic()
+            if quiet_since - swept > _TICK:  # a busy socket's other contexts may idle too
+                await _end_idle_contexts(hub, idle)
+                swept = quiet_since
             raw = message.get("text") or (message.get("bytes") or b"").decode("utf-8", "replace")
             if not await handle(raw):
                 return

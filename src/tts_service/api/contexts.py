@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
@@ -135,6 +136,8 @@ class SpeechContext:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _encoder: StreamEncoder | None = None
     _task: asyncio.Task[None] | None = None
+    _encoding: asyncio.Future[bytes] | None = None
+    """The encoder's call running in a thread, if any: the codec is freed only after it."""
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._speak(), name=f"context {self.id}")
@@ -208,7 +211,15 @@ class SpeechContext:
                 self.current.cancel()
             close = getattr(self._encoder, "close", None)  # frees a codec left mid-stream
             if callable(close):
-                close()
+                if self._encoding is not None and not self._encoding.done():
+                    self._encoding.add_done_callback(lambda _: close())
+                else:
+                    close()
+
+    async def _run(self, call: Callable[..., bytes], *args: bytes) -> bytes:
+        """An encoder call, off the event loop (a cancel may not free the codec under it)."""
+        self._encoding = asyncio.get_running_loop().run_in_executor(None, call, *args)
+        return await self._encoding
 
     async def _submit(self, text: str) -> Admitted:
         request = dataclasses.replace(self.template, text=text, timestamps=self.timed)
@@ -225,10 +236,9 @@ class SpeechContext:
         rate = admitted.voice.sample_rate
         if self._encoder is None:
             self._encoder = self.output.encoder(rate)
-        loop = asyncio.get_running_loop()
         offset = self.clock
         async for chunk, words in timed_chunks(self.service, admitted):
-            audio = await loop.run_in_executor(None, self._encoder.encode, chunk.pcm)
+            audio = await self._run(self._encoder.encode, chunk.pcm)
             sentence, timed = _sentence_of(text, words, offset)
             duration = len(chunk.pcm) / 2 / rate
             piece = Spoken(audio, sentence, timed, self.clock, duration)
@@ -241,7 +251,7 @@ class SpeechContext:
     async def _tail(self) -> None:
         if self._encoder is None:
             return
-        tail = await asyncio.get_running_loop().run_in_executor(None, self._encoder.flush)
+        tail = await self._run(self._encoder.flush)
         if tail:
             await asyncio.shield(self.sink.spoken(self, Spoken(tail, "", [], self.clock, 0.0)))
 
