@@ -4,7 +4,8 @@ SCHEMATHESIS_HOOKS).
 - Which voices are installed and which speakers a voice has is the server's state, not
   its schema: a schema-valid name the server does not have is refused (OpenAI's routes
   answer an unknown voice with 400, as OpenAI does). Positive cases therefore name the
-  default voice (under /v1/) and no speaker; negative ones keep what was generated.
+  default voice (under /v1/, and as ElevenLabs' `voice_id`) and no speaker; negative ones
+  keep what was generated.
 - Whether a text holds something to say is the voice's phonemizer's call (")" alone is
   nothing in English), which no pattern can state: a positive text without a letter or
   digit gets one appended. The schema's own pattern still rules out blank and control
@@ -35,12 +36,17 @@ DEFAULT_VOICE = os.environ.get("TTS_SCHEMATHESIS_VOICE", "en_US-joe-medium")
 def map_case(context: Any, case: Any) -> Any:
     meta = case.meta
     body = case.body
-    if meta is None or not meta.generation.mode.is_positive or not isinstance(body, dict):
+    if meta is None or not meta.generation.mode.is_positive:
+        return case
+    if case.path_parameters and "voice_id" in case.path_parameters:  # ElevenLabs' routes
+        case.path_parameters["voice_id"] = DEFAULT_VOICE
+    if not isinstance(body, dict):
         return case
     if case.path.startswith("/v1/") and "voice" in body:
         body["voice"] = DEFAULT_VOICE
-    if "speaker" in body:
-        body["speaker"] = None
+    for field in ("speaker", "speaker_id"):  # `POST /` names speakers as Piper does
+        if field in body:
+            body[field] = None
     for field in ("text", "input"):
         text = body.get(field)
         if isinstance(text, str) and text and not any(char.isalnum() for char in text):

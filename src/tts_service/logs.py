@@ -19,7 +19,9 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
 )
 
-QUERY_KEY_PATTERN = re.compile(r"((?:^|[?&\s])api(?:_|%5f)key=)[^&\s\"']*", re.IGNORECASE)
+QUERY_KEY_PATTERN = re.compile(
+    r"((?:^|[?&\s])(?:api(?:_|%5f)key|xi(?:-|%2d)api(?:-|%2d)key)=)[^&\s\"']*", re.IGNORECASE
+)
 TRACE = 5  # uvicorn's extra level below DEBUG
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -44,7 +46,8 @@ class RequestIdFilter(logging.Filter):
 
 class RedactKeysFilter(logging.Filter):
     """uvicorn logs a WebSocket's path with its query string, where a browser puts its API
-    key (`?api_key=`): blank such values out of every record, whoever logged it."""
+    key (`?api_key=`, ElevenLabs clients' `?xi-api-key=`): blank such values out of every
+    record, whoever logged it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

@@ -40,6 +40,15 @@ PROTECTED: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
         {"input": "Hi.", "voice": "alloy", "response_format": "wav"},
     ),
     ("POST", "/v1/audio/captioned_speech"): ("/v1/audio/captioned_speech", {"input": "Hi."}),
+    ("POST", "/"): ("/", {"text": "Hi."}),  # Piper's request; the page at GET / is public
+    ("GET", "/v1/voices"): ("/v1/voices", None),
+    **{
+        ("POST", f"/v1/text-to-speech/{{voice_id}}{tail}"): (
+            f"/v1/text-to-speech/en_US-joe-medium{tail}",
+            {"text": "Hi."},
+        )
+        for tail in ("", "/stream", "/with-timestamps", "/stream/with-timestamps")
+    },
 }
 PUBLIC = {
     ("GET", "/ping"),
@@ -150,6 +159,31 @@ async def test_websocket_takes_the_key_from_header_or_query(secured: ServerProce
         assert closed.value.rcvd is not None
         assert closed.value.rcvd.code == 1008
         assert "API key" in closed.value.rcvd.reason
+
+
+async def test_elevenlabs_clients_key_header_and_query_are_accepted(
+    secured: ServerProcess,
+) -> None:
+    tts = f"{secured.base_url}/v1/text-to-speech/en_US-joe-medium?output_format=pcm_16000"
+    async with httpx.AsyncClient(timeout=60) as client:
+        keyed = await client.post(tts, json={"text": "Hi."}, headers={"xi-api-key": KEYS[0]})
+        assert keyed.status_code == 200 and len(keyed.content) > 1000
+        wrong = await client.post(tts, json={"text": "Hi."}, headers={"xi-api-key": WRONG})
+        assert wrong.status_code == 401
+    socket = f"{secured.ws_url}/v1/text-to-speech/en_US-joe-medium/stream-input"
+    for url, headers in (
+        (socket, {"xi-api-key": KEYS[1]}),
+        (f"{socket}?xi-api-key={KEYS[0]}", None),
+    ):
+        async with connect(url, additional_headers=headers) as ws:
+            await ws.send(json.dumps({"text": "Hi there. "}))
+            await ws.send(json.dumps({"text": ""}))
+            first = json.loads(await asyncio.wait_for(ws.recv(), timeout=30))
+            assert first["audio"]
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        async with connect(socket, additional_headers={"xi-api-key": WRONG}) as ws:
+            await asyncio.wait_for(ws.recv(), timeout=30)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
 
 
 def test_cors_preflight_and_errors_carry_the_allowed_origin(secured: ServerProcess) -> None:

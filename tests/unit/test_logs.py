@@ -85,8 +85,9 @@ def test_api_keys_in_logged_urls_are_redacted(root_restored: None) -> None:
     log = logging.getLogger("uvicorn.error")
     log.info('%s - "WebSocket %s" [accepted]', "127.0.0.1:1", "/s/stream?api_key=sekrit-1&x=2")
     log.info("GET /s?API%5FKEY=sekrit-2")
+    log.info('"WebSocket /v1/text-to-speech/v/stream-input?a=1&xi-api-key=sekrit-3" [accepted]')
     log.info("my_api_key=visible is not a query parameter")
     text = stream.getvalue()
     assert "sekrit" not in text
-    assert text.count("[redacted]") == 2 and "&x=2" in text
+    assert text.count("[redacted]") == 3 and "&x=2" in text
     assert "my_api_key=visible" in text

@@ -13,9 +13,13 @@ from tts_service.api import (
     audio_headers,
     captioned,
     docs,
+    elevenlabs_http,
+    elevenlabs_socket,
     metrics_route,
     native,
+    native_contexts,
     ops,
+    piper_http,
     ui,
     voice_catalog,
 )
@@ -84,9 +88,13 @@ def create_app(
     app.include_router(ops.router)
     app.include_router(metrics_route.router)
     app.include_router(native.router)
+    app.include_router(native_contexts.router)
+    app.include_router(elevenlabs_socket.router)
+    app.include_router(elevenlabs_http.router)
     app.include_router(openai_router)
     app.include_router(captioned.router)
     app.include_router(docs.router)
+    app.include_router(piper_http.router)  # POST /; the page's GET / stays with ui
     if settings.ui:
         app.include_router(ui.router)
     install_openapi(app)

@@ -16,11 +16,14 @@ EXPOSED: Final = (VOICE, SENTENCES, SAMPLE_RATE, DURATION)
 """What a page from an allowed origin may read of an answer (CORS)."""
 
 
-def audio_headers(admitted: Admitted, fmt: str | None = None) -> dict[str, str]:
-    """The voice and sentence count; with the format, the sample rate it is encoded at."""
+def audio_headers(
+    admitted: Admitted, fmt: str | None = None, rate: int | None = None
+) -> dict[str, str]:
+    """The voice and sentence count; with the format, the sample rate it is encoded at
+    (`rate` when the request chose one)."""
     headers = {VOICE: admitted.voice.info.name, SENTENCES: str(admitted.sentences)}
     if fmt is not None:
-        headers[SAMPLE_RATE] = str(output_rate(fmt, admitted.voice.sample_rate))
+        headers[SAMPLE_RATE] = str(output_rate(fmt, admitted.voice.sample_rate, rate))
     return headers
 
 

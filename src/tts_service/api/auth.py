@@ -1,10 +1,11 @@
 """Optional API keys, checked by a pure ASGI middleware so HTTP and WebSocket share one gate.
 
-With keys configured, a request needs `Authorization: Bearer <key>` (what OpenAI SDKs send).
-Browsers cannot set headers on a WebSocket, so `/synthesize/stream` also takes the key as
-`?api_key=<key>`. Probes, metrics, the web page (with its assets and icon) and the API docs
-stay public: they carry no data, and an orchestrator or a browser navigating to them cannot
-attach a key (the page's own API calls do carry it).
+With keys configured, a request needs `Authorization: Bearer <key>` (what OpenAI SDKs send)
+or `xi-api-key: <key>` (what ElevenLabs clients send). Browsers cannot set headers on a
+WebSocket, so sockets also take the key as `?api_key=<key>` or `?xi-api-key=<key>`.
+Probes, metrics, the web page (`GET /`, with its assets and icon) and the API docs stay
+public: they carry no data, and an orchestrator or a browser navigating to them cannot
+attach a key (the page's own API calls do carry it). `POST /` is synthesis and needs one.
 
 Keys are compared in constant time against every configured key (no early exit that would
 tell which key was close), and are never logged or echoed.
@@ -27,7 +28,6 @@ PUBLIC_PATHS = frozenset(
         "/ping",
         "/health",
         "/metrics",
-        "/",
         "/favicon.ico",
         "/docs",
         "/redoc",
@@ -35,11 +35,16 @@ PUBLIC_PATHS = frozenset(
     }
 )
 PUBLIC_PREFIXES = ("/static/", "/docs/static/")
-QUERY_KEY = "api_key"
+QUERY_KEYS = ("api_key", "xi-api-key")
+KEY_HEADER = b"xi-api-key"
+PAGE = "/"
+"""The web page: public to read, while `POST /` (Piper's request) is synthesis."""
 POLICY_VIOLATION = 1008  # WebSocket close code for "not allowed"
 
 
-def is_public(path: str) -> bool:
+def is_public(path: str, method: str = "GET") -> bool:
+    if path == PAGE:
+        return method in ("GET", "HEAD")
     return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
 
@@ -59,11 +64,18 @@ def bearer_token(scope: Scope) -> str | None:
     return None
 
 
+def key_header(scope: Scope) -> str | None:
+    for name, value in _headers(scope):
+        if name == KEY_HEADER and value.strip():
+            return value.decode("utf-8", "surrogateescape").strip()
+    return None
+
+
 def query_token(scope: Scope) -> str | None:
     raw: bytes = scope.get("query_string", b"")
     query = raw.decode("latin-1")
     for name, value in parse_qsl(query, keep_blank_values=False):
-        if name == QUERY_KEY:
+        if name in QUERY_KEYS:
             return value
     return None
 
@@ -101,7 +113,7 @@ class ApiKeyMiddleware:
         if scope["type"] not in ("http", "websocket") or not self.keys:
             await self.app(scope, receive, send)
             return
-        if is_public(scope["path"]) or self._authorized(scope):
+        if is_public(scope["path"], scope.get("method", "GET")) or self._authorized(scope):
             await self.app(scope, receive, send)
             return
         if scope["type"] == "websocket":
@@ -110,13 +122,13 @@ class ApiKeyMiddleware:
             await self._refuse_http(scope, send)
 
     def _authorized(self, scope: Scope) -> bool:
-        token = bearer_token(scope)
-        if token is None and scope["type"] == "websocket":
-            token = query_token(scope)
-        return self.keys.matches(token)
+        tokens = [bearer_token(scope), key_header(scope)]
+        if scope["type"] == "websocket":
+            tokens.append(query_token(scope))
+        return any([self.keys.matches(token) for token in tokens])  # each costs the same
 
     async def _refuse_http(self, scope: Scope, send: Send) -> None:
-        missing = bearer_token(scope) is None
+        missing = bearer_token(scope) is None and key_header(scope) is None
         error = Unauthorized(
             "missing API key: send 'Authorization: Bearer <key>'" if missing else "invalid API key"
         )

@@ -70,20 +70,22 @@ def word_timestamps(words: list[Word]) -> list[dict[str, Any]]:
 
 
 def captioned_lines(
-    service: TTSService, admitted: Admitted, fmt: str
+    service: TTSService, admitted: Admitted, fmt: str, rate: int | None = None
 ) -> AsyncGenerator[bytes, None]:
     """One JSON line per sentence, `{"audio", "audio_format", "timestamps"}`, as it is made;
     a last line with the encoder's tail (no timestamps). A failure once lines flow is an
     `{"error": ...}` line in OpenAI's shape."""
-    return framed(_lines(service, admitted, fmt), openai_error_line)
+    return framed(_lines(service, admitted, fmt, rate), openai_error_line)
 
 
 def openai_error_line(error: ServiceError) -> bytes:
     return json_line(openai_error_body(error))
 
 
-async def _lines(service: TTSService, admitted: Admitted, fmt: str) -> AsyncGenerator[bytes, None]:
-    pieces = encoded_pieces(service, admitted, fmt)
+async def _lines(
+    service: TTSService, admitted: Admitted, fmt: str, rate: int | None
+) -> AsyncGenerator[bytes, None]:
+    pieces = encoded_pieces(service, admitted, fmt, rate=rate)
     try:
         async for piece in pieces:
             line = {"audio": b64(piece.audio), "audio_format": fmt}
@@ -100,17 +102,18 @@ async def captioned_speech_response(
 ) -> Response:
     service = get_service(request)
     fmt = body.response_format
-    headers = audio_headers(admitted, fmt)
+    rate = body.sample_rate
+    headers = audio_headers(admitted, fmt, rate)
     if body.stream:
-        lines = captioned_lines(service, admitted, fmt)
+        lines = captioned_lines(service, admitted, fmt, rate)
         return JobStreamingResponse(
             lines, service, admitted, NDJSON, headers, on_error=openai_error_response
         )
-    work = encode_whole_timed(service, admitted, fmt)
+    work = encode_whole_timed(service, admitted, fmt, rate)
     audio, sentences, _ = await unless_disconnected(request, work)
     fields = {
         "audio_format": fmt,
-        "sample_rate": output_rate(fmt, admitted.voice.sample_rate),
+        "sample_rate": output_rate(fmt, admitted.voice.sample_rate, rate),
         "duration": round(admitted.audio_seconds, 4),
         "timestamps": word_timestamps(list(all_words(sentences))),
         "usage": usage(admitted),

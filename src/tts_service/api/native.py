@@ -113,7 +113,7 @@ async def synthesize_json(request: Request) -> Response:
     started = time.monotonic()
     body, admitted = await admit(request, SynthesizeJsonBody)
     service = get_service(request)
-    rate = output_rate(body.format, admitted.voice.sample_rate)
+    rate = output_rate(body.format, admitted.voice.sample_rate, body.sample_rate)
     if body.stream:
         return JobStreamingResponse(
             json_lines(service, admitted, body, started),
@@ -123,7 +123,7 @@ async def synthesize_json(request: Request) -> Response:
             audio_headers(admitted),
             on_error=native_error_response,
         )
-    work = encode_whole_timed(service, admitted, body.format)
+    work = encode_whole_timed(service, admitted, body.format, body.sample_rate)
     audio, sentences, marks = await unless_disconnected(request, work)
     result = describe(admitted, started)
     result.update(format=body.format, sample_rate=rate)
@@ -147,12 +147,12 @@ def json_lines(
 async def _lines(
     service: TTSService, admitted: Admitted, body: SynthesizeJsonBody, started: float
 ) -> AsyncGenerator[bytes, None]:
-    rate = output_rate(body.format, admitted.voice.sample_rate)
+    rate = output_rate(body.format, admitted.voice.sample_rate, body.sample_rate)
     figures = {"format": body.format, "sample_rate": rate}
     start = {"type": "start", "voice": admitted.voice.info.name, **figures}
     start["sentences"] = admitted.sentences
     sentences: list[list[Word]] = []
-    pieces = encoded_pieces(service, admitted, body.format, body.phonemes)
+    pieces = encoded_pieces(service, admitted, body.format, body.phonemes, body.sample_rate)
     opened = False
     try:
         async for piece in pieces:
@@ -196,17 +196,18 @@ async def synthesize_binary(request: Request) -> Response:
     """Synthesize and answer the audio file itself (`stream: true` sends it chunked)."""
     body, admitted = await admit(request, SynthesizeBody)
     service = get_service(request)
-    headers = audio_headers(admitted, body.format)
+    headers = audio_headers(admitted, body.format, body.sample_rate)
     if body.stream:
         return JobStreamingResponse(
-            encoded_stream(service, admitted, body.format),
+            encoded_stream(service, admitted, body.format, body.sample_rate),
             service,
             admitted,
             content_type(body.format),
             headers,
             on_error=native_error_response,
         )
-    audio = await unless_disconnected(request, encode_whole(service, admitted, body.format))
+    work = encode_whole(service, admitted, body.format, body.sample_rate)
+    audio = await unless_disconnected(request, work)
     headers.update(duration_header(admitted))
     return audio_response(audio, content_type(body.format), headers)
 
@@ -282,16 +283,18 @@ class _Connection:
 
     async def stream(self, admitted: Admitted, body: StreamBody) -> None:
         """A JSON start, the audio in binary frames, a JSON end. Without a format: one frame
-        of raw 16-bit mono PCM per sentence; with one: that format's bytes as encoded. With
-        timestamps, each sentence's words come just before its audio."""
+        of raw 16-bit mono PCM per sentence (resampled to `sample_rate` if given); with one:
+        that format's bytes as encoded. With timestamps, each sentence's words come just
+        before its audio."""
         started = time.monotonic()
         fmt = body.format
         self.current = admitted
         rate = admitted.voice.sample_rate
-        encoder = make_encoder(fmt, rate) if fmt is not None else None
-        figures: dict[str, Any] = {"sample_rate": rate}
+        encoding = fmt if fmt is not None or body.sample_rate is None else "pcm"
+        encoder = make_encoder(encoding, rate, body.sample_rate) if encoding else None
+        figures: dict[str, Any] = {"sample_rate": body.sample_rate or rate}
         if fmt is not None:
-            figures.update(format=fmt, sample_rate=output_rate(fmt, rate))
+            figures.update(format=fmt, sample_rate=output_rate(fmt, rate, body.sample_rate))
         start: dict[str, Any] = {"type": "start", "voice": admitted.voice.info.name, **figures}
         if fmt in (None, "wav", "pcm"):
             start["sample_width"] = 2

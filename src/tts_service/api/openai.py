@@ -22,7 +22,15 @@ from tts_service.api.body import openapi_body, read_model
 from tts_service.api.connection import client_address, get_service
 from tts_service.api.errors import OpenAIErrorBody, documented_errors, openai_error_response
 from tts_service.api.framing import b64, framed, sse_event
-from tts_service.api.schemas import AUDIO_CONTENT, SPEAKABLE, VOICE_NAME, string_pattern
+from tts_service.api.schemas import (
+    AUDIO_CONTENT,
+    RATE_DESCRIPTION,
+    SPEAKABLE,
+    VOICE_NAME,
+    SampleRate,
+    rate_for_format,
+    string_pattern,
+)
 from tts_service.api.speech_events import SSE_CONTENT
 from tts_service.api.streaming import (
     JobStreamingResponse,
@@ -40,7 +48,9 @@ from tts_service.voices.loaded import validate_voice_name
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
-SpeechFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm", "vtt", "srt"]
+SpeechFormat = Literal[
+    "mp3", "opus", "aac", "flac", "wav", "pcm", "ulaw", "alaw", "ulaw_wav", "alaw_wav", "vtt", "srt"
+]
 
 # Every name selects the same engine: OpenAI's model ids are accepted so that clients with a
 # hard-coded model work unchanged; "tts-service" and "piper" are our own names.
@@ -98,7 +108,11 @@ class SpeechBody(BaseModel):
     response_format: SpeechFormat = Field(
         "mp3",
         description="pcm is raw s16le mono at 24 kHz; wav keeps the voice's rate. Extension: "
-        "vtt and srt answer the caption file of the speech instead of its audio.",
+        "vtt and srt answer the caption file of the speech instead of its audio; ulaw and "
+        "alaw are 8 kHz G.711 (raw, or in WAV as ulaw_wav and alaw_wav).",
+    )
+    sample_rate: SampleRate | None = Field(
+        None, description="Extension. " + RATE_DESCRIPTION + " Not for vtt and srt."
     )
     speed: float = Field(1.0, ge=0.25, le=4.0, description="1.0 is normal; 2.0 twice as fast.")
     instructions: StrictStr | None = Field(None, description="Accepted and ignored by Piper.")
@@ -126,6 +140,8 @@ class SpeechBody(BaseModel):
     normalize: bool = Field(
         False, description="Extension: spell out money, times, dates, units and addresses."
     )
+
+    _rate = rate_for_format("response_format")
 
     @property
     def voice_name(self) -> str | None:
@@ -253,8 +269,8 @@ async def _events(
 def speech_response(service: TTSService, body: SpeechBody, admitted: Admitted) -> Response:
     fmt = body.response_format
     assert fmt not in captions.CAPTION_FORMATS  # answered by caption_response
-    headers = audio_headers(admitted, fmt)
-    audio = encoded_stream(service, admitted, fmt)
+    headers = audio_headers(admitted, fmt, body.sample_rate)
+    audio = encoded_stream(service, admitted, fmt, body.sample_rate)
     if body.stream_format == "sse":
         headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         return JobStreamingResponse(

@@ -94,7 +94,7 @@ def add_gate_responses(path: str, method: str, operation: dict[str, Any]) -> Non
     """What the middlewares answer before the route runs (see `api/__init__.py`)."""
     shape = OpenAIErrorBody.__name__ if path.startswith("/v1/") else ServiceErrorBody.__name__
     add_response(operation, 400, HOST_REFUSED, shape)
-    if not is_public(path):
+    if not is_public(path, method.upper()):
         operation["security"] = [{}, {SECURITY_SCHEME: []}]  # {}: no key when none is set
         add_response(operation, 401, KEY_REFUSED, shape)
     if method.upper() not in SAFE_METHODS:

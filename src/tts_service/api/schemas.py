@@ -6,18 +6,23 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from tts_service.api.captions import CAPTION_FORMATS, CaptionFormat
-from tts_service.audio.encoders import AUDIO_FORMATS, CONTENT_TYPES
+from tts_service.audio.encoders import AUDIO_FORMATS, CONTENT_TYPES, SAMPLE_RATES, check_output
 from tts_service.service import SpeechRequest
 from tts_service.text.normalize import PARTS
 from tts_service.text.options import TextOptions
 
-AudioFormat = Literal["wav", "pcm", "mp3", "opus", "aac", "flac"]
+AudioFormat = Literal[
+    "wav", "pcm", "mp3", "opus", "aac", "flac", "ulaw", "alaw", "ulaw_wav", "alaw_wav"
+]
+SampleRate = Literal[8000, 16000, 22050, 24000, 32000, 44100, 48000]
 NormalizePart = Literal["urls", "currency", "times", "dates", "phones", "units", "abbreviations"]
 assert set(NormalizePart.__args__) == set(PARTS)  # type: ignore[attr-defined]
 assert set(AudioFormat.__args__) == set(AUDIO_FORMATS)  # type: ignore[attr-defined]
+assert set(SampleRate.__args__) == set(SAMPLE_RATES)  # type: ignore[attr-defined]
 assert set(CaptionFormat.__args__) == set(CAPTION_FORMATS)  # type: ignore[attr-defined]
 
 # OpenAPI: an audio answer, in whichever format was asked for (its headers: api.audio_headers).
@@ -33,6 +38,33 @@ spaces): a text without one has nothing to speak. Whether the voice finds someth
 say in the rest is its phonemizer's call (a 422, or 400 under /v1/, when it finds none)."""
 VOICE_NAME: Final = r"^$|^(?!.*\.\.)[^\W_][\w.+-]{0,127}$"
 """What `voices.loaded.validate_voice_name` takes, or "" for the default voice."""
+
+
+RATE_DESCRIPTION: Final = (
+    "Output rate in Hz; default: the format's (wav, flac, mp3, aac: the voice's; pcm: 24000; "
+    "opus: 48000; ulaw, alaw: 8000). opus takes 8000, 16000, 24000 or 48000; ulaw and alaw "
+    "only 8000."
+)
+
+
+def rate_field() -> Any:
+    """The `sample_rate` field of a body whose format field comes before it."""
+    return Field(None, description=RATE_DESCRIPTION)
+
+
+def rate_for_format(format_field: str) -> Any:
+    """A validator of `sample_rate` that refuses a rate the chosen format cannot take."""
+
+    def check(rate: int | None, info: ValidationInfo) -> int | None:
+        fmt = info.data.get(format_field)
+        if rate is not None and fmt in AUDIO_FORMATS:  # captions have no rate: ignored
+            try:
+                check_output(fmt, rate)
+            except ValueError as error:
+                raise PydanticCustomError("sample_rate", str(error)) from None
+        return rate
+
+    return field_validator("sample_rate")(check)
 
 
 def string_pattern(pattern: str) -> Callable[[dict[str, Any]], None]:
@@ -168,6 +200,7 @@ class SynthesizeBody(_SpeechFields):
     """`POST /synthesize/binary`: the audio file alone."""
 
     format: AudioFormat = Field("wav", description="Audio format of the result.")
+    sample_rate: SampleRate | None = rate_field()
     stream: bool = Field(
         False, description="Chunked, as it is made (a long first sentence in pieces)."
     )
@@ -175,17 +208,22 @@ class SynthesizeBody(_SpeechFields):
     def to_request(self, client: str = "") -> SpeechRequest:
         return dataclasses.replace(super().to_request(client), streamed=self.stream)
 
+    _rate = rate_for_format("format")
+
 
 class SynthesizeJsonBody(_TimedFields):
     """`POST /synthesize`: JSON, whole or as JSON lines."""
 
     format: AudioFormat = Field("wav", description="Audio format of the result.")
+    sample_rate: SampleRate | None = rate_field()
     stream: bool = Field(
         False,
         description="Answer JSON lines (application/x-ndjson) as the audio is made: a start "
         "line, one line per sentence with its audio (and words), an end line. A long first "
         "sentence may come as several lines with the same `sentence`, the words on the first.",
     )
+
+    _rate = rate_for_format("format")
 
     def to_request(self, client: str = "") -> SpeechRequest:
         return dataclasses.replace(super().to_request(client), streamed=self.stream)
@@ -200,6 +238,13 @@ class StreamBody(_TimedFields):
         "(a long first sentence: several, as it is decoded). Given: that format's encoded "
         "stream, in frames as it is encoded.",
     )
+    sample_rate: SampleRate | None = Field(
+        None,
+        description=RATE_DESCRIPTION + " Without a format: raw PCM at this rate, in frames "
+        "as it is resampled.",
+    )
+
+    _rate = rate_for_format("format")
 
     def to_request(self, client: str = "") -> SpeechRequest:
         return dataclasses.replace(super().to_request(client), streamed=True)

@@ -16,7 +16,7 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from tts_service.api.connection import ClientGone
-from tts_service.audio.encoders import make_encoder, wav_header
+from tts_service.audio.encoders import WAV_FORMATS, exact_sizes, make_encoder
 from tts_service.errors import ServiceError
 from tts_service.service import Admitted, TTSService
 
@@ -37,11 +37,12 @@ def slices(data: bytes, size: int = SLICE_BYTES) -> Iterator[bytes]:
 
 
 async def encoded_stream(
-    service: TTSService, admitted: Admitted, fmt: str
+    service: TTSService, admitted: Admitted, fmt: str, rate: int | None = None
 ) -> AsyncGenerator[bytes, None]:
-    """Encoded bytes, sentence by sentence as the scheduler delivers them, in slices."""
+    """Encoded bytes (at `rate`, else the format's default rate), sentence by sentence as
+    the scheduler delivers them, in slices."""
     loop = asyncio.get_running_loop()
-    encoder = make_encoder(fmt, admitted.voice.sample_rate)
+    encoder = make_encoder(fmt, admitted.voice.sample_rate, rate)
     async for chunk in admitted.chunks():
         data = await loop.run_in_executor(None, encoder.encode, chunk.pcm)
         for piece in slices(data):
@@ -176,14 +177,13 @@ def json_with_base64(fields: dict[str, Any], key: str, parts: list[bytes]) -> Pa
     return PartsResponse(body, len(head) + size + len(tail), "application/json")
 
 
-async def encode_whole(service: TTSService, admitted: Admitted, fmt: str) -> list[bytes]:
+async def encode_whole(
+    service: TTSService, admitted: Admitted, fmt: str, rate: int | None = None
+) -> list[bytes]:
     """The complete file as parts; WAV gets exact sizes in its header. At most the output
     cap of audio (the scheduler stops a request that passes it)."""
-    if fmt == "wav":
-        pcm = [chunk.pcm async for chunk in admitted.chunks()]
-        size = sum(len(part) for part in pcm)
-        return [wav_header(admitted.voice.sample_rate, data_size=size), *pcm]
-    return [part async for part in encoded_stream(service, admitted, fmt)]
+    parts = [part async for part in encoded_stream(service, admitted, fmt, rate)]
+    return exact_sizes(parts) if fmt in WAV_FORMATS else parts
 
 
 def base64_length(size: int) -> int:

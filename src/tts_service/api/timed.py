@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 
-from tts_service.audio.encoders import make_encoder, wav_header
+from tts_service.audio.encoders import WAV_FORMATS, exact_sizes, make_encoder
 from tts_service.engine.phonemes import PhonemeTime
 from tts_service.engine.words import Reached, Word
 from tts_service.service import Admitted, Chunk, TTSService
@@ -48,12 +48,16 @@ async def timed_chunks(
 
 
 async def encoded_pieces(
-    service: TTSService, admitted: Admitted, fmt: str, phonemes: bool = False
+    service: TTSService,
+    admitted: Admitted,
+    fmt: str,
+    phonemes: bool = False,
+    rate: int | None = None,
 ) -> AsyncGenerator[Piece, None]:
-    """Each sentence encoded in `fmt` as it arrives, then the encoder's tail (when it has
-    one). Joined, the audio is the file."""
+    """Each sentence encoded in `fmt` (at `rate`, else the format's default) as it arrives,
+    then the encoder's tail (when it has one). Joined, the audio is the file."""
     loop = asyncio.get_running_loop()
-    encoder = make_encoder(fmt, admitted.voice.sample_rate)
+    encoder = make_encoder(fmt, admitted.voice.sample_rate, rate)
     async for chunk, words, marks, timed in timed_chunks(service, admitted, phonemes):
         data = await loop.run_in_executor(None, encoder.encode, chunk.pcm)
         yield Piece(chunk.index, data, words, marks, timed, chunk.first)
@@ -63,28 +67,19 @@ async def encoded_pieces(
 
 
 async def encode_whole_timed(
-    service: TTSService, admitted: Admitted, fmt: str
+    service: TTSService, admitted: Admitted, fmt: str, rate: int | None = None
 ) -> tuple[list[bytes], list[list[Word]], list[Reached]]:
     """The complete file as parts (WAV with exact sizes), each sentence's words and the
     SSML marks reached."""
     sentences: list[list[Word]] = []
     reached: list[Reached] = []
-    if fmt == "wav":
-        pcm: list[bytes] = []
-        async for chunk, words, marks, _ in timed_chunks(service, admitted):
-            pcm.append(chunk.pcm)
-            if chunk.first:
-                sentences.append(words)
-                reached += marks
-        size = sum(len(part) for part in pcm)
-        return [wav_header(admitted.voice.sample_rate, data_size=size), *pcm], sentences, reached
     parts: list[bytes] = []
-    async for piece in encoded_pieces(service, admitted, fmt):
+    async for piece in encoded_pieces(service, admitted, fmt, rate=rate):
         parts.append(piece.audio)
         if piece.sentence is not None and piece.first:
             sentences.append(piece.words)
             reached += piece.marks
-    return parts, sentences, reached
+    return (exact_sizes(parts) if fmt in WAV_FORMATS else parts), sentences, reached
 
 
 async def timed_words(service: TTSService, admitted: Admitted) -> list[list[Word]]:

@@ -13,7 +13,7 @@ from importlib import resources
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter()
 
 ASSETS: dict[str, str] = {
     "index.html": "text/html; charset=utf-8",
@@ -49,19 +49,25 @@ def _asset(name: str) -> Response:
 
 
 # Plain `def`: the first read of each file happens in the thread pool, not on the event loop.
-@router.get("/")
+# Documented, since `POST /` (Piper's request) shares its path: a GET there is declared.
+@router.get(
+    "/",
+    tags=["page"],
+    response_class=Response,
+    responses={200: {"description": "The page.", "content": {"text/html": {}}}},
+)
 def index() -> Response:
-    """The page itself."""
+    """The web page."""
     return _asset("index.html")
 
 
-@router.get("/favicon.ico")
+@router.get("/favicon.ico", include_in_schema=False)
 def favicon() -> Response:
     """Browsers ask for this whatever the page links; answer with the page's SVG icon."""
     return _asset("favicon.svg")
 
 
-@router.get("/static/{name}")
+@router.get("/static/{name}", include_in_schema=False)
 def static(name: str) -> Response:
     """The page's script and style sheet; anything else is a 404."""
     if name not in ASSETS or name == "index.html":

@@ -11,26 +11,31 @@ share state, so any number of them can run at once.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Final, Protocol
 
 import av
 import numpy as np
-import numpy.typing as npt
-import soxr
 from av.audio.stream import AudioStream
+
+from tts_service.audio.g711 import G711_RATE, G711Encoder
+from tts_service.audio.resample import Int16Array, ResampledSamples, resample_pcm
+from tts_service.audio.wav import exact_sizes, wav_bytes, wav_header
 
 __all__ = [
     "AUDIO_FORMATS",
     "CONTENT_TYPES",
     "PCM_RATE",
+    "SAMPLE_RATES",
+    "WAV_FORMATS",
     "AvEncoder",
     "PcmEncoder",
     "StreamEncoder",
     "WavEncoder",
+    "check_output",
     "content_type",
+    "exact_sizes",
     "make_encoder",
     "output_rate",
     "resample_pcm",
@@ -38,7 +43,18 @@ __all__ = [
     "wav_header",
 ]
 
-AUDIO_FORMATS: Final[tuple[str, ...]] = ("mp3", "opus", "aac", "flac", "wav", "pcm")
+AUDIO_FORMATS: Final[tuple[str, ...]] = (
+    "mp3",
+    "opus",
+    "aac",
+    "flac",
+    "wav",
+    "pcm",
+    "ulaw",
+    "alaw",
+    "ulaw_wav",
+    "alaw_wav",
+)
 
 CONTENT_TYPES: Final[dict[str, str]] = {
     "mp3": "audio/mpeg",
@@ -47,6 +63,10 @@ CONTENT_TYPES: Final[dict[str, str]] = {
     "flac": "audio/flac",
     "wav": "audio/wav",
     "pcm": "audio/pcm",
+    "ulaw": "audio/basic",  # RFC 2046: 8 kHz mono μ-law, no header
+    "alaw": "audio/x-alaw-basic",
+    "ulaw_wav": "audio/wav",
+    "alaw_wav": "audio/wav",
 }
 
 # OpenAI defines response_format="pcm" as raw s16le mono at 24 kHz, whatever the voice.
@@ -56,15 +76,11 @@ PCM_RATE: Final = 24000
 # actually decode.
 OPUS_RATE: Final = 48000
 
-# RIFF/data size used when the length is unknown (streaming). 0xFFFFFFFF is what streaming
-# servers send; ffmpeg/PyAV, libsndfile and Python's wave module all read such a file to
-# its real end. A size of 0 is *not* safe: libsndfile then decodes zero frames.
-_UNKNOWN_SIZE: Final = 0xFFFFFFFF
-_WAV_HEADER_SIZE: Final = 44
-_SAMPLE_WIDTH: Final = 2  # int16
+SAMPLE_RATES: Final[tuple[int, ...]] = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
+"""The output rates a request may ask for (`sample_rate`), where its format allows."""
 
-_Int16Array = npt.NDArray[np.int16]
-_Float32Array = npt.NDArray[np.float32]
+WAV_FORMATS: Final = ("wav", "ulaw_wav", "alaw_wav")
+"""Formats with a WAV header, whose sizes a whole file gets exact (wav.exact_sizes)."""
 
 
 def _check_format(fmt: str) -> None:
@@ -81,125 +97,6 @@ def content_type(fmt: str) -> str:
     """Return the HTTP Content-Type for an audio format."""
     _check_format(fmt)
     return CONTENT_TYPES[fmt]
-
-
-# --------------------------------------------------------------------------- WAV
-
-
-def wav_header(
-    sample_rate: int,
-    channels: int = 1,
-    sample_width: int = 2,
-    data_size: int | None = None,
-) -> bytes:
-    """Return a canonical 44-byte PCM WAV header.
-
-    ``data_size=None`` means the length is not known yet (streaming); both RIFF sizes are
-    then written as 0xFFFFFFFF, which decoders treat as "read until end of stream".
-    """
-    _check_rate(sample_rate)
-    if channels <= 0 or sample_width <= 0:
-        raise ValueError("channels and sample_width must be positive")
-    if data_size is None:
-        riff_size = data_len = _UNKNOWN_SIZE
-    else:
-        if data_size < 0 or data_size + _WAV_HEADER_SIZE - 8 > _UNKNOWN_SIZE:
-            raise ValueError(f"data_size out of range for WAV: {data_size}")
-        riff_size = data_size + _WAV_HEADER_SIZE - 8
-        data_len = data_size
-    block_align = channels * sample_width
-    return b"".join(
-        (
-            b"RIFF",
-            struct.pack("<I", riff_size),
-            b"WAVE",
-            b"fmt ",
-            struct.pack(
-                "<IHHIIHH",
-                16,  # fmt chunk size for plain PCM
-                1,  # WAVE_FORMAT_PCM
-                channels,
-                sample_rate,
-                sample_rate * block_align,  # byte rate
-                block_align,
-                sample_width * 8,  # bits per sample
-            ),
-            b"data",
-            struct.pack("<I", data_len),
-        )
-    )
-
-
-def wav_bytes(pcm: bytes, sample_rate: int) -> bytes:
-    """Wrap mono int16 PCM in a complete WAV file with exact sizes."""
-    return wav_header(sample_rate, data_size=len(pcm)) + pcm
-
-
-# --------------------------------------------------------------------- resampling
-
-
-def _to_float(samples: _Int16Array) -> _Float32Array:
-    return samples.astype(np.float32) / np.float32(32768.0)
-
-
-def _to_int16(samples: _Float32Array) -> _Int16Array:
-    # Resampling can overshoot full scale slightly (filter ringing), so clip, don't wrap.
-    scaled: _Float32Array = np.rint(samples * np.float32(32768.0))
-    clipped: _Float32Array = np.clip(scaled, -32768.0, 32767.0)
-    return clipped.astype(np.int16)
-
-
-# soxr is run in float32 rather than int16 on purpose: for int16 output libsoxr adds
-# random TPDF dither, which makes the output differ from run to run.
-
-
-def resample_pcm(pcm: bytes, from_rate: int, to_rate: int) -> bytes:
-    """One-shot resample of a whole mono int16 PCM buffer (soxr, high quality)."""
-    _check_rate(from_rate)
-    _check_rate(to_rate)
-    if from_rate == to_rate or not pcm:
-        return pcm
-    samples = np.frombuffer(pcm[: len(pcm) - len(pcm) % _SAMPLE_WIDTH], dtype="<i2")
-    out: _Float32Array = soxr.resample(_to_float(samples), from_rate, to_rate, quality="HQ")
-    return _to_int16(out).astype("<i2").tobytes()
-
-
-class _Resampler:
-    """Stateful streaming resampler: no clicks or lost samples at chunk joins.
-
-    Resampling each chunk on its own would restart the filter at every sentence
-    boundary; soxr's ResampleStream keeps the filter history across calls instead.
-    """
-
-    def __init__(self, from_rate: int, to_rate: int) -> None:
-        self._stream = soxr.ResampleStream(from_rate, to_rate, 1, dtype="float32", quality="HQ")
-
-    def process(self, samples: _Int16Array) -> _Int16Array:
-        out: _Float32Array = self._stream.resample_chunk(_to_float(samples))
-        return _to_int16(out)
-
-    def drain(self) -> _Int16Array:
-        # last=True releases the samples still held back by the filter's delay line.
-        out: _Float32Array = self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
-        return _to_int16(out)
-
-
-class _SampleAligner:
-    """Turn arbitrary byte pieces into whole int16 samples.
-
-    The engine normally hands over whole samples, but a stray odd byte must not shift
-    every later sample by one byte, so it is carried over to the next call.
-    """
-
-    def __init__(self) -> None:
-        self._carry = b""
-
-    def samples(self, pcm: bytes) -> _Int16Array:
-        data = self._carry + pcm if self._carry else pcm
-        usable = len(data) - (len(data) % _SAMPLE_WIDTH)
-        self._carry = data[usable:]
-        # Copy: frombuffer() views are read-only and tied to the caller's buffer.
-        return np.frombuffer(data[:usable], dtype="<i2").astype(np.int16)
 
 
 # ---------------------------------------------------------------------- encoders
@@ -223,61 +120,59 @@ class _FlushedError(RuntimeError):
 
 
 class WavEncoder:
-    """Streaming WAV: an unknown-size header, then raw PCM at the voice's rate."""
+    """Streaming WAV: an unknown-size header, then raw PCM at the voice's rate (or at
+    `rate`, resampled as one continuous stream)."""
 
-    def __init__(self, input_rate: int) -> None:
+    def __init__(self, input_rate: int, rate: int | None = None) -> None:
         _check_rate(input_rate)
-        self.rate = input_rate
-        self._aligner = _SampleAligner()
+        self.rate = rate or input_rate
+        self._samples = ResampledSamples(input_rate, self.rate)
         self._header_sent = False
         self._done = False
+
+    def _out(self, samples: Int16Array) -> bytes:
+        data = samples.astype("<i2").tobytes()
+        if self._header_sent or not data:
+            # Hold the header back until there is audio, so an empty stream can still
+            # get an exact (zero-length) header from flush().
+            return data
+        self._header_sent = True
+        return wav_header(self.rate) + data
 
     def encode(self, pcm: bytes) -> bytes:
         if self._done:
             raise _FlushedError
-        data = self._aligner.samples(pcm).astype("<i2").tobytes()
-        if self._header_sent:
-            return data
-        if not data:
-            # Hold the header back until there is audio, so an empty stream can still
-            # get an exact (zero-length) header from flush().
-            return b""
-        self._header_sent = True
-        return wav_header(self.rate) + data
+        return self._out(self._samples.take(pcm))
 
     def flush(self) -> bytes:
         if self._done:
             return b""
         self._done = True
         # A dangling odd byte cannot form a sample; dropping it keeps the file valid.
-        return b"" if self._header_sent else wav_header(self.rate, data_size=0)
+        tail = self._out(self._samples.drain())
+        return tail if self._header_sent else wav_header(self.rate, data_size=0)
 
 
 class PcmEncoder:
-    """Raw s16le mono at 24 kHz (OpenAI's "pcm"), resampled as a continuous stream."""
+    """Raw s16le mono, by default at 24 kHz (OpenAI's "pcm"), resampled as a continuous
+    stream."""
 
-    def __init__(self, input_rate: int) -> None:
+    def __init__(self, input_rate: int, rate: int = PCM_RATE) -> None:
         _check_rate(input_rate)
-        self.rate = PCM_RATE
-        self._aligner = _SampleAligner()
-        self._resampler = _Resampler(input_rate, PCM_RATE) if input_rate != PCM_RATE else None
+        self.rate = rate
+        self._samples = ResampledSamples(input_rate, rate)
         self._done = False
 
     def encode(self, pcm: bytes) -> bytes:
         if self._done:
             raise _FlushedError
-        samples = self._aligner.samples(pcm)
-        if self._resampler is not None and samples.size:
-            samples = self._resampler.process(samples)
-        return samples.astype("<i2").tobytes()
+        return self._samples.take(pcm).astype("<i2").tobytes()
 
     def flush(self) -> bytes:
         if self._done:
             return b""
         self._done = True
-        if self._resampler is None:
-            return b""
-        return self._resampler.drain().astype("<i2").tobytes()
+        return self._samples.drain().astype("<i2").tobytes()
 
 
 class _ChunkSink:
@@ -349,14 +244,35 @@ def _supported_rates(codec: str) -> tuple[int, ...] | None:
     return tuple(rates) if rates else None
 
 
-def output_rate(fmt: str, input_rate: int) -> int:
-    """Sample rate of the audio that ``make_encoder(fmt, input_rate)`` produces."""
+def _rates(fmt: str) -> tuple[int, ...]:
+    """The choices of SAMPLE_RATES that `fmt` can be made at."""
+    if fmt in ("ulaw", "alaw", "ulaw_wav", "alaw_wav"):
+        return (G711_RATE,)
+    spec = _AV_SPECS.get(fmt)
+    codec_rates = _supported_rates(spec.codec) if spec is not None else None
+    return tuple(r for r in SAMPLE_RATES if codec_rates is None or r in codec_rates)
+
+
+def check_output(fmt: str, rate: int | None) -> None:
+    """Refuse (ValueError) a sample rate the format cannot be made at."""
     _check_format(fmt)
+    if rate is not None and rate not in (allowed := _rates(fmt)):
+        choices = ", ".join(str(r) for r in allowed)
+        raise ValueError(f"{fmt} cannot be made at {rate} Hz; it takes {choices}")
+
+
+def output_rate(fmt: str, input_rate: int, rate: int | None = None) -> int:
+    """Sample rate of the audio that ``make_encoder(fmt, input_rate, rate)`` produces."""
     _check_rate(input_rate)
+    check_output(fmt, rate)
+    if rate is not None:
+        return rate
     if fmt == "pcm":
         return PCM_RATE
     if fmt == "wav":
         return input_rate
+    if fmt not in _AV_SPECS:
+        return G711_RATE
     spec = _AV_SPECS[fmt]
     if spec.fixed_rate is not None:
         return spec.fixed_rate
@@ -372,11 +288,10 @@ def output_rate(fmt: str, input_rate: int) -> int:
 class AvEncoder:
     """Codec + muxer from PyAV, writing into an in-memory sink drained after each call."""
 
-    def __init__(self, fmt: str, input_rate: int) -> None:
+    def __init__(self, fmt: str, input_rate: int, rate: int | None = None) -> None:
         spec = _AV_SPECS[fmt]
-        self.rate = output_rate(fmt, input_rate)
-        self._aligner = _SampleAligner()
-        self._resampler = _Resampler(input_rate, self.rate) if input_rate != self.rate else None
+        self.rate = output_rate(fmt, input_rate, rate)
+        self._samples = ResampledSamples(input_rate, self.rate)
         self._sink = _ChunkSink()
         self._container = av.open(
             self._sink, mode="w", format=spec.container, options=spec.container_options
@@ -406,7 +321,7 @@ class AvEncoder:
         self._pts = 0
         self._done = False
 
-    def _encode_samples(self, samples: _Int16Array) -> None:
+    def _encode_samples(self, samples: Int16Array) -> None:
         if not samples.size:
             return
         # PyAV's codec context re-chunks frames to the codec's frame size (1152 for MP3,
@@ -424,10 +339,7 @@ class AvEncoder:
     def encode(self, pcm: bytes) -> bytes:
         if self._done:
             raise _FlushedError
-        samples = self._aligner.samples(pcm)
-        if self._resampler is not None and samples.size:
-            samples = self._resampler.process(samples)
-        self._encode_samples(samples)
+        self._encode_samples(self._samples.take(pcm))
         return self._sink.drain()
 
     def flush(self) -> bytes:
@@ -435,8 +347,7 @@ class AvEncoder:
             return b""
         self._done = True
         try:
-            if self._resampler is not None:
-                self._encode_samples(self._resampler.drain())
+            self._encode_samples(self._samples.drain())
             if self._pts == 0:
                 # No audio at all (e.g. nothing speakable): emit 10 ms of silence, since
                 # an Ogg/MP3/ADTS stream without a single audio packet is not a file
@@ -458,16 +369,19 @@ class AvEncoder:
             self._sink.drain()
 
 
-def make_encoder(fmt: str, input_rate: int) -> StreamEncoder:
+def make_encoder(fmt: str, input_rate: int, rate: int | None = None) -> StreamEncoder:
     """Create a fresh, independent streaming encoder for ``fmt``.
 
     ``input_rate`` is the rate of the int16 mono PCM that will be passed to encode();
-    ``output_rate(fmt, input_rate)`` tells the rate of the encoded audio.
+    ``rate`` the one asked for (None: the format's default); ``output_rate(fmt,
+    input_rate, rate)`` tells the rate of the encoded audio.
     """
-    _check_format(fmt)
     _check_rate(input_rate)
+    check_output(fmt, rate)
     if fmt == "wav":
-        return WavEncoder(input_rate)
+        return WavEncoder(input_rate, rate)
     if fmt == "pcm":
-        return PcmEncoder(input_rate)
-    return AvEncoder(fmt, input_rate)
+        return PcmEncoder(input_rate, rate or PCM_RATE)
+    if fmt in ("ulaw", "alaw", "ulaw_wav", "alaw_wav"):
+        return G711Encoder(fmt[:4], input_rate, wav=fmt.endswith("_wav"))
+    return AvEncoder(fmt, input_rate, rate)

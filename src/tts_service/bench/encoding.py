@@ -12,12 +12,17 @@ from tts_service.bench.errors import BenchError
 from tts_service.bench.serial import SerialPiper
 
 COMPRESSED_FORMATS = ("mp3", "opus", "aac")
+RESAMPLED_RATES = (8000, 16000, 44100, 48000)
+"""Raw PCM at these rates: the resampler's cost alone (rows `pcm@<rate>`)."""
+ENCODINGS = (*AUDIO_FORMATS, *(f"pcm@{rate}" for rate in RESAMPLED_RATES))
 
 
 def encode_seconds(fmt: str, pcm: Sequence[bytes], rate: int) -> float:
-    """Time to encode `pcm` sentence by sentence with a fresh streaming encoder."""
+    """Time to encode `pcm` sentence by sentence with a fresh streaming encoder (`pcm@R`:
+    raw PCM resampled to R)."""
     started = time.perf_counter()
-    encoder = make_encoder(fmt, rate)
+    name, _, to_rate = fmt.partition("@")
+    encoder = make_encoder(name, rate, int(to_rate) if to_rate else None)
     size = sum(len(encoder.encode(part)) for part in pcm) + len(encoder.flush())
     if size == 0:
         raise BenchError(f"the {fmt} encoder produced no bytes")
@@ -36,12 +41,12 @@ class EncodeResult:
 def measure_encoding(serial: SerialPiper, text: str, sentences: int, repeats: int) -> EncodeResult:
     """Synthesis and each encoder take turns, so outside load hits both alike."""
     synth: list[float] = []
-    encode: dict[str, list[float]] = {fmt: [] for fmt in AUDIO_FORMATS}
+    encode: dict[str, list[float]] = {fmt: [] for fmt in ENCODINGS}
     pcm: list[bytes] = []
     for _ in range(repeats):
         pcm, seconds = serial.first_sentences(text, sentences)
         synth.append(seconds)
-        for fmt in AUDIO_FORMATS:
+        for fmt in ENCODINGS:
             encode[fmt].append(encode_seconds(fmt, pcm, serial.sample_rate))
     return EncodeResult(
         audio_s=sum(len(part) for part in pcm) / 2 / serial.sample_rate,

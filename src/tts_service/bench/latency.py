@@ -21,6 +21,7 @@ import httpx
 
 from tts_service.bench.addresses import Addresses
 from tts_service.bench.client import bench_client, bound_client, first_byte, wait_idle
+from tts_service.bench.context_clients import ContextClients
 from tts_service.bench.cpu import CpuMeter
 from tts_service.bench.errors import BenchError
 from tts_service.bench.latency_clients import (
@@ -194,7 +195,11 @@ async def run_latency(server: Server, serial: SerialPiper, plan: LatencyPlan) ->
     addresses = Addresses()
     transports: list[tuple[LatencyClients, TransportLatency]] = [
         (clients, TransportLatency(clients.name))
-        for clients in (HttpClients(server.url), WyomingClients(server.wyoming_port))
+        for clients in (
+            HttpClients(server.url),
+            WyomingClients(server.wyoming_port),
+            ContextClients(server.url),
+        )
     ]
     report = LatencyReport([figures for _, figures in transports], plan.idle_s)
     async with bench_client(server.url) as health:

@@ -64,6 +64,11 @@ def test_public_paths() -> None:
         assert not is_public(path), path
 
 
+def test_the_page_is_public_but_piper_synthesis_at_the_root_is_not() -> None:
+    assert is_public("/", "GET") and is_public("/", "HEAD")
+    assert not is_public("/", "POST")
+
+
 def app_with_keys(keys: list[str]) -> FastAPI:
     app = FastAPI()
 
@@ -78,6 +83,10 @@ def app_with_keys(keys: list[str]) -> FastAPI:
     @app.get("/ping")
     async def ping() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.post("/")
+    async def piper() -> dict[str, str]:
+        return {"ok": "yes"}
 
     @app.websocket("/synthesize/stream")
     async def stream(websocket: WebSocket) -> None:
@@ -117,6 +126,19 @@ def test_right_keys_and_public_routes_pass(client: TestClient) -> None:
     assert client.get("/ping").status_code == 200
 
 
+def test_elevenlabs_clients_key_header_is_accepted(client: TestClient) -> None:
+    assert client.get("/voices", headers={"xi-api-key": "first-key"}).status_code == 200
+    assert client.get("/voices", headers={"xi-api-key": "wrong"}).status_code == 401
+    # a wrong bearer beside a right xi-api-key still passes: either header may carry it
+    both = {"Authorization": "Bearer nope", "xi-api-key": "first-key"}
+    assert client.get("/voices", headers=both).status_code == 200
+
+
+def test_post_to_the_root_needs_a_key(client: TestClient) -> None:
+    assert client.post("/").status_code == 401
+    assert client.post("/", headers={"xi-api-key": "first-key"}).status_code == 200
+
+
 def test_openai_routes_get_openai_shaped_errors(client: TestClient) -> None:
     error = client.get("/v1/models").json()["error"]
     assert error["type"] == "authentication_error"
@@ -132,6 +154,8 @@ def test_websocket_needs_a_key_in_header_or_query(client: TestClient) -> None:
         assert ws.receive_text() == "hello"
     headers = {"Authorization": "Bearer second-kéy".encode()}
     with client.websocket_connect("/synthesize/stream", headers=headers) as ws:
+        assert ws.receive_text() == "hello"
+    with client.websocket_connect("/synthesize/stream?xi-api-key=first-key") as ws:
         assert ws.receive_text() == "hello"
     for url in ("/synthesize/stream", "/synthesize/stream?api_key=wrong"):
         with client.websocket_connect(url) as ws, pytest.raises(WebSocketDisconnect) as closed:

@@ -78,10 +78,14 @@ def test_only_listed_files_are_served(path: str) -> None:
 
 def test_ui_off_removes_page_and_assets_but_not_the_api() -> None:
     app_client = client(ui=False)
-    for path in ("/", "/static/app.js", "/static/app.css", "/favicon.ico"):
+    for path in ("/static/app.js", "/static/app.css", "/favicon.ico"):
         response = app_client.get(path)
         assert response.status_code == 404, path
         assert response.json()["error"]["code"] == "not_found"
+    # `POST /` (Piper's request) stays, so the page's path answers 405 to a GET.
+    page = app_client.get("/")
+    assert page.status_code == 405
+    assert "html" not in page.headers["content-type"]
     assert app_client.get("/ping").json() == {"status": "ok"}
 
 

@@ -43,6 +43,10 @@ EXPECTED_RATE = {
     "flac": SR,
     "wav": SR,
     "pcm": 24000,
+    "ulaw": 8000,
+    "alaw": 8000,
+    "ulaw_wav": 8000,
+    "alaw_wav": 8000,
 }
 COMPRESSED = ("mp3", "opus", "aac", "flac")
 
@@ -109,7 +113,8 @@ def assert_duration(n_samples: int, rate: int, expected: float = DURATION) -> No
 
 
 def test_formats_and_content_types() -> None:
-    assert AUDIO_FORMATS == ("mp3", "opus", "aac", "flac", "wav", "pcm")
+    assert AUDIO_FORMATS[:6] == ("mp3", "opus", "aac", "flac", "wav", "pcm")
+    assert AUDIO_FORMATS[6:] == ("ulaw", "alaw", "ulaw_wav", "alaw_wav")
     assert set(CONTENT_TYPES) == set(AUDIO_FORMATS)
     assert content_type("mp3") == "audio/mpeg"
     assert content_type("opus") == "audio/ogg"
@@ -117,6 +122,8 @@ def test_formats_and_content_types() -> None:
     assert content_type("flac") == "audio/flac"
     assert content_type("wav") == "audio/wav"
     assert content_type("pcm") == "audio/pcm"
+    assert content_type("ulaw") == "audio/basic"
+    assert content_type("alaw_wav") == "audio/wav"
 
 
 @pytest.mark.parametrize("fmt", AUDIO_FORMATS)
