@@ -73,7 +73,8 @@ def speak(server: ServerProcess, **body: object) -> httpx.Response:
 
 def tiny_pcm(folder: Path, name: str, text: str, length_scale: float | None = None) -> bytes:
     voice = Voice.load(name, folder / f"{name}.onnx", folder / f"{name}.onnx.json", threads=1)
-    options = SynthesisOptions(length_scale=length_scale)
+    # The test servers' normalisation: Piper's peak (conftest.ServerProcess).
+    options = SynthesisOptions(length_scale=length_scale, normalization="peak")
     return b"".join(voice.synthesize(ids, options).pcm for ids in voice.phonemize(text))
 
 
