@@ -24,6 +24,7 @@ from tts_service.bench.client import bench_client, bound_client, first_byte, wai
 from tts_service.bench.context_clients import ContextClients
 from tts_service.bench.cpu import CpuMeter
 from tts_service.bench.errors import BenchError
+from tts_service.bench.first_audio import LONG_SENTENCE, measure_first_audio, probes_for
 from tts_service.bench.latency_clients import (
     HttpClients,
     LatencyClients,
@@ -216,6 +217,13 @@ async def run_latency(server: Server, serial: SerialPiper, plan: LatencyPlan) ->
                 figures.loads[n] = await short_under_load(clients, health, plan, n, addresses)
         progress(f"latency: first audio and one sentence after {plan.idle_s:g} s idle")
         await _idle_rows(server, health, serial, plan, addresses, report)
+        progress("latency: first audio of a long sentence and of 20 sentences, each transport")
+        ws_url = "ws" + server.url.removeprefix("http")
+        probes = probes_for(server.url, ws_url, server.wyoming_port, health)
+        texts = {"sentence": LONG_SENTENCE, "text": plan.stream_text}
+        report.first_audio = await measure_first_audio(
+            health, probes, serial, texts, plan.idle_samples
+        )
     report.meta["addresses_used"] = addresses.taken
     return report
 

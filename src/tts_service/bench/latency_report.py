@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tts_service.bench.first_audio import FirstAudio
 from tts_service.bench.goals import Goal
 from tts_service.bench.stats import percentile_of, ratio
 from tts_service.bench.table import format_percent, format_ratio, format_seconds, format_table
@@ -100,6 +101,8 @@ class LatencyReport:
     noise: float | None = None
     """Other processes' share of the CPU meanwhile."""
     meta: dict[str, Any] = field(default_factory=dict)
+    first_audio: FirstAudio | None = None
+    """First audio of a long sentence and of 20 sentences on every streaming transport."""
 
     @property
     def first_audio_ratio(self) -> float | None:
@@ -135,6 +138,8 @@ class LatencyReport:
                 GOAL_IDLE_SENTENCE.verdict(self.sentence_ratio),
             ),
         ]
+        if self.first_audio is not None:
+            checks += [(n, v, g, g.verdict(v)) for n, v, g in self.first_audio.goals()]
         return [
             {"name": name, "value": value, "goal": goal.describe(), "verdict": verdict}
             for name, value, goal, verdict in checks
@@ -151,6 +156,7 @@ class LatencyReport:
             "sentence_after_idle_s": self.sentence_s,
             "piper_sentence_s": self.piper_sentence_s,
             "sentence_ratio": self.sentence_ratio,
+            "first_audio": self.first_audio.to_dict() if self.first_audio else None,
             "foreign_cpu": self.noise,
             "goals": self.goals(),
         }
@@ -209,7 +215,28 @@ def latency_rows(report: LatencyReport) -> list[list[str]]:
                 goal.describe(),
             ]
         )
+    rows += first_audio_rows(report.first_audio) if report.first_audio is not None else []
     rows.append(["other processes' CPU (noise)", "", format_percent(report.noise), "", "", ""])
+    return rows
+
+
+def first_audio_rows(found: FirstAudio) -> list[list[str]]:
+    """First audio per text and transport, against Piper's whole first sentence."""
+    rows = []
+    for name, value, goal in found.goals():
+        text = "sentence" if "26-word" in name else "text"
+        transport = name.split(", ")[-1].split(" / ")[0]
+        mine = found.service_s.get(text, {}).get(transport, [])
+        rows.append(
+            [
+                name.removesuffix(" / Piper"),
+                _samples(len(mine)),
+                format_seconds(median_of(mine)),
+                format_seconds(median_of(found.piper_s.get(text, []))),
+                _judged(value, goal.verdict(value)),
+                goal.describe(),
+            ]
+        )
     return rows
 
 
@@ -221,6 +248,7 @@ def render_latency(report: LatencyReport) -> str:
         [
             format_table([*header, "ratio", "goal"], latency_rows(report)),
             "reference: the short request alone on the idle server (p95 rows); in-process "
-            "Piper's first sentence of the same text, and the same sentence (idle rows)",
+            "Piper's first sentence of the same text, and the same sentence (idle and first "
+            "audio rows)",
         ]
     )

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tts_service.bench.cache import measure_cache, render_cache
+from tts_service.bench.chunk_rows import measure_chunk_rows
 from tts_service.bench.cpu import CpuMeter
 from tts_service.bench.encoding import measure_encoding
 from tts_service.bench.errors import BenchError
@@ -106,6 +107,10 @@ def measure(settings: Settings, args: argparse.Namespace, targets: Sequence[Targ
     loudness = measure_loudness(
         _voice_files(settings), settings.threads_per_worker, settings.loudness_target
     )
+    progress("chunked decoding: a 26-word and a 2-word sentence, chunked against whole")
+    chunks = measure_chunk_rows(
+        _voice_files(settings), settings.threads_per_worker, passes=3 if args.quick else 5
+    )
     config = ServerConfig(settings.default_voice, settings.voices_dir, Path(args.output).parent)
     meter = CpuMeter(cores)
     sizes = ", ".join(f"{t.name} {t.workers}x{t.threads_per_worker}" for t in targets)
@@ -131,6 +136,7 @@ def measure(settings: Settings, args: argparse.Namespace, targets: Sequence[Targ
         meta=meta,
         words=words,
         loudness=loudness,
+        chunks=chunks,
         memory=memory[1] if memory is not None else "",
         latency=latency,
         cache=render_cache(meta["cache"]),

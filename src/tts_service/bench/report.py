@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tts_service.bench.chunk_rows import ChunkRows, render_chunk_rows
 from tts_service.bench.encoding import COMPRESSED_FORMATS
 from tts_service.bench.goals import Goal
 from tts_service.bench.latency_report import LatencyReport, render_latency
@@ -38,6 +39,8 @@ class BenchReport:
     """What word timestamps add to synthesis."""
     loudness: LoudnessSpread | None = None
     """How even the loudness is, peak against loudness normalisation."""
+    chunks: ChunkRows | None = None
+    """The chunked decoder in process: first chunk, CPU, exactness."""
     memory: str = ""
     """The memory rows, rendered (memory.py); their figures are in meta["memory"]."""
     latency: LatencyReport | None = None
@@ -97,6 +100,7 @@ class BenchReport:
         words = self.words.ratio if self.words is not None else None
         checks.append(("word timestamps / synthesis", words, GOAL_WORDS))
         checks += self.loudness.goals() if self.loudness is not None else []
+        checks += self.chunks.goals() if self.chunks is not None else []
         verdicts = [
             {"name": name, "value": value, "goal": goal.describe(), "verdict": goal.verdict(value)}
             for name, value, goal in checks
@@ -131,6 +135,7 @@ class BenchReport:
             },
             "word_timestamps": self.words.to_dict() if self.words is not None else None,
             "loudness": self.loudness.to_dict() if self.loudness is not None else None,
+            "chunked_decoding": self.chunks.to_dict() if self.chunks is not None else None,
             "latency": self.latency.to_dict() if self.latency is not None else None,
             "goals": self.goals(),
         }
@@ -270,6 +275,8 @@ def render(report: BenchReport) -> str:
         ]
     if report.loudness is not None:
         parts.append(render_loudness(report.loudness))
+    if report.chunks is not None:
+        parts.append(render_chunk_rows(report.chunks))
     if report.latency is not None:
         parts.append(render_latency(report.latency))
     if report.cache:

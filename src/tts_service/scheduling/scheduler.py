@@ -253,8 +253,6 @@ class Scheduler:
                 error = Cancelled("the request was cancelled")
                 self._end(job, JobState.CANCELLED, error, "cancelled")
 
-    # ---------------------------------------------------------------- output
-
     def stream(self, job: Job) -> AsyncIterator[Chunk]:
         """The job's chunks in sentence order (reader.py); leaving early cancels it."""
         return reader.chunks(job, self._cond, self.cancel, self._deliver)
@@ -339,8 +337,6 @@ class Scheduler:
         job.deliver(error if error is not None else END)
         job.call_done()
         self._cond.notify_all()
-
-    # ---------------------------------------------------------------- figures
 
     def stats(self) -> dict[str, Any]:
         with self._cond:

@@ -15,7 +15,7 @@ from tts_service import memory
 from tts_service.cache.requests import RequestCache, VoiceIdentity
 from tts_service.cache.store import AudioCache
 from tts_service.config import Settings
-from tts_service.engine.devices import choose_device
+from tts_service.engine.devices import Device, choose_device
 from tts_service.engine.phonemizer import pieces_with_offsets
 from tts_service.engine.voice import SynthesisOptions, Voice
 from tts_service.engine.words import PlannedWord
@@ -48,6 +48,43 @@ log = logging.getLogger(__package__)
 WARM_UP_TEXT = "The quick brown fox jumps over the lazy dog."  # a sentence of usual length
 
 
+def scheduler_for(
+    settings: Settings, device: Device, observer: SchedulerObserver | None, solo_first: bool
+) -> Scheduler:
+    """The scheduler the settings describe, on `device`."""
+    return Scheduler(
+        workers=settings.worker_count,
+        policy=settings.policy,
+        max_queued_requests=settings.max_queued_requests,
+        max_queued_sentences=settings.max_queued_sentences,
+        max_sentences_ahead=settings.max_sentences_ahead,
+        observer=observer,
+        solo_first=solo_first,
+        max_client_requests=settings.max_client_requests,
+        stall_timeout=settings.stall_timeout,
+        batch=settings.batch_rule,
+        # The express lane shares the CPU; a GPU runs one model at a time anyway.
+        express=ExpressRule(
+            settings.express_lane and device.active == "cpu", settings.express_max_ids
+        ),
+        worker_nice=settings.worker_nice,
+    )
+
+
+def request_cache(
+    cache: AudioCache | None, voices: VoiceLibrary, voice: Voice, request: SpeechRequest
+) -> RequestCache | None:
+    """The request's view of the audio cache; None when the server or the request turns
+    it off, or when the voice's files changed on disk since it loaded (what it would say
+    may no longer be what the files say: nothing is served or kept)."""
+    if cache is None or not request.cache:
+        return None
+    stamps = voices.stamps(voice)
+    if stamps is None:
+        return None
+    return RequestCache(cache, VoiceIdentity(voice.info.name, *stamps, voice.sample_rate))
+
+
 class TTSService:
     def __init__(
         self,
@@ -69,23 +106,7 @@ class TTSService:
             loaded=loaded,
         )
         self._watch: asyncio.Task[None] | None = None
-        self.scheduler = Scheduler(
-            workers=settings.worker_count,
-            policy=settings.policy,
-            max_queued_requests=settings.max_queued_requests,
-            max_queued_sentences=settings.max_queued_sentences,
-            max_sentences_ahead=settings.max_sentences_ahead,
-            observer=observer,
-            solo_first=solo_threads is not None,
-            max_client_requests=settings.max_client_requests,
-            stall_timeout=settings.stall_timeout,
-            batch=settings.batch_rule,
-            # The express lane shares the CPU; a GPU runs one model at a time anyway.
-            express=ExpressRule(
-                settings.express_lane and self.device.active == "cpu", settings.express_max_ids
-            ),
-            worker_nice=settings.worker_nice,
-        )
+        self.scheduler = scheduler_for(settings, self.device, observer, solo_threads is not None)
         # espeak-ng is process-global behind Piper's lock: one thread is all it can use.
         self._phonemizer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="phonemizer")
         self.trimmer = IdleTrimmer(self.scheduler.idle, self._activity, keep=settings.warm_heap)
@@ -150,16 +171,8 @@ class TTSService:
         return {"enabled": self.cache is not None, **figures}
 
     def cache_for(self, voice: Voice, request: SpeechRequest) -> RequestCache | None:
-        """The request's view of the audio cache; None when the server or the request
-        turns it off, or when the voice's files changed on disk since it loaded (what it
-        would say may no longer be what the files say: nothing is served or kept)."""
-        if self.cache is None or not request.cache:
-            return None
-        stamps = self.voices.stamps(voice)
-        if stamps is None:
-            return None
-        identity = VoiceIdentity(voice.info.name, *stamps, voice.sample_rate)
-        return RequestCache(self.cache, identity)
+        """The request's view of the audio cache (see `request_cache`)."""
+        return request_cache(self.cache, self.voices, voice, request)
 
     def stats(self) -> dict[str, Any]:
         """The scheduler's figures (queues, workers, latencies) for health and metrics."""
