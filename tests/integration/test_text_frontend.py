@@ -92,6 +92,18 @@ def test_marks_arrive_at_their_word_on_json_lines(http: httpx.Client) -> None:
     assert marks[0]["time"] == next(w["start"] for w in words if w["text"] == "world")
 
 
+def test_marks_come_with_the_words_on_captioned_speech(http: httpx.Client) -> None:
+    """OpenAI-style captioned speech carries word timings: its marks come with them."""
+    body = {"input": MARKED, "response_format": "wav"}
+    whole = http.post("/v1/audio/captioned_speech", json=body).json()
+    assert [m["name"] for m in whole["marks"]] == ["here"]
+    world = next(w for w in whole["timestamps"] if w["word"] == "world")
+    assert whole["marks"][0]["time"] == world["start_time"]
+    with http.stream("POST", "/v1/audio/captioned_speech", json={**body, "stream": True}) as r:
+        lines = [json.loads(line) for line in r.iter_lines() if line]
+    assert [m["name"] for line in lines for m in line.get("marks", [])] == ["here"]
+
+
 async def test_marks_arrive_before_their_audio_on_the_websocket(server: ServerProcess) -> None:
     async with connect(f"{server.ws_url}/synthesize/stream", proxy=None) as ws:
         await ws.send(json.dumps({"text": MARKED, "timestamps": True}))

@@ -18,7 +18,7 @@ from tts_service.api.connection import get_service
 from tts_service.api.errors import openai_error_response
 from tts_service.api.framing import b64, framed, json_line
 from tts_service.api.openai import SPEECH_ERRORS, SpeechBody, admit, usage
-from tts_service.api.schemas import AudioFormat
+from tts_service.api.schemas import AudioFormat, MarkTiming
 from tts_service.api.streaming import (
     JobStreamingResponse,
     json_with_base64,
@@ -88,8 +88,11 @@ async def _lines(
     pieces = encoded_pieces(service, admitted, fmt, rate=rate)
     try:
         async for piece in pieces:
-            line = {"audio": b64(piece.audio), "audio_format": fmt}
-            data = json_line({**line, "timestamps": word_timestamps(piece.words)})
+            line: dict[str, Any] = {"audio": b64(piece.audio), "audio_format": fmt}
+            line["timestamps"] = word_timestamps(piece.words)
+            if piece.marks:  # SSML marks reached in this sentence
+                line["marks"] = [mark.to_dict() for mark in piece.marks]
+            data = json_line(line)
             for part in slices(data):
                 yield part
                 admitted.touch()
@@ -110,14 +113,16 @@ async def captioned_speech_response(
             lines, service, admitted, NDJSON, headers, on_error=openai_error_response
         )
     work = encode_whole_timed(service, admitted, fmt, rate)
-    audio, sentences, _ = await unless_disconnected(request, work)
-    fields = {
+    audio, sentences, marks = await unless_disconnected(request, work)
+    fields: dict[str, Any] = {
         "audio_format": fmt,
         "sample_rate": output_rate(fmt, admitted.voice.sample_rate, rate),
         "duration": round(admitted.audio_seconds, 4),
         "timestamps": word_timestamps(list(all_words(sentences))),
         "usage": usage(admitted),
     }
+    if marks:
+        fields["marks"] = [mark.to_dict() for mark in marks]
     answer = json_with_base64(fields, "audio", audio)
     answer.headers.update(headers)
     return answer
@@ -138,6 +143,9 @@ class CaptionedSpeech(BaseModel):
     sample_rate: int
     duration: float = Field(description="Seconds of audio.")
     timestamps: list[CaptionedTimestamp]
+    marks: list[MarkTiming] | None = Field(
+        None, description="Extension: the SSML marks reached, when the input has any."
+    )
     usage: dict[str, int]
     audio: str = Field(description="The audio file, base64.", json_schema_extra={"format": "byte"})
 

@@ -30,6 +30,7 @@ from tts_service.bench.chunk_rows import measure_chunk_rows
 from tts_service.bench.cpu import CpuMeter
 from tts_service.bench.encoding import measure_encoding
 from tts_service.bench.errors import BenchError
+from tts_service.bench.frontend_rows import measure_frontend
 from tts_service.bench.latency import latency_plan, latency_server, measure_latency
 from tts_service.bench.latency_report import LatencyReport, render_latency
 from tts_service.bench.loudness import measure_loudness
@@ -111,6 +112,8 @@ def measure(settings: Settings, args: argparse.Namespace, targets: Sequence[Targ
     chunks = measure_chunk_rows(
         _voice_files(settings), settings.threads_per_worker, passes=3 if args.quick else 5
     )
+    progress("text front-end: plain, SSML and an LLM's Markdown answer")
+    frontend = measure_frontend(_voice_files(settings), runs=1 if args.quick else 3)
     config = ServerConfig(settings.default_voice, settings.voices_dir, Path(args.output).parent)
     meter = CpuMeter(cores)
     sizes = ", ".join(f"{t.name} {t.workers}x{t.threads_per_worker}" for t in targets)
@@ -137,6 +140,7 @@ def measure(settings: Settings, args: argparse.Namespace, targets: Sequence[Targ
         words=words,
         loudness=loudness,
         chunks=chunks,
+        frontend=frontend,
         memory=memory[1] if memory is not None else "",
         latency=latency,
         cache=render_cache(meta["cache"]),

@@ -9,6 +9,12 @@ from typing import Any
 
 from tts_service.bench.chunk_rows import ChunkRows, render_chunk_rows
 from tts_service.bench.encoding import COMPRESSED_FORMATS
+from tts_service.bench.frontend_rows import (
+    FrontendCost,
+    frontend_dicts,
+    frontend_goals,
+    render_frontend,
+)
 from tts_service.bench.goals import Goal
 from tts_service.bench.latency_report import LatencyReport, render_latency
 from tts_service.bench.loudness import LoudnessSpread, render_loudness
@@ -41,6 +47,8 @@ class BenchReport:
     """How even the loudness is, peak against loudness normalisation."""
     chunks: ChunkRows | None = None
     """The chunked decoder in process: first chunk, CPU, exactness."""
+    frontend: list[FrontendCost] | None = None
+    """The text front-end's share of a request."""
     memory: str = ""
     """The memory rows, rendered (memory.py); their figures are in meta["memory"]."""
     latency: LatencyReport | None = None
@@ -101,6 +109,7 @@ class BenchReport:
         checks.append(("word timestamps / synthesis", words, GOAL_WORDS))
         checks += self.loudness.goals() if self.loudness is not None else []
         checks += self.chunks.goals() if self.chunks is not None else []
+        checks += frontend_goals(self.frontend) if self.frontend is not None else []
         verdicts = [
             {"name": name, "value": value, "goal": goal.describe(), "verdict": goal.verdict(value)}
             for name, value, goal in checks
@@ -136,6 +145,7 @@ class BenchReport:
             "word_timestamps": self.words.to_dict() if self.words is not None else None,
             "loudness": self.loudness.to_dict() if self.loudness is not None else None,
             "chunked_decoding": self.chunks.to_dict() if self.chunks is not None else None,
+            "frontend": frontend_dicts(self.frontend) if self.frontend is not None else None,
             "latency": self.latency.to_dict() if self.latency is not None else None,
             "goals": self.goals(),
         }
@@ -277,6 +287,8 @@ def render(report: BenchReport) -> str:
         parts.append(render_loudness(report.loudness))
     if report.chunks is not None:
         parts.append(render_chunk_rows(report.chunks))
+    if report.frontend is not None:
+        parts.append(render_frontend(report.frontend))
     if report.latency is not None:
         parts.append(render_latency(report.latency))
     if report.cache:

@@ -60,3 +60,13 @@ def test_the_chunk_rows_show_first_chunk_cpu_and_exactness() -> None:
     text = render_chunk_rows(rows)
     assert "0.20x" in text and "1.40x" in text and "PASS" in text
     assert render_chunk_rows(ChunkRows(1, cost(0.2, 9.0), cost(1.1, 0.1))).count("MISS") == 1
+
+
+def test_the_front_end_rows_judge_its_share_of_a_request() -> None:
+    from tts_service.bench.frontend_rows import FrontendCost, frontend_goals, render_frontend
+
+    cheap = FrontendCost("plain", 200, 0.0003, 0.9997)
+    costly = FrontendCost("llm", 300, 0.05, 0.95)
+    assert cheap.share == 0.0003
+    assert [g.verdict(v) for _, v, g in frontend_goals([cheap, costly])] == ["PASS", "MISS"]
+    assert "5.0%" in render_frontend([costly]) or "5%" in render_frontend([costly])
