@@ -138,6 +138,18 @@ def tiny_voices(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+def default_normalization_server(log_dir: Path) -> ServerProcess:
+    """A server at the service's default normalisation (loudness), the bundled voice,
+    2 workers x 1 thread, deterministic noise, Wyoming on."""
+    return ServerProcess(
+        log_dir,
+        *("--workers", "2", "--threads-per-worker", "1"),
+        *DETERMINISTIC,
+        env={"TTS_NORMALIZATION": "loudness"},
+        wyoming=True,
+    )
+
+
 def standard_server(logs_dir: Path, tiny_voices: Path, *flags: str) -> ServerProcess:
     """The shared server's set-up (below) with more flags, for tests that need their own."""
     return ServerProcess(

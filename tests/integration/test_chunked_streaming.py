@@ -17,7 +17,7 @@ from wyoming.audio import AudioChunk
 from wyoming.client import AsyncTcpClient
 from wyoming.tts import Synthesize
 
-from conftest import DETERMINISTIC, ServerProcess
+from conftest import ServerProcess, default_normalization_server
 
 LONG = (
     "The quick brown fox, who had been running through the forest all morning, finally "
@@ -28,13 +28,7 @@ TEXT = f"{LONG} Then it slept."
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    proc = ServerProcess(
-        tmp_path_factory.mktemp("chunked-logs"),
-        *("--workers", "2", "--threads-per-worker", "1"),
-        *DETERMINISTIC,
-        env={"TTS_NORMALIZATION": "loudness"},
-        wyoming=True,
-    )
+    proc = default_normalization_server(tmp_path_factory.mktemp("chunked-logs"))
     yield proc
     proc.stop()
 

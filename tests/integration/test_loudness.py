@@ -19,7 +19,7 @@ from wyoming.client import AsyncTcpClient
 from wyoming.tts import Synthesize
 
 from audiocheck import piper_pcm
-from conftest import DETERMINISTIC, ServerProcess
+from conftest import ServerProcess, default_normalization_server
 
 RATE = 22050
 TARGET = -18.0
@@ -34,13 +34,7 @@ SHORT, LONG = (
 
 @pytest.fixture(scope="module")
 def loud_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    proc = ServerProcess(
-        tmp_path_factory.mktemp("loud-logs"),
-        *("--workers", "2", "--threads-per-worker", "1"),
-        *DETERMINISTIC,
-        env={"TTS_NORMALIZATION": "loudness"},
-        wyoming=True,
-    )
+    proc = default_normalization_server(tmp_path_factory.mktemp("loud-logs"))
     yield proc
     proc.stop()
 
