@@ -70,7 +70,9 @@ async def read_loop(
                 now = swept = time.monotonic()
                 if hub.busy:
                     quiet_since = now
-                elif now - quiet_since > idle:
+                # Its contexts are told first (each idles on its own clock, a little
+                # after the socket's): the socket ends once none is left open.
+                elif now - quiet_since > idle and not hub.live:
                     await on_idle(IdleTimeout(f"no text for {idle:g} s: closing the socket"))
                     return
                 continue

@@ -317,6 +317,11 @@ class ContextHub:
         """Some context is being spoken: the socket is not idle."""
         return any(context.speaking for context in self.contexts.values())
 
+    @property
+    def live(self) -> bool:
+        """Some context is live (speaking, or waiting for text)."""
+        return any(not context.done for context in self.contexts.values())
+
     def idle_contexts(self, limit: float) -> list[SpeechContext]:
         """Open contexts with nothing to say and no text for `limit` seconds."""
         now = time.monotonic()
