@@ -435,11 +435,14 @@ def _chunking(voice: Voice, setup: ChunkSetup) -> tuple[ChunkedDecoder | None, s
     support = chunk_support(voice.weights, voice._durations, hop, setup, probe)
     if support.decoder is None or voice.weights is None:
         return None, support.reason, None
-    key = voice_key(voice.weights.path, "loudness")
+    key, decoder = voice_key(voice.weights.path, "loudness"), support.decoder
 
     def measure() -> float:
+        # Decoded in chunks, as the sentences this gain is for: the same audio (within the
+        # margins' error) in a chunk's memory, not a whole sentence's (~35 MB a second).
         sentences = [voice.phonemize(text)[0] for text in calibration.SENTENCES]
-        raw = (voice.raw_audio(ids, quiet).audio for ids in sentences)
+        started = (decoder.start(voice._inputs(ids, quiet), len(ids)) for ids in sentences)
+        raw = (np.concatenate(list(sentence.chunks)) for sentence in started)
         return calibration.measured(raw, voice.sample_rate)
 
-    return support.decoder, support.reason, calibration.raw_loudness(setup.cache_dir, key, measure)
+    return decoder, support.reason, calibration.raw_loudness(setup.cache_dir, key, measure)
