@@ -59,8 +59,14 @@ def test_reported_voice_memory_is_what_loading_it_added(
     # No warm heap: every freed byte is returned when idle. No express lane: its thread
     # shares a malloc arena with the loader or not, which decides whether ~32 MB of freed
     # heap can be returned (seen as a second mode of the growth); that is the allocator's
-    # state, not what the voice takes.
-    env = {"TTS_SOLO_FIRST_SENTENCE": "true", "TTS_WARM_HEAP": "0", "TTS_EXPRESS_LANE": "false"}
+    # state, not what the voice takes. No chunked decoding: the decoder's sessions and the
+    # loudness calibration at a load are more threads' arenas with the same two modes.
+    env = {
+        "TTS_SOLO_FIRST_SENTENCE": "true",
+        "TTS_WARM_HEAP": "0",
+        "TTS_EXPRESS_LANE": "false",
+        "TTS_CHUNKED_DECODING": "false",
+    }
     server = start_server("--voices-dir", str(twin_voice), env=env)
     default = health(server.base_url)["default_voice"]
     wait_for(lambda: voice(server, default)["sessions"] == 2, 60, "the default voice settled")
